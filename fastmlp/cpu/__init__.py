@@ -1,0 +1,1 @@
+"""@njit CPU kernels. cuda/ holds their @cuda.jit twins under the same names."""

@@ -1,0 +1,78 @@
+"""Loss kernels: loss_forward (summed over rows) and loss_backward (the output layer's delta)."""
+import math
+
+from ..activations import IDENTITY, SIGMOID, SOFTMAX
+from ..config import jit
+from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from .dense import activation_backward
+
+
+@jit
+def loss_forward(outputs, logits, targets, loss):
+    """Sum over the rows of the per-row loss (the caller divides by the batch size).
+
+    BCE and CE are computed from the logits so that they stay finite where the sigmoid or
+    softmax output has rounded to exactly 0 or 1.
+    """
+    m, n = outputs.shape
+    total = 0.0
+    if loss == MSE:
+        for i in range(m):
+            for j in range(n):
+                d = outputs[i, j] - targets[i, j]
+                total += 0.5 * d * d
+    elif loss == BINARY_CROSS_ENTROPY:
+        # -[t log s(z) + (1-t) log(1-s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
+        for i in range(m):
+            for j in range(n):
+                z = logits[i, j]
+                total += max(z, 0.0) - z * targets[i, j] + math.log1p(math.exp(-abs(z)))
+    elif loss == CROSS_ENTROPY:
+        # -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
+        for i in range(m):
+            top = logits[i, 0]
+            for j in range(1, n):
+                top = max(top, logits[i, j])
+            s = 0.0
+            for j in range(n):
+                s += math.exp(logits[i, j] - top)
+            lse = top + math.log(s)
+            for j in range(n):
+                t = targets[i, j]
+                if t != 0:
+                    total += t * (lse - logits[i, j])
+    return total
+
+
+@jit
+def is_canonical(loss, activation):
+    return (loss == BINARY_CROSS_ENTROPY and activation == SIGMOID) \
+        or (loss == CROSS_ENTROPY and activation == SOFTMAX) \
+        or (loss == MSE and activation == IDENTITY)
+
+
+@jit
+def loss_backward(dlogits, outputs, targets, scale, loss, activation):
+    """dlogits = dL/dZ of the output layer for a loss averaged with weight `scale` (= 1/m)."""
+    m, n = outputs.shape
+    if is_canonical(loss, activation):
+        # sigmoid+BCE, softmax+CE (targets are distributions, rows sum to 1) and identity+MSE:
+        # dL/dZ = (A - T)/m exactly; no division by a(1-a) that could underflow.
+        for i in range(m):
+            for j in range(n):
+                dlogits[i, j] = (outputs[i, j] - targets[i, j]) * scale
+        return
+    # General chain rule. losses.VALID_OUTPUTS leaves only MSE here: dL/dA = (A - T)/m.
+    for i in range(m):
+        for j in range(n):
+            dlogits[i, j] = (outputs[i, j] - targets[i, j]) * scale
+    if activation == SOFTMAX:
+        # Softmax Jacobian-vector product: dz_j = a_j (g_j - sum_k g_k a_k).
+        for i in range(m):
+            dot = 0.0
+            for j in range(n):
+                dot += dlogits[i, j] * outputs[i, j]
+            for j in range(n):
+                dlogits[i, j] = outputs[i, j] * (dlogits[i, j] - dot)
+    else:
+        activation_backward(dlogits, outputs, activation)

@@ -1,0 +1,125 @@
+"""Whole-network passes over the flat buffers, driven by the spec's integer layer table.
+
+Views: layer l's weights are params[w_off : w_off + n_in*n_out] reshaped (n_in, n_out); its
+activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] reshaped
+(m, n_out), where `rows` is the buffer's row capacity. Slicing and reshaping a contiguous
+1-D buffer makes a view, never a copy.
+"""
+import math
+
+from ..config import jit
+from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
+from ..activations import IDENTITY
+from .dense import activation_forward, dense_backward, dense_forward
+from .loss import loss_backward, loss_forward
+
+
+@jit
+def weight_view(buf, layers, l):
+    n_in = layers[l, N_IN]
+    n_out = layers[l, N_OUT]
+    off = layers[l, W_OFFSET]
+    return buf[off:off + n_in * n_out].reshape((n_in, n_out))
+
+
+@jit
+def bias_view(buf, layers, l):
+    off = layers[l, B_OFFSET]
+    return buf[off:off + layers[l, N_OUT]]
+
+
+@jit
+def rows_view(buf, layers, l, rows, m):
+    """Layer l's (m, n_out) block of an activation or delta buffer with `rows` rows."""
+    n_out = layers[l, N_OUT]
+    off = rows * layers[l, WIDTH_OFFSET]
+    return buf[off:off + m * n_out].reshape((m, n_out))
+
+
+@jit
+def network_forward(acts, logits, x, params, layers, rows):
+    """Forward pass of x (m, n_inputs); the output layer keeps its logits as well."""
+    m = x.shape[0]
+    n_layers = layers.shape[0]
+    inp = x
+    for l in range(n_layers - 1):
+        out = rows_view(acts, layers, l, rows, m)
+        dense_forward(out, inp, weight_view(params, layers, l), bias_view(params, layers, l),
+                      layers[l, ACTIVATION])
+        inp = out
+    last = n_layers - 1
+    z = logits[:m * layers[last, N_OUT]].reshape((m, layers[last, N_OUT]))
+    dense_forward(z, inp, weight_view(params, layers, last), bias_view(params, layers, last),
+                  IDENTITY)
+    out = rows_view(acts, layers, last, rows, m)
+    activation_forward(out, z, layers[last, ACTIVATION])
+    return out
+
+
+@jit
+def network_backward(grads, deltas, acts, x, targets, params, layers, rows, scale, loss):
+    """Backward pass after network_forward on the same x: fills grads with d(loss)/d(params).
+
+    scale is 1/m_total: the batch loss is a mean over m_total rows.
+    """
+    m = x.shape[0]
+    last = layers.shape[0] - 1
+    dout = rows_view(deltas, layers, last, rows, m)
+    loss_backward(dout, rows_view(acts, layers, last, rows, m), targets, scale, loss,
+                  layers[last, ACTIVATION])
+    for l in range(last, -1, -1):
+        if l > 0:
+            inp = rows_view(acts, layers, l - 1, rows, m)
+            dinp = rows_view(deltas, layers, l - 1, rows, m)
+            inp_activation = layers[l - 1, ACTIVATION]
+        else:
+            inp = x
+            dinp = dout  # unused: the input layer needs no delta
+            inp_activation = IDENTITY
+        dense_backward(dinp, weight_view(grads, layers, l), bias_view(grads, layers, l), dout,
+                       inp, weight_view(params, layers, l), inp_activation, l > 0)
+        dout = dinp
+
+
+@jit
+def l2_forward(params, n_weights, l2):
+    """(l2/2) * sum of squared weights (biases are not regularised)."""
+    if l2 == 0:
+        return 0.0
+    s = 0.0
+    for i in range(n_weights):
+        s += params[i] * params[i]
+    return 0.5 * l2 * s
+
+
+@jit
+def l2_backward(grads, params, n_weights, l2):
+    if l2 != 0:
+        for i in range(n_weights):
+            grads[i] += l2 * params[i]
+
+
+@jit
+def weight_grad_norms(norms, grads, layers):
+    """norms[l] = Frobenius norm of dW_l; returns False if any gradient is NaN or inf."""
+    finite = True
+    for l in range(layers.shape[0]):
+        off = layers[l, W_OFFSET]
+        s = 0.0
+        for i in range(off, off + layers[l, N_IN] * layers[l, N_OUT]):
+            s += grads[i] * grads[i]
+        norms[l] = math.sqrt(s)
+        finite = finite and math.isfinite(s)
+    for l in range(layers.shape[0]):
+        for g in bias_view(grads, layers, l):
+            finite = finite and math.isfinite(g)
+    return finite
+
+
+@jit
+def batch_loss(acts, logits, x, targets, params, layers, rows, loss):
+    """Sum over the rows of x of the per-row loss (no l2 term)."""
+    out = network_forward(acts, logits, x, params, layers, rows)
+    m = x.shape[0]
+    n_out = out.shape[1]
+    return loss_forward(out, logits[:m * n_out].reshape((m, n_out)), targets, loss)

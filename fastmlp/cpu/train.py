@@ -1,0 +1,129 @@
+"""Compiled drivers: whole runs of minibatches, chunked inference, loss and gradients.
+
+`train_steps` is the training loop itself: shuffling (Fisher-Yates over a row permutation),
+gathering each batch into the preallocated batch buffers, forward, backward, the l2 term and
+the optimizer update all run here, so Python is not in the per-batch loop.
+"""
+import math
+
+import numpy as np
+
+from ..config import jit
+from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
+                      weight_grad_norms)
+from .optim import optimizer_step
+
+# splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
+# uint64 kept in the workspace, so shuffles are reproducible from the model's seed.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+
+# Status codes returned by train_steps.
+OK, NONFINITE_LOSS, NONFINITE_GRADIENT = 0, 1, 2
+
+
+@jit
+def random_u64(rng):
+    z = rng[0] + _GOLDEN
+    rng[0] = z
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@jit
+def shuffle(perm, rng):
+    """In-place Fisher-Yates shuffle of perm (modulo bias < n / 2**64, negligible)."""
+    for i in range(perm.shape[0] - 1, 0, -1):
+        j = np.int64(random_u64(rng) % np.uint64(i + 1))
+        perm[i], perm[j] = perm[j], perm[i]
+
+
+@jit
+def gather_rows(out, src, perm, start, m):
+    """out[:m] = src[perm[start:start+m]] row by row, into a preallocated buffer."""
+    n = src.shape[1]
+    for i in range(m):
+        r = perm[start + i]
+        for j in range(n):
+            out[i, j] = src[r, j]
+
+
+@jit
+def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, xbatch,
+                tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms,
+                x, targets, layers, rows, n_weights, loss, optimizer, hyper, l2, batch_size,
+                shuffle_rows, n_steps):
+    """Run up to n_steps minibatch updates; returns (status, steps done).
+
+    cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a fresh
+    shuffle when shuffle_rows. epoch_loss[e] accumulates the per-row loss (l2 term included)
+    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss or
+    gradients are not finite is not applied: training stops with the weights from before it.
+    The last batch of an epoch is the remainder and may be smaller than batch_size.
+    """
+    n = x.shape[0]
+    n_batches = (n + batch_size - 1) // batch_size
+    for step in range(n_steps):
+        epoch = cursor[0]
+        b = cursor[1]
+        if b == 0 and shuffle_rows:
+            shuffle(perm, rng)
+        start = b * batch_size
+        m = min(batch_size, n - start)
+        xb = xbatch[:m * x.shape[1]].reshape((m, x.shape[1]))
+        tb = tbatch[:m * targets.shape[1]].reshape((m, targets.shape[1]))
+        gather_rows(xb, x, perm, start, m)
+        gather_rows(tb, targets, perm, start, m)
+        data_loss = batch_loss(acts, logits, xb, tb, params, layers, rows, loss) / m
+        total_loss = data_loss + l2_forward(params, n_weights, l2)
+        if not math.isfinite(total_loss):
+            return NONFINITE_LOSS, step
+        network_backward(grads, deltas, acts, xb, tb, params, layers, rows, 1.0 / m, loss)
+        l2_backward(grads, params, n_weights, l2)
+        if not weight_grad_norms(grad_norms, grads, layers):
+            return NONFINITE_GRADIENT, step
+        optimizer_step(params, grads, moment1, moment2, opt_step, optimizer, hyper, n_weights)
+        epoch_loss[epoch] += total_loss * m
+        for l in range(grad_norms.shape[0]):
+            epoch_grad_norm[epoch, l] += grad_norms[l]
+        b += 1
+        if b == n_batches:
+            cursor[0] = epoch + 1
+            cursor[1] = 0
+        else:
+            cursor[1] = b
+    return OK, n_steps
+
+
+@jit
+def forward_rows(out, acts, logits, x, params, layers, rows):
+    """out (n, n_outputs) = network output for every row of x, `rows` rows at a time."""
+    n = x.shape[0]
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        out[start:stop] = network_forward(acts, logits, x[start:stop], params, layers, rows)
+
+
+@jit
+def loss_rows(acts, logits, x, targets, params, layers, rows, loss, n_weights, l2):
+    """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time."""
+    n = x.shape[0]
+    total = 0.0
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        total += batch_loss(acts, logits, x[start:stop], targets[start:stop], params, layers,
+                            rows, loss)
+    return total / n + l2_forward(params, n_weights, l2)
+
+
+@jit
+def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows, loss,
+                  n_weights, l2):
+    """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
+    n = x.shape[0]
+    batch_loss(acts, logits, x, targets, params, layers, rows, loss)
+    network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
+    l2_backward(grads, params, n_weights, l2)

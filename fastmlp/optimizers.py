@@ -1,0 +1,118 @@
+"""Optimizer settings. The state (moments, step count) lives in the model's flat buffers and
+the update runs in cpu/optim.py; these classes only validate and carry hyper-parameters."""
+import math
+import numbers
+
+import numpy as np
+
+from .cpu import optim as kernels
+
+
+def _check_float(name, value, low=0.0, high=math.inf, low_open=False, high_open=False,
+                 owner=""):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}{name} must be a number; got {type(value).__name__} "
+                        f"{value!r}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{owner}{name} must be in {lo}{low}, {high}{hi}; got {value}")
+    return value
+
+
+class Optimizer:
+    code = None
+    name = None
+
+    def hyper(self):
+        """The float64 vector of hyper-parameters in cpu/optim.py's layout."""
+        h = np.zeros(kernels.N_HYPER)
+        for key, index in (("lr", kernels.LR), ("momentum", kernels.MOMENTUM),
+                           ("beta1", kernels.BETA1), ("beta2", kernels.BETA2),
+                           ("eps", kernels.EPS), ("weight_decay", kernels.WEIGHT_DECAY)):
+            h[index] = getattr(self, key, 0.0)
+        h[kernels.NESTEROV] = float(getattr(self, "nesterov", False))
+        return h
+
+    def config(self):
+        """JSON-able settings, enough to rebuild the optimizer (see from_config)."""
+        return {"name": self.name, **{k: getattr(self, k) for k in self._fields}}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.config() == other.config()
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as torch.optim.SGD."""
+    code = kernels.SGD
+    name = "sgd"
+    _fields = ("lr", "momentum", "nesterov")
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
+        owner = "SGD: "
+        self.lr = _check_float("lr", lr, owner=owner)
+        self.momentum = _check_float("momentum", momentum, owner=owner)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"SGD: nesterov must be True or False; got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
+        self.nesterov = bool(nesterov)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, as torch.optim.Adam."""
+    code = kernels.ADAM
+    name = "adam"
+    _fields = ("lr", "beta1", "beta2", "eps")
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        owner = f"{type(self).__name__}: "
+        self.lr = _check_float("lr", lr, owner=owner)
+        self.beta1 = _check_float("beta1", beta1, 0.0, 1.0, high_open=True, owner=owner)
+        self.beta2 = _check_float("beta2", beta2, 0.0, 1.0, high_open=True, owner=owner)
+        self.eps = _check_float("eps", eps, owner=owner)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay on the weights (not the biases), as torch.optim.AdamW
+    with the biases in a weight_decay=0 group."""
+    code = kernels.ADAMW
+    name = "adamw"
+    _fields = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+        super().__init__(lr, beta1, beta2, eps)
+        self.weight_decay = _check_float("weight_decay", weight_decay, owner="AdamW: ")
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def make_optimizer(optimizer):
+    """None -> Adam(lr=1e-3); a name -> that optimizer with its defaults; an instance as is."""
+    if optimizer is None:
+        return Adam()
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        try:
+            return OPTIMIZERS[optimizer.lower()]()
+        except KeyError:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of "
+                             f"{', '.join(sorted(OPTIMIZERS))} or pass fastmlp.SGD(...), "
+                             f"fastmlp.Adam(...) or fastmlp.AdamW(...)") from None
+    raise TypeError(f"optimizer must be None, a name ({', '.join(sorted(OPTIMIZERS))}) or an "
+                    f"instance of fastmlp.SGD/Adam/AdamW; got {type(optimizer).__name__}")
+
+
+def from_config(config):
+    config = dict(config)
+    name = config.pop("name")
+    return OPTIMIZERS[name](**config)

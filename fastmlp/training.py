@@ -1,0 +1,152 @@
+"""The fit loop: hands the compiled train_steps whole runs of minibatches.
+
+Python returns from compiled code only to update the progress bar (about every
+config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
+a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches.
+"""
+import math
+import time
+
+import numpy as np
+
+from .config import PROGRESS_INTERVAL
+from .cpu import train as cpu_train
+from .history import History
+from .validation import check_bool, check_int
+
+QUIET_INTERVAL = 1.0
+
+
+def _check_validation(model, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError("validation_data must be an (X_val, y_val) pair")
+    Xv = model._inputs(validation_data[0], "validation X")
+    return Xv, model._targets(validation_data[1], Xv.shape[0], "validation y")
+
+
+def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
+    epochs = check_int(epochs, "epochs", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    shuffle = check_bool(shuffle, "shuffle")
+    progress = check_bool(progress, "progress")
+    frozen = model.spec.inference_only_layers()
+    if frozen:
+        names = ", ".join(f"layer {i} ({model.spec.layers[i].activation})" for i in frozen)
+        raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
+                         f"everywhere, so gradients cannot train it; use sigmoid or relu to "
+                         f"train, and 'step' only for hand-set weights with set_weights")
+    X, T = model._data(X, y)
+    validation = _check_validation(model, validation_data)
+    n = X.shape[0]
+    batch_size = min(batch_size, n)
+    n_layers = len(model.spec.layers)
+    history = History(grad_norms=np.zeros((0, n_layers)))
+    if epochs == 0:
+        return history
+
+    ws = model._ws
+    rows = model._rows(batch_size)
+    opt = model.optimizer
+    hyper = opt.hyper()
+    perm = np.arange(n, dtype=np.int64)
+    cursor = np.zeros(2, np.int64)
+    epoch_loss = np.zeros(epochs)
+    epoch_grad_norm = np.zeros((epochs, n_layers))
+    grad_norms = np.zeros(n_layers)
+    epoch_seconds = np.zeros(epochs)
+    steps_per_epoch = math.ceil(n / batch_size)
+    total_steps = epochs * steps_per_epoch
+    interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=epochs * n, unit="samples", unit_scale=True, leave=True,
+                   desc=f"epoch 1/{epochs}")
+
+    def record(done_before, done, seconds):
+        # Spread a call's wall time over the steps it ran, epoch by epoch.
+        for e in range(done_before // steps_per_epoch, min(epochs, (done - 1) // steps_per_epoch + 1)):
+            lo = max(done_before, e * steps_per_epoch)
+            hi = min(done, (e + 1) * steps_per_epoch)
+            epoch_seconds[e] += seconds * (hi - lo) / max(done - done_before, 1)
+
+    done = 0
+    chunk = 1
+    try:
+        while done < total_steps:
+            steps = min(chunk, total_steps - done)
+            if validation is not None:  # stop at the epoch's end to evaluate
+                steps = min(steps, steps_per_epoch - done % steps_per_epoch)
+            ws.save_backup()
+            start = time.perf_counter()
+            status, ran = cpu_train.train_steps(
+                ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
+                ws.deltas, ws.xbatch, ws.tbatch, perm, ws.rng, cursor, epoch_loss,
+                epoch_grad_norm, grad_norms, X, T, model.spec.table, rows,
+                model.spec.n_weights, model._loss_code, opt.code, hyper, model.l2,
+                batch_size, shuffle, steps)
+            elapsed = time.perf_counter() - start
+            record(done, done + ran, elapsed)
+            before = done
+            done += ran
+            if status != cpu_train.OK:
+                _raise_nonfinite(model, status, done, steps_per_epoch)
+            if validation is not None and done % steps_per_epoch == 0:
+                history.val_loss.append(model._loss(*validation))
+            if bar is not None:
+                _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
+                            epoch_loss)
+            # Grow the run length toward `interval` seconds per call (at most x10 a call).
+            per_step = elapsed / max(ran, 1)
+            chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+    except KeyboardInterrupt:
+        history.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    completed = min(done // steps_per_epoch, epochs)
+    history.loss = [float(v) / n for v in epoch_loss[:completed]]
+    history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch
+    history.seconds = [float(s) for s in epoch_seconds[:completed]]
+    history.val_loss = history.val_loss[:completed]
+    if history.interrupted:
+        print(f"fastmlp: training interrupted after {completed} whole epoch(s); the model "
+              f"keeps the weights of the last whole batch")
+    return history
+
+
+def _samples(steps, steps_per_epoch, batch_size, n):
+    """Samples seen after `steps` steps (the last batch of an epoch may be short)."""
+    whole, part = divmod(steps, steps_per_epoch)
+    return whole * n + min(part * batch_size, n)
+
+
+def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_loss):
+    whole, part = divmod(done, steps_per_epoch)
+    if part == 0:  # an epoch just ended: show its mean loss
+        epoch, seen = whole - 1, n
+    else:
+        epoch, seen = whole, min(part * batch_size, n)
+    bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+    bar.set_postfix(loss=f"{epoch_loss[epoch] / seen:.4g}", refresh=False)
+    bar.update(_samples(done, steps_per_epoch, batch_size, n)
+               - _samples(done - ran, steps_per_epoch, batch_size, n))
+
+
+def _raise_nonfinite(model, status, done, steps_per_epoch):
+    ws = model._ws
+    restored = ""
+    if not np.isfinite(ws.params).all():
+        # An update overflowed the parameters themselves: go back to the start of this run.
+        ws.restore_backup()
+        restored = " (an update had overflowed the weights, so they were restored from the " \
+                   "start of the last compiled run)"
+    what = "loss" if status == cpu_train.NONFINITE_LOSS else "gradient"
+    epoch, batch = divmod(done, steps_per_epoch)
+    raise FloatingPointError(
+        f"the training {what} became NaN or infinite at epoch {epoch + 1}, batch {batch + 1}; "
+        f"training stopped and the model keeps the weights from before that step{restored}. "
+        f"Lower the learning rate, scale the inputs, or add l2 regularisation.")

@@ -1,0 +1,129 @@
+"""Input checks that run before any compiled code, with errors that say how to fix things."""
+import numbers
+
+import numpy as np
+
+
+def _as_real_array(a, what):
+    if a is None:
+        raise TypeError(f"{what} is None; pass a numeric array")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{what} could not be read as a numeric array ({exc}); pass a "
+                        f"rectangular numeric array") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{what} is complex ({arr.dtype}); fastmlp trains on real numbers: "
+                        f"pass the real part (np.real) or split real and imaginary features")
+    if kind not in "biuf":
+        raise TypeError(f"{what} has dtype {arr.dtype}, which is not numeric; convert it with "
+                        f"np.asarray(..., dtype=float)")
+    return arr
+
+
+def _check_finite(arr, what):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = np.count_nonzero(~np.isfinite(arr))
+        raise ValueError(f"{what} contains {bad} NaN or infinite value(s) (after conversion "
+                         f"to {arr.dtype}); remove or impute them before training")
+
+
+def check_inputs(X, n_inputs, dtype, what="X"):
+    """X as a C-contiguous (n, n_inputs) array of the model's dtype."""
+    arr = _as_real_array(X, what)
+    if arr.ndim != 2:
+        hint = " use X.reshape(-1, 1) for a single feature" if arr.ndim == 1 else ""
+        raise ValueError(f"{what} must be 2-D (samples, features); got {arr.ndim}-D with "
+                         f"shape {arr.shape};{hint or ' one row per sample'}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{what} is empty (0 samples); pass at least one row")
+    if arr.shape[1] != n_inputs:
+        raise ValueError(f"{what} has {arr.shape[1]} features but the model takes "
+                         f"n_inputs={n_inputs}; pass (samples, {n_inputs}) data or build the "
+                         f"model with n_inputs={arr.shape[1]}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, what)
+    return out
+
+
+def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
+    """Targets as a C-contiguous (n, n_outputs) array of the model's dtype.
+
+    cross_entropy: integer labels (n,) in [0, n_outputs) or one-hot/probability rows (n, K).
+    binary_cross_entropy: (n,) for one output or (n, K), values in [0, 1].
+    mse: (n,) for one output or (n, K).
+    """
+    arr = _as_real_array(y, what)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{what} must be 1-D (samples,) or 2-D (samples, outputs); got shape "
+                         f"{arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{what} has {arr.shape[0]} samples but X has {n_samples}; X and "
+                         f"{what} must have one row per sample")
+    if arr.dtype.kind == "f":
+        _check_finite(arr, what)
+    if loss == "cross_entropy" and arr.ndim == 1:
+        labels = arr
+        if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+            raise ValueError(f"{what}: cross_entropy takes integer class labels (samples,) or "
+                             f"one-hot rows (samples, {n_outputs}); got non-integer labels")
+        if labels.min() < 0 or labels.max() >= n_outputs:
+            raise ValueError(f"{what}: class labels must be in [0, {n_outputs - 1}] for a "
+                             f"{n_outputs}-way softmax; got labels from {labels.min()} to "
+                             f"{labels.max()}")
+        out = np.zeros((n_samples, n_outputs), dtype=dtype)
+        out[np.arange(n_samples), labels.astype(np.int64)] = 1
+        return out
+    if arr.ndim == 1:
+        if n_outputs != 1:
+            raise ValueError(f"{what} is 1-D but the model has {n_outputs} outputs; pass "
+                             f"(samples, {n_outputs}) targets")
+        arr = arr.reshape(-1, 1)
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{what} has {arr.shape[1]} columns but the model has {n_outputs} "
+                         f"outputs")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, what)
+    if loss in ("binary_cross_entropy", "cross_entropy"):
+        if out.min() < 0 or out.max() > 1:
+            raise ValueError(f"{what}: {loss} targets must lie in [0, 1]; got values from "
+                             f"{out.min()} to {out.max()}")
+    if loss == "cross_entropy":
+        sums = out.sum(axis=1, dtype=np.float64)
+        if not np.allclose(sums, 1.0, atol=1e-3):
+            raise ValueError(f"{what}: cross_entropy targets given as rows must be one-hot "
+                             f"(or probabilities) summing to 1; pass integer labels instead")
+    return out
+
+
+def check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_dtype(dtype):
+    if isinstance(dtype, str):
+        key = dtype
+    else:
+        try:
+            key = np.dtype(dtype).name
+        except TypeError:
+            key = repr(dtype)
+    if key not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'float64'")
+    return np.dtype(DTYPES[key])

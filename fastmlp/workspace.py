@@ -1,0 +1,74 @@
+"""Flat buffers: one allocation per kind, laid out by the spec; layers are named views.
+
+Parameter-sized kinds (params, grads, moment1, moment2 and their backups) live as long as the
+model. Row-sized kinds (activations, deltas, output logits, the gathered input and target
+batch) hold `rows` rows and are rebuilt only when a larger batch is asked for.
+"""
+import numpy as np
+
+from .spec import N_OUT, WIDTH_OFFSET
+
+
+class Workspace:
+    def __init__(self, spec, dtype):
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        n = spec.n_params
+        self.params = np.zeros(n, self.dtype)
+        self.grads = np.zeros(n, self.dtype)
+        self.moment1 = np.zeros(n, self.dtype)     # SGD velocity, or Adam's first moment
+        self.moment2 = np.zeros(n, self.dtype)     # Adam's second moment
+        self.opt_step = np.zeros(1, np.int64)      # updates made so far
+        self.rng = np.zeros(1, np.uint64)          # splitmix64 state for shuffling
+        # Copies taken at the start of each compiled training call, to restore the model if an
+        # update ever overflows the parameters themselves (see MLP.fit).
+        self.backup = np.zeros((3, n), self.dtype)
+        self.backup_step = np.zeros(1, np.int64)
+        self.rows = 0
+        self.acts = self.deltas = self.logits = self.xbatch = self.tbatch = None
+
+    def ensure_rows(self, rows):
+        """Make the row-sized buffers hold at least `rows` rows (no-op if they already do)."""
+        if rows <= self.rows:
+            return
+        spec = self.spec
+        self.rows = rows
+        self.acts = np.zeros(rows * spec.total_width, self.dtype)
+        self.deltas = np.zeros(rows * spec.total_width, self.dtype)
+        self.logits = np.zeros(rows * spec.n_outputs, self.dtype)
+        self.xbatch = np.zeros(rows * spec.n_inputs, self.dtype)
+        self.tbatch = np.zeros(rows * spec.n_outputs, self.dtype)
+
+    # -- named views ---------------------------------------------------------------------
+    def weights(self, l, buf=None):
+        layer = self.spec.layers[l]
+        buf = self.params if buf is None else buf
+        return buf[self.spec.weight_slice(l)].reshape(layer.n_in, layer.n_out)
+
+    def bias(self, l, buf=None):
+        buf = self.params if buf is None else buf
+        return buf[self.spec.bias_slice(l)]
+
+    def activations(self, l, m):
+        """Layer l's (m, n_out) block of the activation buffer."""
+        table = self.spec.table
+        off = self.rows * int(table[l, WIDTH_OFFSET])
+        n_out = int(table[l, N_OUT])
+        return self.acts[off:off + m * n_out].reshape(m, n_out)
+
+    def pairs(self, buf):
+        """[(W, b), ...] views of a parameter-sized buffer (params or grads)."""
+        return [(self.weights(l, buf), self.bias(l, buf)) for l in range(len(self.spec.layers))]
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_backup(self):
+        self.backup[0] = self.params
+        self.backup[1] = self.moment1
+        self.backup[2] = self.moment2
+        self.backup_step[:] = self.opt_step
+
+    def restore_backup(self):
+        self.params[:] = self.backup[0]
+        self.moment1[:] = self.backup[1]
+        self.moment2[:] = self.backup[2]
+        self.opt_step[:] = self.backup_step
