@@ -6,14 +6,15 @@ def gradcheck(model, X, y, eps=None):
     """Largest relative error between model.gradients(X, y) and central differences.
 
     The differences are taken in float64 on a float64 copy of the model, whatever the model's
-    dtype, with step eps (default 1e-6). For each weight matrix and bias vector the error is
-    ||analytic - numeric|| / (||analytic|| + ||numeric||) (0 when both vanish); the maximum
-    over all of them is returned. Below ~1e-6 in float64 means the gradients are right; a
+    dtype, with step eps (default 1e-5, near the cube root of float64's epsilon, which
+    balances truncation error against rounding). For each weight matrix and bias vector the
+    error is ||analytic - numeric|| / (||analytic|| + ||numeric||) (0 when both vanish); the
+    maximum over all of them is returned. Below ~1e-6 in float64 means the gradients are right; a
     float32 model's analytic gradients are only good to ~1e-4.
     """
     from .model import MLP
 
-    eps = 1e-6 if eps is None else float(eps)
+    eps = 1e-5 if eps is None else float(eps)
     if not eps > 0:
         raise ValueError(f"eps must be > 0; got {eps}")
     analytic = model.gradients(X, y)

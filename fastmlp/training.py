@@ -15,6 +15,11 @@ from .history import History
 from .validation import check_bool, check_int
 
 QUIET_INTERVAL = 1.0
+FIRST_QUIET_STEPS = 4096
+
+
+def _whole_epochs(steps, steps_per_epoch):
+    return max(1, -(-steps // steps_per_epoch)) * steps_per_epoch
 
 
 def _check_validation(model, validation_data):
@@ -74,7 +79,10 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             epoch_seconds[e] += seconds * (hi - lo) / max(done - done_before, 1)
 
     done = 0
-    chunk = 1
+    # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
+    # Without: whole epochs per call, starting at FIRST_QUIET_STEPS' worth, so that small
+    # runs take one call whatever their size.
+    chunk = 1 if progress else _whole_epochs(FIRST_QUIET_STEPS, steps_per_epoch)
     try:
         while done < total_steps:
             steps = min(chunk, total_steps - done)
@@ -102,6 +110,8 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             # Grow the run length toward `interval` seconds per call (at most x10 a call).
             per_step = elapsed / max(ran, 1)
             chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+            if not progress:
+                chunk = _whole_epochs(chunk, steps_per_epoch)
     except KeyboardInterrupt:
         history.interrupted = True
     finally:

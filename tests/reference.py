@@ -77,16 +77,19 @@ def output_loss_gradient(A, T, loss_name):
     raise ValueError(loss_name)
 
 
+def output_delta(Z, T, activation_name, loss_name):
+    """dL/dZ of the output layer for the row-averaged loss, by the general chain rule."""
+    A = activation(Z, activation_name)
+    dA = output_loss_gradient(A, T, loss_name) / Z.shape[0]
+    if activation_name == "softmax":  # full Jacobian: dz_j = a_j (g_j - sum_k g_k a_k)
+        return A * (dA - np.sum(dA * A, axis=1, keepdims=True))
+    return dA * activation_derivative(Z, activation_name)
+
+
 def gradients(weights, layers, X, T, loss_name, l2=0.0):
     """Backprop by the textbook delta recursion, with the general chain rule at the output."""
     passes = forward(weights, layers, X)
-    m = X.shape[0]
-    Z, A = passes[-1]
-    dA = output_loss_gradient(A, T, loss_name) / m
-    if layers[-1][1] == "softmax":  # full Jacobian: dz_j = a_j (g_j - sum_k g_k a_k)
-        dZ = A * (dA - np.sum(dA * A, axis=1, keepdims=True))
-    else:
-        dZ = dA * activation_derivative(Z, layers[-1][1])
+    dZ = output_delta(passes[-1][0], T, layers[-1][1], loss_name)
     grads = [None] * len(weights)
     for l in range(len(weights) - 1, -1, -1):
         A_prev = X if l == 0 else passes[l - 1][1]

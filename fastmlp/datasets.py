@@ -1,0 +1,32 @@
+"""The seeds' worked examples as small datasets (no downloads: digits ships with sklearn)."""
+import numpy as np
+
+
+def xor():
+    """The four points of XOR and their labels."""
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+    return X, np.array([0, 1, 1, 0])
+
+
+def x_squared(n=100, seed=0):
+    """y = x^2 + N(0, 1) noise with x ~ 5 N(0, 1), as in the seeds' regression example."""
+    rng = np.random.default_rng(seed)
+    x = 5 * rng.standard_normal((n, 1))
+    return x, x[:, 0] ** 2 + rng.standard_normal(n)
+
+
+def abs_shifted(n=200, seed=0):
+    """y = |x - 1| on x ~ U(-3, 3): two linear pieces, exactly what two relu units can fit."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-3, 3, size=(n, 1))
+    return x, np.abs(x[:, 0] - 1)
+
+
+def digits():
+    """scikit-learn's bundled 8x8 digits, pixels scaled to [0, 1]; (X (1797, 64), labels)."""
+    from sklearn.datasets import load_digits
+    data = load_digits()
+    return data.data / 16.0, data.target
+
+
+DATASETS = {"digits": digits, "xor": xor, "x2": x_squared, "abs": abs_shifted}

@@ -1,0 +1,80 @@
+"""Zero allocations per training step, counted by Numba's runtime (NRT) statistics.
+
+Each array passed from Python into a compiled call counts once, so the test compares the
+count for 1 step with the count for 100 steps inside one call, and fit on N vs 10 N rows.
+"""
+import numpy as np
+import pytest
+from numba.core.runtime import _nrt_python, rtsys
+
+import fastmlp
+from fastmlp.cpu import train as cpu_train
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nrt_stats():
+    _nrt_python.memsys_enable_stats()
+    yield
+    _nrt_python.memsys_disable_stats()
+
+
+def allocations(fn):
+    before = rtsys.get_allocation_stats()
+    fn()
+    after = rtsys.get_allocation_stats()
+    return after.alloc - before.alloc, after.mi_alloc - before.mi_alloc
+
+
+MODELS = [
+    (2, [(3, "relu"), (1, "sigmoid")], fastmlp.SGD(lr=0.1)),
+    (40, [(64, "relu"), (48, "tanh"), (10, "softmax")], fastmlp.SGD(lr=0.1, momentum=0.9)),
+    (5, [(7, "leaky_relu"), (3, "identity")], fastmlp.AdamW()),
+]
+
+
+def make(n_inputs, layers, optimizer, n, dtype):
+    rng = np.random.default_rng(0)
+    model = fastmlp.MLP(n_inputs, layers, optimizer=optimizer, dtype=dtype, seed=0)
+    X = rng.standard_normal((n, n_inputs))
+    k = layers[-1][0]
+    y = rng.integers(0, k, n) if layers[-1][1] == "softmax" else rng.random((n, k))
+    return model, X, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n_inputs,layers,optimizer", MODELS)
+def test_train_steps_allocates_nothing_per_step(n_inputs, layers, optimizer, dtype):
+    model, X, y = make(n_inputs, layers, optimizer, 300, dtype)
+    X, T = model._data(X, y)
+    ws = model._ws
+    rows = model._rows(32)
+
+    def run(steps):
+        perm = np.arange(300)
+        cursor = np.zeros(2, np.int64)
+        epoch_loss, epoch_norms = np.zeros(20), np.zeros((20, len(layers)))
+        norms = np.zeros(len(layers))
+
+        def call():
+            status, done = cpu_train.train_steps(
+                ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
+                ws.deltas, ws.xbatch, ws.tbatch, perm, ws.rng, cursor, epoch_loss, epoch_norms,
+                norms, X, T, model.spec.table, rows, model.spec.n_weights, model._loss_code,
+                model.optimizer.code, model.optimizer.hyper(), 0.01, 32, True, steps)
+            assert (status, done) == (cpu_train.OK, steps)
+        return call
+
+    run(1)()  # compile
+    one = allocations(run(1))
+    many = allocations(run(100))  # 100 steps: 10 epochs of 10 batches (the last one short)
+    assert one == many
+
+
+@pytest.mark.parametrize("n_inputs,layers,optimizer", MODELS)
+def test_fit_allocations_do_not_grow_with_data(n_inputs, layers, optimizer):
+    model, X, y = make(n_inputs, layers, optimizer, 400, "float32")
+    model.fit(X[:40], y[:40], epochs=1, batch_size=8, progress=False)  # compile
+    small = allocations(lambda: model.fit(X[:40], y[:40], epochs=2, batch_size=8,
+                                          progress=False))
+    large = allocations(lambda: model.fit(X, y, epochs=2, batch_size=8, progress=False))
+    assert small == large

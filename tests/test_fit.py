@@ -1,0 +1,151 @@
+"""fit: minibatch bookkeeping, History, reproducibility, non-finite losses, Ctrl-C."""
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.cpu import train as cpu_train
+from tests import reference as ref
+
+
+def regression_data(n=10, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    return X, X @ np.array([1.0, -2.0, 0.5]) + 0.1
+
+
+def test_last_partial_batch_is_trained_on():
+    # 10 rows in batches of 4: steps on rows 0-3, 4-7 and the remainder 8-9, by hand.
+    X, y = regression_data(10)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], optimizer=fastmlp.SGD(lr=0.1),
+                        dtype="float64", seed=0)
+    weights = model.get_weights()
+    layers = model.layers
+    for start in (0, 4, 8):
+        grads = ref.gradients(weights, layers, X[start:start + 4], y[start:start + 4, None],
+                              "mse")
+        weights = [(W - 0.1 * dW, b - 0.1 * db) for (W, b), (dW, db) in zip(weights, grads)]
+    model.fit(X, y, epochs=1, batch_size=4, shuffle=False, progress=False)
+    for (W, b), (eW, eb) in zip(model.get_weights(), weights):
+        np.testing.assert_allclose(W, eW, rtol=1e-12)
+        np.testing.assert_allclose(b, eb, rtol=1e-12)
+
+
+def test_history_contents():
+    X, y = regression_data(50)
+    model = fastmlp.MLP(3, [(8, "relu"), (5, "tanh"), (1, "identity")], seed=1,
+                        optimizer=fastmlp.Adam(lr=0.01))
+    h = model.fit(X, y, epochs=7, batch_size=8, validation_data=(X[:10], y[:10]),
+                  progress=False)
+    assert len(h.loss) == len(h.val_loss) == len(h.seconds) == h.epochs == 7
+    assert h.grad_norms.shape == (7, 3) and np.all(h.grad_norms > 0)
+    assert all(s > 0 for s in h.seconds)
+    assert h.loss[-1] < h.loss[0]
+    assert h.val_loss[-1] == pytest.approx(model.loss(X[:10], y[:10]), rel=1e-6)
+    assert not h.interrupted
+    empty = model.fit(X, y, epochs=0)
+    assert empty.epochs == 0 and empty.grad_norms.shape == (0, 3)
+
+
+def test_history_loss_is_mean_of_batch_losses():
+    # One batch per epoch with SGD lr=0: every epoch's loss is the loss of the fixed model.
+    X, y = regression_data(20)
+    model = fastmlp.MLP(3, [(4, "sigmoid"), (1, "identity")], optimizer=fastmlp.SGD(lr=0.0),
+                        l2=0.1, dtype="float64", seed=2)
+    h = model.fit(X, y, epochs=3, batch_size=20, progress=False)
+    np.testing.assert_allclose(h.loss, model.loss(X, y), rtol=1e-12)
+    (dW0, _), (dW1, _) = model.gradients(X, y)
+    np.testing.assert_allclose(h.grad_norms[0], [np.linalg.norm(dW0), np.linalg.norm(dW1)],
+                               rtol=1e-10)
+
+
+def test_same_seed_same_model_and_shuffle_matters():
+    X, y = regression_data(40)
+
+    def train(seed, shuffle=True):
+        model = fastmlp.MLP(3, [(6, "relu"), (1, "identity")], seed=seed)
+        model.fit(X, y, epochs=3, batch_size=8, shuffle=shuffle, progress=False)
+        return model.get_weights()[0][0]
+
+    np.testing.assert_array_equal(train(3), train(3))
+    assert not np.array_equal(train(3), train(3, shuffle=False))
+    assert not np.array_equal(train(3), train(4))
+
+
+def test_fit_continues_training_across_calls():
+    X, y = regression_data(16)
+    a = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=5, dtype="float64")
+    b = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=5, dtype="float64")
+    a.fit(X, y, epochs=4, batch_size=16, shuffle=False, progress=False)
+    b.fit(X, y, epochs=2, batch_size=16, shuffle=False, progress=False)
+    b.fit(X, y, epochs=2, batch_size=16, shuffle=False, progress=False)  # Adam state kept
+    for (Wa, ba), (Wb, bb) in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(Wa, Wb)
+
+
+def test_nonfinite_loss_stops_training_and_keeps_earlier_weights():
+    X, y = regression_data(32)
+    model = fastmlp.MLP(3, [(16, "relu"), (1, "identity")], optimizer=fastmlp.SGD(lr=1e4),
+                        seed=0)
+    with pytest.raises(FloatingPointError, match="NaN or infinite.*keeps the weights"):
+        model.fit(X, y * 1e3, epochs=50, batch_size=4, progress=False)
+    for W, b in model.get_weights():
+        assert np.isfinite(W).all() and np.isfinite(b).all()
+    assert np.isfinite(model.forward(X)).all()
+
+
+def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, capsys):
+    X, y = regression_data(64)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
+                        optimizer=fastmlp.SGD(lr=0.01))
+    real = cpu_train.train_steps
+    calls = []
+
+    def interrupted_after_three_calls(*args):
+        result = real(*args)
+        calls.append(result[1])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived during the compiled call
+        return result
+
+    monkeypatch.setattr(cpu_train, "train_steps", interrupted_after_three_calls)
+    h = model.fit(X, y, epochs=1000, batch_size=4, shuffle=False, progress=True)
+    assert h.interrupted and h.epochs < 1000
+    steps = sum(calls)
+    # The model holds exactly the weights of `steps` whole batches.
+    monkeypatch.setattr(cpu_train, "train_steps", real)
+    replay = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
+                         optimizer=fastmlp.SGD(lr=0.01))
+    whole, part = divmod(steps, 16)
+    replay.fit(X, y, epochs=whole, batch_size=4, shuffle=False, progress=False)
+    if part:
+        replay.fit(X[:4 * part], y[:4 * part], epochs=1, batch_size=4, shuffle=False,
+                   progress=False)
+    for (W, b), (rW, rb) in zip(model.get_weights(), replay.get_weights()):
+        np.testing.assert_array_equal(W, rW)
+    assert "interrupted" in capsys.readouterr().out
+
+
+def test_progress_bar_shows_epoch_loss_and_rate(capsys):
+    X, y = regression_data(64)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    model.fit(X, y, epochs=3, batch_size=8, progress=True)
+    err = capsys.readouterr().err
+    assert "epoch 3/3" in err and "loss=" in err and "samples/s" in err
+
+
+def test_quiet_fit_makes_one_compiled_call_for_a_small_run(monkeypatch):
+    X, y = regression_data(64)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    real = cpu_train.train_steps
+    calls = []
+    monkeypatch.setattr(cpu_train, "train_steps",
+                        lambda *a: calls.append(a[-1]) or real(*a))
+    model.fit(X, y, epochs=20, batch_size=8, progress=False)
+    assert calls == [160]
+
+
+def test_batch_larger_than_data_is_one_full_batch():
+    X, y = regression_data(5)
+    model = fastmlp.MLP(3, [(2, "tanh"), (1, "identity")], seed=0)
+    h = model.fit(X, y, epochs=2, batch_size=500, progress=False)
+    assert h.epochs == 2
