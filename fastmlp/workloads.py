@@ -1,0 +1,59 @@
+"""The benchmark workloads of DESIGN.md, defined once for `fastmlp bench` and asv.
+
+Each workload fixes an architecture, loss, optimizer and batch size (all float32 unless a
+caller asks otherwise); `make_data` builds synthetic data of the right shape, so nothing is
+downloaded and the figures measure the kernels, not a dataset.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .optimizers import SGD, Adam
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    n_inputs: int
+    layers: tuple        # ((size, activation), ...)
+    loss: str
+    optimizer: str       # "sgd" or "adam"
+    lr: float
+    batch_size: int
+
+    def make_optimizer(self):
+        return SGD(lr=self.lr) if self.optimizer == "sgd" else Adam(lr=self.lr)
+
+    def build(self, dtype="float32", device="cpu", seed=0):
+        from .model import MLP
+        return MLP(self.n_inputs, list(self.layers), loss=self.loss,
+                   optimizer=self.make_optimizer(), dtype=dtype, device=device, seed=seed)
+
+    def make_data(self, n_samples=None, seed=0):
+        """(X, y) with n_samples rows (default: 8 batches; xor: its 4 points)."""
+        rng = np.random.default_rng(seed)
+        if self.name == "xor":
+            X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+            return X, np.array([0, 1, 1, 0])
+        n = n_samples or 8 * self.batch_size
+        if self.name == "x2":
+            x = 5 * rng.standard_normal((n, 1))
+            return x.astype(np.float32), (x[:, 0] ** 2 + rng.standard_normal(n))
+        k = self.layers[-1][0]  # MNIST-shaped: pixels in [0, 1), 10 classes
+        return rng.random((n, self.n_inputs), dtype=np.float32), rng.integers(0, k, n)
+
+    def flops_per_step(self):
+        """DESIGN.md's count: forward + weight gradients + deltas of all but the first layer."""
+        sizes = [self.n_inputs] + [size for size, _ in self.layers]
+        macs = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
+        return 2 * self.batch_size * (2 * sum(macs) + sum(macs[1:]))
+
+
+WORKLOADS = {w.name: w for w in [
+    Workload("xor", 2, ((2, "relu"), (1, "sigmoid")), "binary_cross_entropy", "sgd", 0.5, 4),
+    Workload("x2", 1, ((8, "relu"), (8, "relu"), (1, "identity")), "mse", "adam", 0.1, 100),
+    Workload("mnist-small", 784, ((128, "sigmoid"), (10, "softmax")), "cross_entropy", "sgd",
+             0.1, 128),
+    Workload("mnist-wide", 784, ((1024, "relu"), (1024, "relu"), (10, "softmax")),
+             "cross_entropy", "sgd", 0.05, 256),
+]}

@@ -1,0 +1,20 @@
+import numpy as np
+import pytest
+
+from fastmlp.workloads import WORKLOADS
+
+
+def test_the_four_workloads_of_the_design():
+    assert list(WORKLOADS) == ["xor", "x2", "mnist-small", "mnist-wide"]
+    assert WORKLOADS["mnist-wide"].flops_per_step() == \
+        2 * 256 * (2 * (784 * 1024 + 1024 * 1024 + 1024 * 10) + (1024 * 1024 + 1024 * 10))
+
+
+@pytest.mark.parametrize("name", ["xor", "x2", "mnist-small"])
+def test_workloads_build_and_train(name):
+    w = WORKLOADS[name]
+    model = w.build(seed=0)
+    X, y = w.make_data(n_samples=2 * w.batch_size)
+    history = model.fit(X, y, epochs=2, batch_size=w.batch_size, progress=False)
+    assert np.isfinite(history.loss).all()
+    assert model.spec.flops_per_step(w.batch_size) == w.flops_per_step()
