@@ -8,6 +8,8 @@ them into its own process with a one-step fit.
 """
 import math
 
+from numba.core import config as numba_config
+
 from fastmlp.workloads import WORKLOADS
 
 WORKLOAD_NAMES = list(WORKLOADS)
@@ -43,8 +45,11 @@ def build_model(workload, dtype="float32", device="cpu"):
 
     A device this machine cannot use raises NotImplementedError, which asv reports as a
     skipped benchmark. The CUDA backend is optional and may be missing from a build, so any
-    of the errors a missing backend or driver raises counts as "not available" there.
+    of the errors a missing backend or driver raises counts as "not available" there; so does
+    Numba's CUDA simulator, whose figures would time Python, not a GPU.
     """
+    if device != "cpu" and numba_config.ENABLE_CUDASIM:
+        raise NotImplementedError(f"device {device!r} would run in Numba's CUDA simulator")
     X, y = workload.make_data(n_samples=workload.batch_size)
     try:
         model = workload.build(dtype=dtype, device=device, seed=0)

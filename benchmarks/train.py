@@ -6,9 +6,9 @@ from .common import DEVICES, DTYPES, WORKLOAD_NAMES, WarmKernels, build_model, s
 
 
 class TrainSteps(WarmKernels):
-    """Seconds for steps_for(workload) steps: 4096 for xor and x2, 32 for mnist-small, 4 for
-    mnist-wide (about 2 GFLOP each but for the tiny ones). A new model per sample, so every
-    sample trains from the same weights."""
+    """Seconds for steps_for(workload) steps (with today's workloads: 4096 for xor and x2, 32
+    for mnist-small, 4 for mnist-wide; divide to get seconds per step). asv re-runs setup
+    before each sample, so every sample trains the same fresh model."""
     params = (WORKLOAD_NAMES, DTYPES, DEVICES)
     param_names = ["workload", "dtype", "device"]
     # At least 3 samples, at most 10, stopping after ~5 s: mnist-wide takes ~0.1-0.5 s a call.
