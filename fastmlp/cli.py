@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-import numpy as np
+from .workloads import WORKLOADS
 
 DEFAULTS = {  # dataset -> (layers, optimizer, lr, epochs, batch size)
     "digits": ("128:relu,10:softmax", "adam", 1e-3, 30, 32),
@@ -48,6 +48,14 @@ def build_parser():
     train.add_argument("--dtype", default="float32")
     train.add_argument("--save", metavar="PATH", default=None)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench = sub.add_parser("bench", help="time the DESIGN.md workloads against PyTorch/JAX")
+    bench.add_argument("--workload", action="append", choices=list(WORKLOADS),
+                       help="run only this workload (repeatable; default: all four)")
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.add_argument("--seconds", type=float, default=1.0, help="minimum time per sample")
+    bench.add_argument("--repeats", type=int, default=3, help="samples per figure (best kept)")
+    bench.add_argument("--no-peers", action="store_true", help="time fastmlp only")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     return parser
 
 
@@ -94,6 +102,9 @@ def main(argv=None):
         parser.print_help()
         return 2
     try:
+        if args.command == "bench":
+            from .bench import main as bench
+            return bench(args)
         return train(args)
     except (ValueError, TypeError, FloatingPointError) as exc:
         print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)

@@ -1,20 +1,30 @@
 """Every JIT flag of the package, in one place.
 
 `cache=True` writes compiled kernels next to the sources (or to NUMBA_CACHE_DIR), so a new
-process reuses them instead of compiling again. `fastmath` stays off: it would let LLVM assume
-no NaN/inf, which breaks the non-finite-loss check and the PyTorch parity tolerances.
+process reuses them instead of compiling again.
+
+FASTMATH grants LLVM only reassociation (so sums and dot products vectorise) and contraction
+into FMAs. It never grants nnan/ninf: the kernels rely on NaN and inf propagating to the
+non-finite-loss check.
+
+ERROR_MODEL "numpy" makes a float division by zero give inf/NaN, as in numpy, instead of
+raising ZeroDivisionError; the check Python's rule needs sits in every division and stops
+LLVM from vectorising the loop around it.
 """
 import functools
 
 import numba
 
 CACHE = True
-FASTMATH = False
+FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
+ERROR_MODEL = "numpy"
 
-#: A GEMM goes to BLAS (np.dot with out=) only when both of its "wide" dimensions reach this;
-#: below it, BLAS call overhead dominates and the hand-written loops win.
+#: A GEMM goes to BLAS (np.dot with out=) only when its wider side (n_in or n_out) reaches
+#: BLAS_MIN_WIDTH and it has BLAS_MIN_MACS multiply-adds; below that, BLAS call overhead
+#: dominates and the hand-written loops win.
 BLAS_MIN_WIDTH = 32
+BLAS_MIN_MACS = 32 * 32 * 32
 
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
 #: models trained with tiny batches.
@@ -24,4 +34,5 @@ MIN_WORKSPACE_ROWS = 256
 #: and let Ctrl-C through.
 PROGRESS_INTERVAL = 0.1
 
-jit = functools.partial(numba.njit, cache=CACHE, fastmath=FASTMATH, nogil=NOGIL)
+jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
+                        error_model=ERROR_MODEL)

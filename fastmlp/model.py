@@ -95,14 +95,16 @@ class MLP:
         ws = self._ws
         rows = self._rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        cpu_train.forward_rows(out, ws.acts, ws.logits, X, ws.params, self.spec.table, rows)
+        cpu_train.forward_rows(out, ws.acts, ws.logits, ws.deltas, X, ws.params, self.spec.table,
+                               rows)
         return out
 
     def _loss(self, X, T):
         ws = self._ws
         rows = self._rows(1)
-        return float(cpu_train.loss_rows(ws.acts, ws.logits, X, T, ws.params, self.spec.table,
-                                         rows, self._loss_code, self.spec.n_weights, self.l2))
+        return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
+                                         self.spec.table, rows, self._loss_code,
+                                         self.spec.n_weights, self.l2))
 
     # -- inference -----------------------------------------------------------------------
     def forward(self, X):

@@ -147,16 +147,17 @@ def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_lo
 
 
 def _raise_nonfinite(model, status, done, steps_per_epoch):
-    ws = model._ws
-    restored = ""
-    if not np.isfinite(ws.params).all():
-        # An update overflowed the parameters themselves: go back to the start of this run.
-        ws.restore_backup()
-        restored = " (an update had overflowed the weights, so they were restored from the " \
-                   "start of the last compiled run)"
-    what = "loss" if status == cpu_train.NONFINITE_LOSS else "gradient"
     epoch, batch = divmod(done, steps_per_epoch)
-    raise FloatingPointError(
-        f"the training {what} became NaN or infinite at epoch {epoch + 1}, batch {batch + 1}; "
-        f"training stopped and the model keeps the weights from before that step{restored}. "
-        f"Lower the learning rate, scale the inputs, or add l2 regularisation.")
+    where = f"at epoch {epoch + 1}, batch {batch + 1}"
+    if status == cpu_train.NONFINITE_LOSS:
+        message = (f"the training loss became NaN or infinite {where}; training stopped and "
+                   f"the model keeps the weights from before that step")
+    else:
+        # The update had already run when the gradient showed NaN/inf: go back to the copy
+        # taken when the last compiled run started.
+        model._ws.restore_backup()
+        message = (f"a gradient became NaN or infinite {where}; training stopped and the "
+                   f"model was restored to its weights from the start of the last compiled "
+                   f"run (at most ~{QUIET_INTERVAL:g} s of training earlier)")
+    raise FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or add "
+                             f"l2 regularisation.")

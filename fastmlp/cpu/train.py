@@ -9,8 +9,7 @@ import math
 import numpy as np
 
 from ..config import jit
-from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
-                      weight_grad_norms)
+from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import optimizer_step
 
 # splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
@@ -60,8 +59,11 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
 
     cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a fresh
     shuffle when shuffle_rows. epoch_loss[e] accumulates the per-row loss (l2 term included)
-    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss or
-    gradients are not finite is not applied: training stops with the weights from before it.
+    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss is
+    not finite is not applied: training stops with the weights from before it. A batch whose
+    loss is finite but whose gradient is not (rare: relu and the saturating activations can
+    hide an inf from the loss) has already been applied when that shows: the caller restores
+    the copy it made before the call.
     The last batch of an epoch is the remainder and may be smaller than batch_size.
     """
     n = x.shape[0]
@@ -77,15 +79,14 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
         tb = tbatch[:m * targets.shape[1]].reshape((m, targets.shape[1]))
         gather_rows(xb, x, perm, start, m)
         gather_rows(tb, targets, perm, start, m)
-        data_loss = batch_loss(acts, logits, xb, tb, params, layers, rows, loss) / m
+        data_loss = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss) / m
         total_loss = data_loss + l2_forward(params, n_weights, l2)
-        if not math.isfinite(total_loss):
-            return NONFINITE_LOSS, step
+        if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
+            return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
         network_backward(grads, deltas, acts, xb, tb, params, layers, rows, 1.0 / m, loss)
-        l2_backward(grads, params, n_weights, l2)
-        if not weight_grad_norms(grad_norms, grads, layers):
-            return NONFINITE_GRADIENT, step
-        optimizer_step(params, grads, moment1, moment2, opt_step, optimizer, hyper, n_weights)
+        if not optimizer_step(params, grads, moment1, moment2, opt_step, grad_norms, layers,
+                              optimizer, hyper, l2):
+            return NONFINITE_GRADIENT, step  # updated with a NaN: the caller restores
         epoch_loss[epoch] += total_loss * m
         for l in range(grad_norms.shape[0]):
             epoch_grad_norm[epoch, l] += grad_norms[l]
@@ -99,23 +100,24 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
 
 
 @jit
-def forward_rows(out, acts, logits, x, params, layers, rows):
+def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
     """out (n, n_outputs) = network output for every row of x, `rows` rows at a time."""
     n = x.shape[0]
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        out[start:stop] = network_forward(acts, logits, x[start:stop], params, layers, rows)
+        out[start:stop] = network_forward(acts, logits, deltas, x[start:stop], params, layers,
+                                          rows)
 
 
 @jit
-def loss_rows(acts, logits, x, targets, params, layers, rows, loss, n_weights, l2):
+def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2):
     """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time."""
     n = x.shape[0]
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        total += batch_loss(acts, logits, x[start:stop], targets[start:stop], params, layers,
-                            rows, loss)
+        total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop], params,
+                            layers, rows, loss)
     return total / n + l2_forward(params, n_weights, l2)
 
 
@@ -124,6 +126,6 @@ def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows,
                   n_weights, l2):
     """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
-    batch_loss(acts, logits, x, targets, params, layers, rows, loss)
+    batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss)
     network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
     l2_backward(grads, params, n_weights, l2)
