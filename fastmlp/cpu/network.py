@@ -1,15 +1,16 @@
 """Whole-network passes over the flat buffers, driven by the spec's integer layer table.
 
-Views: layer l's weights are params[w_off : w_off + n_in*n_out] reshaped (n_in, n_out); its
-activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] reshaped
-(m, n_out), where `rows` is the buffer's row capacity. Slicing and reshaping a contiguous
-1-D buffer makes a view, never a copy.
+Views: layer l's weights are params[w_off : w_off + n_in*n_out] seen as (n_in, n_out); its
+activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] seen as
+(m, n_out), where `rows` is the buffer's row capacity. view2d makes each such view inline,
+never a copy.
 """
 from ..config import jit
 from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from ..activations import IDENTITY
 from .dense import dense_backward, dense_forward
 from .loss import loss_backward, loss_forward
+from .views import view2d
 
 
 @jit
@@ -17,7 +18,7 @@ def weight_view(buf, layers, l):
     n_in = layers[l, N_IN]
     n_out = layers[l, N_OUT]
     off = layers[l, W_OFFSET]
-    return buf[off:off + n_in * n_out].reshape((n_in, n_out))
+    return view2d(buf, off, n_in, n_out)
 
 
 @jit
@@ -31,7 +32,7 @@ def rows_view(buf, layers, l, rows, m):
     """Layer l's (m, n_out) block of an activation or delta buffer with `rows` rows."""
     n_out = layers[l, N_OUT]
     off = rows * layers[l, WIDTH_OFFSET]
-    return buf[off:off + m * n_out].reshape((m, n_out))
+    return view2d(buf, off, m, n_out)
 
 
 @jit
@@ -47,7 +48,7 @@ def network_forward(acts, logits, deltas, x, params, layers, rows):
     for l in range(last + 1):
         out = rows_view(acts, layers, l, rows, m)
         if l == last:
-            z = logits[:m * layers[l, N_OUT]].reshape((m, layers[l, N_OUT]))
+            z = view2d(logits, 0, m, layers[l, N_OUT])
         else:
             z = rows_view(deltas, layers, l, rows, m)
         dense_forward(out, z, inp, weight_view(params, layers, l), bias_view(params, layers, l),
@@ -105,4 +106,4 @@ def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss):
     out = network_forward(acts, logits, deltas, x, params, layers, rows)
     m = x.shape[0]
     n_out = out.shape[1]
-    return loss_forward(out, logits[:m * n_out].reshape((m, n_out)), targets, loss)
+    return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)

@@ -11,6 +11,7 @@ import numpy as np
 from ..config import jit
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import optimizer_step
+from .views import view2d
 
 # splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
 # uint64 kept in the workspace, so shuffles are reproducible from the model's seed.
@@ -75,8 +76,8 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
             shuffle(perm, rng)
         start = b * batch_size
         m = min(batch_size, n - start)
-        xb = xbatch[:m * x.shape[1]].reshape((m, x.shape[1]))
-        tb = tbatch[:m * targets.shape[1]].reshape((m, targets.shape[1]))
+        xb = view2d(xbatch, 0, m, x.shape[1])
+        tb = view2d(tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, perm, start, m)
         gather_rows(tb, targets, perm, start, m)
         data_loss = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss) / m

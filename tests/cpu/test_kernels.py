@@ -203,3 +203,21 @@ def test_gather_rows(rng):
     out = np.zeros((4, 3))
     train.gather_rows(out, src, perm, 5, 4)
     np.testing.assert_array_equal(out, src[perm[5:9]])
+
+
+def test_view2d_is_a_c_contiguous_view_that_keeps_its_buffer_alive():
+    from numba import njit
+    from fastmlp.cpu.views import view2d
+
+    @njit
+    def view(buf, off, rows, cols):
+        return view2d(buf, off, rows, cols)
+
+    buf = np.arange(20, dtype=np.float32)
+    v = view(buf, 3, 2, 4)
+    np.testing.assert_array_equal(v, buf[3:11].reshape(2, 4))
+    assert v.flags.c_contiguous and v.base is not None
+    v[1, 2] = -1.0
+    assert buf[9] == -1.0  # a view, not a copy
+    del buf
+    np.testing.assert_array_equal(v[0], [3, 4, 5, 6])
