@@ -11,10 +11,11 @@ parameters as they were, as on the CPU. Once status is set, later steps change n
 import functools
 import math
 
+import numpy as np
 from numba import cuda
 
 from ..config import CUDA_CACHE
-from ..cpu.optim import (ADAM, ADAMW, BETA1, BETA2, EPS, LR, MOMENTUM, NESTEROV, SGD,
+from ..cpu.optim import (ADAM, ADAMW, BETA1, BETA2, EPS, LR, MOMENTUM, N_HYPER, NESTEROV, SGD,
                          WEIGHT_DECAY)
 from ..cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .elementwise import block_sum
@@ -174,3 +175,31 @@ def adam_scalars(hyper, optimizer, step):
         return 0.0, 1.0
     bias_correction1 = 1.0 - hyper[BETA1] ** step
     return hyper[LR] / bias_correction1, math.sqrt(1.0 - hyper[BETA2] ** step)
+
+
+# -- the CPU twins' signatures, for direct use and tests (training uses optimizer_step) --
+def _update(params, grads, moment1, moment2, hyper, optimizer, n_weights, step):
+    from .. import config
+    from . import device
+    threads = config.CUDA_THREADS
+    step_size, correction = adam_scalars(hyper, optimizer, step)
+    grid = max(1, min(config.CUDA_OPTIMIZER_BLOCKS, -(-params.shape[0] // threads)))
+    kernels(threads)[1][grid, threads](params, grads, moment1, moment2, device.upload(hyper),
+                                       optimizer, n_weights, step_size, correction)
+
+
+def sgd_step(params, grads, velocity, lr, momentum, nesterov):
+    """As cpu/optim.sgd_step, on device arrays."""
+    hyper = np.zeros(N_HYPER)
+    hyper[LR], hyper[MOMENTUM], hyper[NESTEROV] = lr, momentum, float(nesterov)
+    _update(params, grads, velocity, velocity, hyper, SGD, 0, 0)
+
+
+def adam_step(params, grads, moment1, moment2, lr, beta1, beta2, eps, weight_decay,
+              n_weights, step):
+    """As cpu/optim.adam_step, on device arrays (AdamW when weight_decay != 0)."""
+    hyper = np.zeros(N_HYPER)
+    hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS] = lr, beta1, beta2, eps
+    hyper[WEIGHT_DECAY] = weight_decay
+    _update(params, grads, moment1, moment2, hyper, ADAMW if weight_decay else ADAM,
+            n_weights, step)
