@@ -82,7 +82,7 @@ class Trainer:
         self.rng = model._host.rng
         self.perm = np.arange(n, dtype=np.int64)
         self.hyper = model.optimizer.hyper()
-        dws.ensure_rows(max(batch_size, config.MIN_WORKSPACE_ROWS))
+        model._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
         dws.ensure_epochs(epochs)
         dws.hyper.copy_to_device(self.hyper)
         device.fill(dws.status, 0)
