@@ -56,8 +56,8 @@ CUDA_OPTIMIZER_BLOCKS = 264
 #: it when n_inputs and every layer width are <= CUDA_FUSED_MAX_WIDTH; True/False force it.
 CUDA_FUSED = "auto"
 CUDA_FUSED_MAX_WIDTH = 64
-#: Rows of the batch per block of the fused kernel, and its threads per block. float64
-#: halves the rows so that weights and two row tiles stay within 48 KiB of shared memory.
+#: Rows of the batch per block of the fused kernel (lowered, for float64 especially, until
+#: the weights and two row tiles fit in 48 KiB of shared memory), and threads per block.
 CUDA_FUSED_ROWS = 64
 CUDA_FUSED_THREADS = 128
 

@@ -136,19 +136,32 @@ class Trainer:
         dws.save_backup()
         first_epoch = self.cursor[0]
         batches_per_chunk = self.chunk_rows // self.batch_size
-        for i in range(n_steps):
-            epoch, b = self.cursor
-            if b == 0:
-                self._start_epoch()
-            start = b * self.batch_size
-            if self.chunk_rows < self.n:
-                if b % batches_per_chunk == 0:
-                    self._send_chunk(b)
-                start -= (b // batches_per_chunk) * self.chunk_rows
-            m = min(self.batch_size, self.n - b * self.batch_size)
-            self.plans[m].launch(start, epoch, dws.opt_step + i + 1, self.hyper)
-            self.cursor = [epoch + 1, 0] if b + 1 == self.n_batches else [epoch, b + 1]
-        status = dws.status.copy_to_host()  # waits for the queued steps
+        try:
+            for i in range(n_steps):
+                self._launch_step(i, batches_per_chunk)
+        except KeyboardInterrupt:  # the queued steps still run: account for them, then stop
+            self._collect(first_epoch)
+            raise
+        return self._collect(first_epoch)
+
+    def _launch_step(self, i, batches_per_chunk):
+        """Queue the launches of the i-th step of this call and advance the cursor."""
+        epoch, b = self.cursor
+        if b == 0:
+            self._start_epoch()
+        start = b * self.batch_size
+        if self.chunk_rows < self.n:
+            if b % batches_per_chunk == 0:
+                self._send_chunk(b)
+            start -= (b // batches_per_chunk) * self.chunk_rows
+        m = min(self.batch_size, self.n - b * self.batch_size)
+        self.plans[m].launch(start, epoch, self.dws.opt_step + i + 1, self.hyper)
+        self.cursor = [epoch + 1, 0] if b + 1 == self.n_batches else [epoch, b + 1]
+
+    def _collect(self, first_epoch):
+        """Wait for the queued steps; read the status and the touched epochs' statistics."""
+        dws = self.dws
+        status = dws.status.copy_to_host()
         ran = int(status[STEPS_DONE]) - self.steps_done
         self.steps_done += ran
         dws.opt_step += ran

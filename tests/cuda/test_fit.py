@@ -31,6 +31,10 @@ def test_xor_trains_to_100_percent_on_cuda():
     assert history.loss[-1] < 0.5 * history.loss[0]
 
 
+# The simulator computes with numpy scalars, which warn as they overflow (in its threads,
+# where np.errstate does not reach).
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @pytest.mark.parametrize("fused", [False, True])
 def test_nonfinite_loss_stops_training_as_on_the_cpu(monkeypatch, fused):
     monkeypatch.setattr(config, "CUDA_FUSED", fused)
@@ -39,7 +43,6 @@ def test_nonfinite_loss_stops_training_as_on_the_cpu(monkeypatch, fused):
     for device in ("cpu", "cuda"):
         model = fastmlp.MLP(3, [(6, "relu"), (1, "identity")], optimizer=fastmlp.SGD(lr=1e4),
                             dtype="float64", seed=0, device=device)
-        # (the simulator computes with numpy scalars, which warn as they overflow)
         with pytest.raises(FloatingPointError, match="NaN or infinite.*keeps the weights") \
                 as error, np.errstate(over="ignore", invalid="ignore"):
             model.fit(X, y * 1e3, epochs=2, batch_size=8, progress=False)
@@ -124,3 +127,26 @@ def test_save_load_and_set_weights_on_cuda(tmp_path):
     np.testing.assert_allclose(model.forward(X), loaded.forward(X), rtol=1e-12)
     np.testing.assert_allclose(model.gradients(X, y)[0][0], loaded.gradients(X, y)[0][0],
                                rtol=1e-12)
+
+
+def test_ctrl_c_keeps_the_steps_that_ran(monkeypatch, capsys):
+    from fastmlp.cuda.network import StepPlan
+    X, y = regression(16)
+    kwargs = dict(optimizer=fastmlp.SGD(lr=0.01), dtype="float64", seed=0)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], device="cuda", **kwargs)
+    real, launched = StepPlan.launch, []
+
+    def interrupted_at_the_sixth_step(self, *args):
+        if len(launched) == 5:
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while the host queues launches
+        launched.append(1)
+        return real(self, *args)
+
+    monkeypatch.setattr(StepPlan, "launch", interrupted_at_the_sixth_step)
+    history = model.fit(X, y, epochs=10, batch_size=4, shuffle=False, progress=False)
+    assert history.interrupted and "interrupted" in capsys.readouterr().out
+    assert model._device_ws.opt_step == 5  # the five queued steps ran and are counted
+    replay = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], **kwargs)
+    replay.fit(X, y, epochs=1, batch_size=4, shuffle=False, progress=False)
+    replay.fit(X[:4], y[:4], epochs=1, batch_size=4, shuffle=False, progress=False)
+    same_weights(replay, model, rtol=1e-12)
