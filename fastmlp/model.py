@@ -23,9 +23,7 @@ def check_device(device):
 
 
 def _cuda_train():
-    """fastmlp.cuda.train, imported only once a GPU (or the simulator) is known usable."""
-    from .cuda.device import require_cuda
-    require_cuda()
+    """fastmlp.cuda.train; imported on first use, after `to` has checked for CUDA."""
     from .cuda import train
     return train
 
@@ -91,8 +89,9 @@ class MLP:
         if device == self.device:
             return self
         if device == "cuda":
+            from .cuda.device import require_cuda
+            require_cuda()  # a RuntimeError that says what to install or set
             from .cuda.workspace import DeviceWorkspace
-            _cuda_train()
             self._device_ws = DeviceWorkspace(self._host)
         else:
             self._device_ws.download(self._host)

@@ -23,24 +23,20 @@ def _layer_code(dws, l):
     return int(dws.spec.table[l, ACTIVATION])
 
 
-def _weights(dws, l, buf):
-    layer = dws.spec.layers[l]
-    return buf[dws.spec.weight_slice(l)].reshape(layer.n_in, layer.n_out)
-
-
 def network_forward(dws, x, m):
-    """Launches of the forward pass of x (m, n_inputs): acts, logits and outputs."""
+    """Launches of the forward pass of x (m, n_inputs): the hidden layers' activations and
+    the output layer's logits (returned with the launches)."""
     spec = dws.spec
     last = len(spec.layers) - 1
     launches = []
     inp = x
     for l in range(last):
         out = dws.layer_rows(dws.acts, l, m)
-        launches.append(dense_forward_launch(out, inp, _weights(dws, l, dws.params),
+        launches.append(dense_forward_launch(out, inp, dws.weights(l),
                                              dws.bias(l), _layer_code(dws, l), dws.tile))
         inp = out
     logits = dws.logits[:m]
-    launches.append(dense_forward_launch(logits, inp, _weights(dws, last, dws.params),
+    launches.append(dense_forward_launch(logits, inp, dws.weights(last),
                                          dws.bias(last), IDENTITY, dws.tile))
     return launches, logits
 
@@ -86,8 +82,8 @@ def network_backward(dws, x, targets, m, loss, l2):
         else:
             inp, dinp, inp_activation = x, dout, IDENTITY  # the input layer needs no delta
         launches.append(dense_backward_launch(
-            dinp, _weights(dws, l, dws.grads), dws.bias(l, dws.grads), dout, inp,
-            _weights(dws, l, dws.params), inp_activation, l > 0, l2, dws.tile_sums[l],
+            dinp, dws.weights(l, dws.grads), dws.bias(l, dws.grads), dout, inp,
+            dws.weights(l), inp_activation, l > 0, l2, dws.tile_sums[l],
             dws.tile))
         dout = dinp
     return launches

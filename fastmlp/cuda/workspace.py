@@ -13,7 +13,7 @@ shuffling RNG: the host shuffles with cpu/train.shuffle, exactly as the CPU path
 import numpy as np
 
 from ..cpu.optim import N_HYPER
-from ..spec import N_IN, N_OUT, WIDTH_OFFSET
+from ..spec import N_OUT, WIDTH_OFFSET
 from . import device, fused, gemm
 
 
@@ -84,10 +84,10 @@ class DeviceWorkspace:
         return buf[off:off + m * n_out].reshape(m, n_out)
 
     def weights(self, l, buf=None):
+        """Layer l's (n_in, n_out) weights in params (or in grads, given as buf)."""
         buf = self.params if buf is None else buf
         layer = self.spec.layers[l]
-        return buf[self.spec.weight_slice(l)].reshape(int(self.spec.table[l, N_IN]),
-                                                       layer.n_out)
+        return buf[self.spec.weight_slice(l)].reshape(layer.n_in, layer.n_out)
 
     def bias(self, l, buf=None):
         buf = self.params if buf is None else buf
@@ -103,9 +103,6 @@ class DeviceWorkspace:
 
     def upload_params(self, host):
         self.params.copy_to_device(host.params)
-
-    def download_grads(self):
-        return self.grads.copy_to_host()
 
     # -- checkpoints (device to device: nothing crosses to the host) ---------------------
     def save_backup(self):
