@@ -39,3 +39,42 @@ PROGRESS_INTERVAL = 0.1
 
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
+
+# -- CUDA (fastmlp/cuda/) -----------------------------------------------------------------
+# Kernels whose shared-memory tiles need compile-time sizes are built per value of the
+# settings below (and cached per process), so a test can force tiny tiles and make the
+# multi-block and multi-tile paths run on a few rows. Change them before the first CUDA call.
+
+#: On-disk caching of @cuda.jit kernels. numba-cuda can cache closure kernels (its cache key
+#: hashes the closed-over constants), but this has not been checked on a GPU yet: off until
+#: it is. The simulator ignores it.
+CUDA_CACHE = False
+
+#: Tiled GEMM: a block computes a (CUDA_TILE_ROWS, CUDA_TILE_COLS) tile of the output,
+#: stepping through the shared dimension CUDA_TILE_DEPTH at a time; each thread computes a
+#: (CUDA_THREAD_ROWS, CUDA_THREAD_COLS) micro-tile in registers. Threads per block:
+#: (TILE_ROWS / THREAD_ROWS) * (TILE_COLS / THREAD_COLS) = 256 by default.
+CUDA_TILE_ROWS = 64
+CUDA_TILE_COLS = 64
+CUDA_TILE_DEPTH = 16
+CUDA_THREAD_ROWS = 4
+CUDA_THREAD_COLS = 4
+
+#: Threads per block of the elementwise, per-row and reduction kernels.
+CUDA_THREADS = 256
+#: Blocks of the optimizer kernel (a grid-stride loop): each block first re-derives the
+#: step's verdict from the per-tile partial sums, so fewer, fuller blocks are cheaper.
+CUDA_OPTIMIZER_BLOCKS = 264
+
+#: The fully fused kernel (one launch per training step) for narrow networks: "auto" uses
+#: it when n_inputs and every layer width are <= CUDA_FUSED_MAX_WIDTH; True/False force it.
+CUDA_FUSED = "auto"
+CUDA_FUSED_MAX_WIDTH = 64
+#: Rows of the batch per block of the fused kernel (lowered, for float64 especially, until
+#: the weights and two row tiles fit in 48 KiB of shared memory), and threads per block.
+CUDA_FUSED_ROWS = 64
+CUDA_FUSED_THREADS = 128
+
+#: Device bytes the training data (X and targets) may take; None: half the free memory.
+#: Larger data is streamed to the device in chunks of whole batches, once per epoch.
+CUDA_DATA_BYTES = None

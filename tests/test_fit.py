@@ -150,7 +150,7 @@ def test_batch_larger_than_data_is_one_full_batch():
     assert h.epochs == 2
 
 
-def test_nonfinite_gradient_restores_the_start_of_the_run(monkeypatch):
+def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch):
     X, y = regression_data(32)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     before = model.get_weights()
@@ -163,7 +163,7 @@ def test_nonfinite_gradient_restores_the_start_of_the_run(monkeypatch):
 
     monkeypatch.setattr(cpu_train, "train_steps", gradient_blows_up)
     with pytest.raises(FloatingPointError, match="gradient became NaN or infinite at epoch 1, "
-                                                 "batch 4.*restored"):
+                                                 "batch 4 after an update overflowed.*restored"):
         model.fit(X, y, epochs=5, batch_size=4, progress=False)
     for (W, b), (W0, b0) in zip(model.get_weights(), before):
         np.testing.assert_array_equal(W, W0)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..config import jit
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
-from .optim import optimizer_step
+from .optim import gradient_norms, optimizer_step
 from .views import view2d
 
 # splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
@@ -60,11 +60,10 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
 
     cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a fresh
     shuffle when shuffle_rows. epoch_loss[e] accumulates the per-row loss (l2 term included)
-    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss is
-    not finite is not applied: training stops with the weights from before it. A batch whose
-    loss is finite but whose gradient is not (rare: relu and the saturating activations can
-    hide an inf from the loss) has already been applied when that shows: the caller restores
-    the copy it made before the call.
+    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss or
+    gradient is not finite is not applied: training stops with the weights from before it.
+    (Only an update that itself overflows the weights gets past this; the next step's loss
+    shows it, and the caller restores the copy it made before the call.)
     The last batch of an epoch is the remainder and may be smaller than batch_size.
     """
     n = x.shape[0]
@@ -85,9 +84,9 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
         if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
             return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
         network_backward(grads, deltas, acts, xb, tb, params, layers, rows, 1.0 / m, loss)
-        if not optimizer_step(params, grads, moment1, moment2, opt_step, grad_norms, layers,
-                              optimizer, hyper, l2):
-            return NONFINITE_GRADIENT, step  # updated with a NaN: the caller restores
+        if not gradient_norms(grad_norms, grads, params, layers, l2):
+            return NONFINITE_GRADIENT, step  # nothing updated either
+        optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2)
         epoch_loss[epoch] += total_loss * m
         for l in range(grad_norms.shape[0]):
             epoch_grad_norm[epoch, l] += grad_norms[l]

@@ -139,8 +139,7 @@ def test_sgd_step(rng, momentum, nesterov):
     expect = [p.copy()]
     for _ in range(4):
         g = rng.standard_normal(11)
-        sq = optim.sgd_step(p, g, velocity, 0, 11, 0.1, momentum, nesterov, 0.05)
-        assert sq == pytest.approx(np.sum((g + 0.05 * expect[0]) ** 2), rel=1e-12)
+        optim.sgd_step(p, g, velocity, 0, 11, 0.1, momentum, nesterov, 0.05)
         expect = ref.sgd(expect, [g + 0.05 * expect[0]], state, 0.1, momentum, nesterov)
         np.testing.assert_allclose(p, expect[0], rtol=1e-13)
 
@@ -162,27 +161,38 @@ def test_adam_step(rng, weight_decay):
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_optimizer_step_segments(rng, name):
-    """l2 and AdamW's decay reach the weights only; norms are those of dW + l2 W per layer."""
+    """l2 and AdamW's decay reach the weights only."""
     spec = NetworkSpec(3, [(4, "relu"), (2, "identity")])
     opt = fastmlp.SGD(lr=0.1) if name == "sgd" else fastmlp.AdamW(lr=0.1, weight_decay=0.5)
     p = rng.standard_normal(spec.n_params)
     g = rng.standard_normal(spec.n_params)
     g[spec.bias_slice(1)] = 0.0
     p0 = p.copy()
-    norms = np.zeros(2)
-    finite = optim.optimizer_step(p, g, np.zeros_like(p), np.zeros_like(p),
-                                  np.zeros(1, np.int64), norms, spec.table, opt.code,
-                                  opt.hyper(), 0.2)
-    assert finite
-    for l in range(2):
-        w = spec.weight_slice(l)
-        assert norms[l] == pytest.approx(np.linalg.norm(g[w] + 0.2 * p0[w]), rel=1e-12)
+    optim.optimizer_step(p, g, np.zeros_like(p), np.zeros_like(p), np.zeros(1, np.int64),
+                         spec.table, opt.code, opt.hyper(), 0.2)
     # a zero gradient on a bias leaves it exactly where it was: no l2, no decay there
     np.testing.assert_array_equal(p[spec.bias_slice(1)], p0[spec.bias_slice(1)])
-    g[0] = np.nan
-    assert not optim.optimizer_step(p, g, np.zeros_like(p), np.zeros_like(p),
-                                    np.zeros(1, np.int64), norms, spec.table, opt.code,
-                                    opt.hyper(), 0.0)
+    assert not np.array_equal(p[spec.weight_slice(1)], p0[spec.weight_slice(1)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_norms_and_finiteness(rng, dtype):
+    spec = NetworkSpec(3, [(4, "relu"), (2, "identity")])
+    p = rng.standard_normal(spec.n_params).astype(dtype)
+    g = rng.standard_normal(spec.n_params).astype(dtype)
+    norms = np.zeros(2)
+    assert optim.gradient_norms(norms, g, p, spec.table, 0.2)
+    for l in range(2):
+        w = spec.weight_slice(l)
+        expect = np.linalg.norm(g[w].astype(np.float64) + 0.2 * p[w])
+        assert norms[l] == pytest.approx(expect, rel=1e-6 if dtype == np.float32 else 1e-12)
+    big = g.copy()
+    big[0] = 1e30 if dtype == np.float32 else 1e300  # finite, though its square is not
+    assert optim.gradient_norms(norms, big, p, spec.table, 0.0) == (dtype == np.float32)
+    for where in (spec.weight_slice(1).start, spec.bias_slice(0).start):
+        bad = g.copy()
+        bad[where] = np.nan
+        assert not optim.gradient_norms(norms, bad, p, spec.table, 0.0)
 
 
 def test_shuffle_is_a_seeded_permutation():
