@@ -48,6 +48,8 @@ def sgemm_gflops(n=1024, repeats=5):
 
 
 def fastmlp_rate(workload, seconds, repeats, device="cpu"):
+    if device == "cuda":
+        return _cuda_rate(workload, seconds, repeats)
     model = workload.build(seed=0, device=device)
     X, y = workload.make_data(DATA_BATCHES * workload.batch_size)
     steps_per_epoch = math.ceil(len(X) / workload.batch_size)
@@ -58,6 +60,18 @@ def fastmlp_rate(workload, seconds, repeats, device="cpu"):
 
     return _best_rate(lambda s: run(s), steps_per_epoch, seconds, repeats) \
         if steps_per_epoch > 1 else _best_rate(run, 1000, seconds, repeats)
+
+
+def _cuda_rate(workload, seconds, repeats):
+    """Steady-state steps/s on device="cuda" (cuda/bench.py times between device syncs)."""
+    from .cuda.bench import time_train_steps
+    steps, best = 10, 0.0
+    for _ in range(repeats):
+        result = time_train_steps(workload, steps=steps)
+        best = max(best, result["steps_per_s"])
+        if result["seconds"] < seconds:  # aim the next sample at `seconds`
+            steps = max(steps, int(steps * seconds / max(result["seconds"], 1e-6)))
+    return best
 
 
 def torch_rate(workload, seconds, repeats):
@@ -167,6 +181,8 @@ PEERS = {"torch": torch_rate, "jax": jax_rate}
 
 def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device="cpu",
               log=print):
+    """{"roofline_sgemm_gflops", "device", "workloads": {name: {who: figures}}}; the peers
+    run on the CPU (their CPU builds), beside fastmlp on `device`."""
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {}}
@@ -194,7 +210,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
 
 def format_table(results):
     lines = [f"numpy sgemm roofline: {results['roofline_sgemm_gflops']:.0f} GFLOP/s "
-             f"(float32, 1024x1024)", ""]
+             f"(float32, 1024x1024); fastmlp on {results['device']}", ""]
     header = f"{'workload':<12} {'who':<8} {'steps/s':>11} {'samples/s':>12} {'GFLOP/s':>9} " \
              f"{'fastmlp x':>10}"
     lines += [header, "-" * len(header)]
