@@ -16,10 +16,17 @@ from .validation import check_bool, check_int
 
 QUIET_INTERVAL = 1.0
 FIRST_QUIET_STEPS = 4096
+#: FLOPs the first quiet call may plan for before anything is timed: about a second's work.
+FIRST_QUIET_FLOPS = 2e9
 
 
-def _whole_epochs(steps, steps_per_epoch):
-    return max(1, -(-steps // steps_per_epoch)) * steps_per_epoch
+def _quiet_chunk(steps, steps_per_epoch):
+    """Without a bar, calls cover whole epochs when an epoch is shorter than `steps`, so a
+    small run takes one call whatever its size; a longer epoch is split, so that Ctrl-C is
+    still seen about once a second."""
+    if steps < steps_per_epoch:
+        return max(1, steps)
+    return steps // steps_per_epoch * steps_per_epoch
 
 
 def _check_validation(model, validation_data):
@@ -73,16 +80,18 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
 
     def record(done_before, done, seconds):
         # Spread a call's wall time over the steps it ran, epoch by epoch.
-        for e in range(done_before // steps_per_epoch, min(epochs, (done - 1) // steps_per_epoch + 1)):
+        last = min(epochs, (done - 1) // steps_per_epoch + 1)
+        for e in range(done_before // steps_per_epoch, last):
             lo = max(done_before, e * steps_per_epoch)
             hi = min(done, (e + 1) * steps_per_epoch)
             epoch_seconds[e] += seconds * (hi - lo) / max(done - done_before, 1)
 
     done = 0
     # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
-    # Without: whole epochs per call, starting at FIRST_QUIET_STEPS' worth, so that small
-    # runs take one call whatever their size.
-    chunk = 1 if progress else _whole_epochs(FIRST_QUIET_STEPS, steps_per_epoch)
+    # Without: see _quiet_chunk; the first call plans for about a second of FLOPs, at most
+    # FIRST_QUIET_STEPS steps.
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // model.spec.flops_per_step(batch_size))
+    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
     try:
         while done < total_steps:
             steps = min(chunk, total_steps - done)
@@ -105,7 +114,7 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             per_step = elapsed / max(ran, 1)
             chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
             if not progress:
-                chunk = _whole_epochs(chunk, steps_per_epoch)
+                chunk = _quiet_chunk(chunk, steps_per_epoch)
     except KeyboardInterrupt:
         history.interrupted = True
     finally:

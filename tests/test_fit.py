@@ -168,3 +168,21 @@ def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch):
     for (W, b), (W0, b0) in zip(model.get_weights(), before):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)
+
+
+def test_quiet_fit_splits_a_long_epoch(monkeypatch):
+    # Pretend each step is a second's work: the first call then runs one step, not the epoch,
+    # so Ctrl-C is not held up for a whole epoch; the weights are as for one call.
+    from fastmlp import training
+    X, y = regression_data(64)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")
+    single = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")
+    single.fit(X, y, epochs=2, batch_size=8, progress=False)
+    monkeypatch.setattr(training, "FIRST_QUIET_FLOPS", 1)
+    real = cpu_train.train_steps
+    calls = []
+    monkeypatch.setattr(cpu_train, "train_steps", lambda *a: calls.append(a[-1]) or real(*a))
+    model.fit(X, y, epochs=2, batch_size=8, progress=False)
+    assert calls[0] == 1 and sum(calls) == 16
+    for (W, b), (sW, sb) in zip(model.get_weights(), single.get_weights()):
+        np.testing.assert_array_equal(W, sW)
