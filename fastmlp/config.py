@@ -1,20 +1,33 @@
 """Every JIT flag of the package, in one place.
 
 `cache=True` writes compiled kernels next to the sources (or to NUMBA_CACHE_DIR), so a new
-process reuses them instead of compiling again. `fastmath` stays off: it would let LLVM assume
-no NaN/inf, which breaks the non-finite-loss check and the PyTorch parity tolerances.
+process reuses them instead of compiling again.
+
+FASTMATH grants LLVM only reassociation (so sums and dot products vectorise) and contraction
+into FMAs. It never grants nnan/ninf: the kernels rely on NaN and inf propagating to the
+non-finite-loss check.
+
+ERROR_MODEL "numpy" makes a float division by zero give inf/NaN, as in numpy, instead of
+raising ZeroDivisionError; the check Python's rule needs sits in every division and stops
+LLVM from vectorising the loop around it.
 """
 import functools
 
 import numba
 
 CACHE = True
-FASTMATH = False
+FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
+ERROR_MODEL = "numpy"
 
-#: A GEMM goes to BLAS (np.dot with out=) only when both of its "wide" dimensions reach this;
-#: below it, BLAS call overhead dominates and the hand-written loops win.
-BLAS_MIN_WIDTH = 32
+#: A GEMM goes to BLAS (np.dot with out=) when its wider side (n_in or n_out) reaches
+#: BLAS_MIN_WIDTH and it has BLAS_MIN_MACS multiply-adds; below that, BLAS call overhead
+#: dominates and the hand-written loops win. Measured (CPU time per step, one thread): the x2
+#: workload (100 rows, widths 1-8-8-1) takes 26 us with loops below 32 wide / 32k MACs and
+#: 13 us with these thresholds; xor (4 rows, widths 2-2-1) is fastest with loops (2.6 us vs
+#: 3.4 us all-BLAS).
+BLAS_MIN_WIDTH = 8
+BLAS_MIN_MACS = 512
 
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
 #: models trained with tiny batches.
@@ -24,4 +37,44 @@ MIN_WORKSPACE_ROWS = 256
 #: and let Ctrl-C through.
 PROGRESS_INTERVAL = 0.1
 
-jit = functools.partial(numba.njit, cache=CACHE, fastmath=FASTMATH, nogil=NOGIL)
+jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
+                        error_model=ERROR_MODEL)
+
+# -- CUDA (fastmlp/cuda/) -----------------------------------------------------------------
+# Kernels whose shared-memory tiles need compile-time sizes are built per value of the
+# settings below (and cached per process), so a test can force tiny tiles and make the
+# multi-block and multi-tile paths run on a few rows. Change them before the first CUDA call.
+
+#: On-disk caching of @cuda.jit kernels. numba-cuda can cache closure kernels (its cache key
+#: hashes the closed-over constants), but this has not been checked on a GPU yet: off until
+#: it is. The simulator ignores it.
+CUDA_CACHE = False
+
+#: Tiled GEMM: a block computes a (CUDA_TILE_ROWS, CUDA_TILE_COLS) tile of the output,
+#: stepping through the shared dimension CUDA_TILE_DEPTH at a time; each thread computes a
+#: (CUDA_THREAD_ROWS, CUDA_THREAD_COLS) micro-tile in registers. Threads per block:
+#: (TILE_ROWS / THREAD_ROWS) * (TILE_COLS / THREAD_COLS) = 256 by default.
+CUDA_TILE_ROWS = 64
+CUDA_TILE_COLS = 64
+CUDA_TILE_DEPTH = 16
+CUDA_THREAD_ROWS = 4
+CUDA_THREAD_COLS = 4
+
+#: Threads per block of the elementwise, per-row and reduction kernels.
+CUDA_THREADS = 256
+#: Blocks of the optimizer kernel (a grid-stride loop): each block first re-derives the
+#: step's verdict from the per-tile partial sums, so fewer, fuller blocks are cheaper.
+CUDA_OPTIMIZER_BLOCKS = 264
+
+#: The fully fused kernel (one launch per training step) for narrow networks: "auto" uses
+#: it when n_inputs and every layer width are <= CUDA_FUSED_MAX_WIDTH; True/False force it.
+CUDA_FUSED = "auto"
+CUDA_FUSED_MAX_WIDTH = 64
+#: Rows of the batch per block of the fused kernel (lowered, for float64 especially, until
+#: the weights and two row tiles fit in 48 KiB of shared memory), and threads per block.
+CUDA_FUSED_ROWS = 64
+CUDA_FUSED_THREADS = 128
+
+#: Device bytes the training data (X and targets) may take; None: half the free memory.
+#: Larger data is streamed to the device in chunks of whole batches, once per epoch.
+CUDA_DATA_BYTES = None

@@ -17,12 +17,15 @@ DEVICES = ("cpu", "cuda")
 
 
 def check_device(device):
-    if device not in DEVICES:
+    if not isinstance(device, str) or device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
-    if device == "cuda":
-        raise ValueError("device='cuda' is not available in this build of fastmlp; use "
-                         "device='cpu'")
     return device
+
+
+def _cuda_train():
+    """fastmlp.cuda.train; imported on first use, after `to` has checked for CUDA."""
+    from .cuda import train
+    return train
 
 
 class MLP:
@@ -44,15 +47,18 @@ class MLP:
         self.l2 = float(l2)
         self.init = check_init(init)
         self.dtype = check_dtype(dtype)
-        self.device = check_device(device)
+        device = check_device(device)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
                                  or seed < 0):
             raise ValueError(f"seed must be None or a non-negative integer; got {seed!r}")
         self.seed = seed
-        self._ws = Workspace(self.spec, self.dtype)
+        self._host = Workspace(self.spec, self.dtype)
+        self._device_ws = None  # a cuda.workspace.DeviceWorkspace while on "cuda"
+        self.device = "cpu"
         rng = np.random.default_rng(seed)
-        initialise(self._ws, self.init, rng)
-        self._ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        initialise(self._host, self.init, rng)
+        self._host.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        self.to(device)
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -76,6 +82,31 @@ class MLP:
                 f"optimizer={self.optimizer!r}, l2={self.l2}, dtype={self.dtype.name!r}, "
                 f"device={self.device!r})")
 
+    # -- device ------------------------------------------------------------------------
+    def to(self, device):
+        """Move the model, weights and optimizer state, to "cpu" or "cuda"; returns self."""
+        device = check_device(device)
+        if device == self.device:
+            return self
+        if device == "cuda":
+            from .cuda.device import require_cuda
+            require_cuda()  # a RuntimeError that says what to install or set
+            from .cuda.workspace import DeviceWorkspace
+            self._device_ws = DeviceWorkspace(self._host)
+        else:
+            self._device_ws.download(self._host)
+            self._device_ws = None
+        self.device = device
+        return self
+
+    @property
+    def _ws(self):
+        """The host Workspace; on "cuda", first brought up to date from the device (the
+        device holds the training state, the host a copy made on demand)."""
+        if self._device_ws is not None:
+            self._device_ws.download(self._host)
+        return self._host
+
     # -- internals -----------------------------------------------------------------------
     def _inputs(self, X, what="X"):
         return check_inputs(X, self.spec.n_inputs, self.dtype, what)
@@ -88,21 +119,32 @@ class MLP:
         return X, self._targets(y, X.shape[0])
 
     def _rows(self, batch):
-        self._ws.ensure_rows(max(batch, MIN_WORKSPACE_ROWS))
-        return self._ws.rows
+        ws = self._host if self._device_ws is None else self._device_ws
+        ws.ensure_rows(max(batch, MIN_WORKSPACE_ROWS))
+        return ws.rows
 
     def _forward(self, X):
+        if self._device_ws is not None:
+            self._rows(1)
+            out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
+            _cuda_train().forward_rows(out, self._device_ws, X)
+            return out
         ws = self._ws
         rows = self._rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        cpu_train.forward_rows(out, ws.acts, ws.logits, X, ws.params, self.spec.table, rows)
+        cpu_train.forward_rows(out, ws.acts, ws.logits, ws.deltas, X, ws.params, self.spec.table,
+                               rows)
         return out
 
     def _loss(self, X, T):
+        if self._device_ws is not None:
+            self._rows(1)
+            return _cuda_train().loss_rows(self._device_ws, X, T, self._loss_code, self.l2)
         ws = self._ws
         rows = self._rows(1)
-        return float(cpu_train.loss_rows(ws.acts, ws.logits, X, T, ws.params, self.spec.table,
-                                         rows, self._loss_code, self.spec.n_weights, self.l2))
+        return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
+                                         self.spec.table, rows, self._loss_code,
+                                         self.spec.n_weights, self.l2))
 
     # -- inference -----------------------------------------------------------------------
     def forward(self, X):
@@ -149,8 +191,13 @@ class MLP:
     def gradients(self, X, y):
         """[(dW, db), ...] of loss(X, y) on (X, y) as one batch; the weights are not changed."""
         X, T = self._data(X, y)
-        ws = self._ws
         rows = self._rows(X.shape[0])
+        if self._device_ws is not None:
+            dws = self._device_ws
+            _cuda_train().gradient_rows(dws, X, T, self._loss_code, self.l2)
+            grads = dws.grads.copy_to_host()
+            return [(dW.copy(), db.copy()) for dW, db in self._host.pairs(grads)]
+        ws = self._ws
         cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                 self.spec.table, rows, self._loss_code, self.spec.n_weights,
                                 self.l2)
@@ -183,9 +230,12 @@ class MLP:
             W = self._weight_array(pair[0], (layer.n_in, layer.n_out), f"layer {l} W")
             b = self._weight_array(pair[1], (layer.n_out,), f"layer {l} b")
             checked.append((W, b))
+        ws = self._ws
         for l, (W, b) in enumerate(checked):  # only now, so a bad pair changes nothing
-            self._ws.weights(l)[:] = W
-            self._ws.bias(l)[:] = b
+            ws.weights(l)[:] = W
+            ws.bias(l)[:] = b
+        if self._device_ws is not None:
+            self._device_ws.upload_params(ws)
 
     def _weight_array(self, a, shape, what):
         arr = np.asarray(a)

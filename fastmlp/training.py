@@ -16,10 +16,17 @@ from .validation import check_bool, check_int
 
 QUIET_INTERVAL = 1.0
 FIRST_QUIET_STEPS = 4096
+#: FLOPs the first quiet call may plan for before anything is timed: about a second's work.
+FIRST_QUIET_FLOPS = 2e9
 
 
-def _whole_epochs(steps, steps_per_epoch):
-    return max(1, -(-steps // steps_per_epoch)) * steps_per_epoch
+def _quiet_chunk(steps, steps_per_epoch):
+    """Without a bar, calls cover whole epochs when an epoch is shorter than `steps`, so a
+    small run takes one call whatever its size; a longer epoch is split, so that Ctrl-C is
+    still seen about once a second."""
+    if steps < steps_per_epoch:
+        return max(1, steps)
+    return steps // steps_per_epoch * steps_per_epoch
 
 
 def _check_validation(model, validation_data):
@@ -51,16 +58,16 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
     if epochs == 0:
         return history
 
-    ws = model._ws
-    rows = model._rows(batch_size)
-    opt = model.optimizer
-    hyper = opt.hyper()
-    perm = np.arange(n, dtype=np.int64)
-    cursor = np.zeros(2, np.int64)
     epoch_loss = np.zeros(epochs)
     epoch_grad_norm = np.zeros((epochs, n_layers))
-    grad_norms = np.zeros(n_layers)
     epoch_seconds = np.zeros(epochs)
+    if model.device == "cuda":
+        from .cuda.train import Trainer
+        run = Trainer(model, X, T, batch_size, shuffle, epochs, epoch_loss, epoch_grad_norm,
+                      validation)
+    else:
+        run = CpuRun(model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
+                     validation)
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
     interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
@@ -73,37 +80,33 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
 
     def record(done_before, done, seconds):
         # Spread a call's wall time over the steps it ran, epoch by epoch.
-        for e in range(done_before // steps_per_epoch, min(epochs, (done - 1) // steps_per_epoch + 1)):
+        last = min(epochs, (done - 1) // steps_per_epoch + 1)
+        for e in range(done_before // steps_per_epoch, last):
             lo = max(done_before, e * steps_per_epoch)
             hi = min(done, (e + 1) * steps_per_epoch)
             epoch_seconds[e] += seconds * (hi - lo) / max(done - done_before, 1)
 
     done = 0
     # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
-    # Without: whole epochs per call, starting at FIRST_QUIET_STEPS' worth, so that small
-    # runs take one call whatever their size.
-    chunk = 1 if progress else _whole_epochs(FIRST_QUIET_STEPS, steps_per_epoch)
+    # Without: see _quiet_chunk; the first call plans for about a second of FLOPs, at most
+    # FIRST_QUIET_STEPS steps.
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // model.spec.flops_per_step(batch_size))
+    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
     try:
         while done < total_steps:
             steps = min(chunk, total_steps - done)
             if validation is not None:  # stop at the epoch's end to evaluate
                 steps = min(steps, steps_per_epoch - done % steps_per_epoch)
-            ws.save_backup()
             start = time.perf_counter()
-            status, ran = cpu_train.train_steps(
-                ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
-                ws.deltas, ws.xbatch, ws.tbatch, perm, ws.rng, cursor, epoch_loss,
-                epoch_grad_norm, grad_norms, X, T, model.spec.table, rows,
-                model.spec.n_weights, model._loss_code, opt.code, hyper, model.l2,
-                batch_size, shuffle, steps)
+            status, ran = run.train_steps(steps)
             elapsed = time.perf_counter() - start
             record(done, done + ran, elapsed)
             before = done
             done += ran
             if status != cpu_train.OK:
-                _raise_nonfinite(model, status, done, steps_per_epoch)
+                _raise_nonfinite(run, status, done, steps_per_epoch)
             if validation is not None and done % steps_per_epoch == 0:
-                history.val_loss.append(model._loss(*validation))
+                history.val_loss.append(run.validation_loss())
             if bar is not None:
                 _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
                             epoch_loss)
@@ -111,7 +114,7 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             per_step = elapsed / max(ran, 1)
             chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
             if not progress:
-                chunk = _whole_epochs(chunk, steps_per_epoch)
+                chunk = _quiet_chunk(chunk, steps_per_epoch)
     except KeyboardInterrupt:
         history.interrupted = True
     finally:
@@ -146,17 +149,58 @@ def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_lo
                - _samples(done - ran, steps_per_epoch, batch_size, n))
 
 
-def _raise_nonfinite(model, status, done, steps_per_epoch):
-    ws = model._ws
-    restored = ""
-    if not np.isfinite(ws.params).all():
-        # An update overflowed the parameters themselves: go back to the start of this run.
-        ws.restore_backup()
-        restored = " (an update had overflowed the weights, so they were restored from the " \
-                   "start of the last compiled run)"
-    what = "loss" if status == cpu_train.NONFINITE_LOSS else "gradient"
+class CpuRun:
+    """One fit's compiled calls on the CPU. cuda/train.Trainer has the same three methods.
+
+    cpu_train.train_steps is looked up at each call (tests replace it)."""
+
+    def __init__(self, model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
+                 validation):
+        self.model, self.X, self.T = model, X, T
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
+        self.validation = validation
+        self.ws = model._ws
+        self.rows = model._rows(batch_size)
+        self.hyper = model.optimizer.hyper()
+        self.perm = np.arange(X.shape[0], dtype=np.int64)
+        self.cursor = np.zeros(2, np.int64)
+        self.grad_norms = np.zeros(len(model.spec.layers))
+
+    def train_steps(self, steps):
+        """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""
+        ws, model = self.ws, self.model
+        ws.save_backup()
+        return cpu_train.train_steps(
+            ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
+            ws.deltas, ws.xbatch, ws.tbatch, self.perm, ws.rng, self.cursor, self.epoch_loss,
+            self.epoch_grad_norm, self.grad_norms, self.X, self.T, model.spec.table,
+            self.rows, model.spec.n_weights, model._loss_code, model.optimizer.code,
+            self.hyper, model.l2, self.batch_size, self.shuffle, steps)
+
+    def validation_loss(self):
+        return self.model._loss(*self.validation)
+
+    def restore_if_overflowed(self):
+        """After a failed step: if an update overflowed the weights themselves, go back to
+        the copy taken when the last compiled call started; True if it did."""
+        if np.isfinite(self.ws.params).all():
+            return False
+        self.ws.restore_backup()
+        return True
+
+
+def _raise_nonfinite(run, status, done, steps_per_epoch):
     epoch, batch = divmod(done, steps_per_epoch)
-    raise FloatingPointError(
-        f"the training {what} became NaN or infinite at epoch {epoch + 1}, batch {batch + 1}; "
-        f"training stopped and the model keeps the weights from before that step{restored}. "
-        f"Lower the learning rate, scale the inputs, or add l2 regularisation.")
+    where = f"at epoch {epoch + 1}, batch {batch + 1}"
+    what = "the training loss" if status == cpu_train.NONFINITE_LOSS else "a gradient"
+    if run.restore_if_overflowed():
+        message = (f"{what} became NaN or infinite {where} after an update overflowed the "
+                   f"weights; training stopped and the model was restored to its weights from "
+                   f"the start of the last compiled run (at most ~{QUIET_INTERVAL:g} s of "
+                   f"training earlier)")
+    else:
+        message = (f"{what} became NaN or infinite {where}; training stopped and the model "
+                   f"keeps the weights from before that step")
+    raise FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or add "
+                             f"l2 regularisation.")

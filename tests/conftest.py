@@ -1,5 +1,22 @@
+import os
+
 import numpy as np
 import pytest
+
+
+def _gpu_present():
+    # Decided without importing numba (fastmlp.cuda.device.gpu_present does the same): the
+    # simulator switch is read when numba is first imported, before any test module loads.
+    if os.path.exists("/dev/nvidia0"):
+        return True
+    return any(os.access(os.path.join(d, "nvidia-smi"), os.X_OK)
+               for d in os.environ.get("PATH", "").split(os.pathsep) if d)
+
+
+# Without a GPU, tests/cuda/ runs the CUDA kernels in Numba's simulator. The switch only
+# affects numba.cuda, so the CPU tests are unchanged by it.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import fastmlp
 from fastmlp import losses as L
@@ -48,6 +48,20 @@ def test_every_activation_loss_pair(loss, out, l2):
         ref.loss(model.get_weights(), layers, X, T, model.loss_name, l2), rel=1e-12)
 
 
+KINKED = ("relu", "leaky_relu", "step")
+
+
+def away_from_kinks(model, X, y, margin=1e-3):
+    """Drop the rows that put a relu-like unit within `margin` of its kink: a central
+    difference across a kink measures neither one-sided slope, so it checks nothing."""
+    passes = ref.forward(model.get_weights(), model.layers, X)
+    keep = np.ones(X.shape[0], bool)
+    for (Z, _), (_, act) in zip(passes, model.layers):
+        if act in KINKED:
+            keep &= np.all(np.abs(Z) > margin, axis=1)
+    return X[keep], np.asarray(y)[keep]
+
+
 @st.composite
 def architectures(draw):
     depth = draw(st.integers(1, 4))
@@ -76,6 +90,8 @@ def test_random_architectures(arch):
     X = rng.standard_normal((arch["batch"], arch["n_inputs"]))
     y = make_targets(rng, arch["loss"], arch["layers"][-1][1], arch["batch"],
                      arch["layers"][-1][0])
+    X, y = away_from_kinks(model, X, y)
+    assume(X.shape[0] > 0)
     error = fastmlp.gradcheck(model, X, y)
     if os.environ.get("GRADCHECK_LOG"):
         with open(os.environ["GRADCHECK_LOG"], "a") as log:

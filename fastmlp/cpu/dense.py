@@ -1,71 +1,86 @@
 """Dense layer kernels: activation_forward/backward and dense_forward/backward.
 
 Arrays are 2-D C-contiguous views into the workspace's flat buffers, one row per sample.
-Each kernel branches on the activation code once, outside its loops.
+Each kernel branches on the activation code once, outside its loops. Constants are cast to
+the arrays' dtype (`dt(...)`), so float32 loops stay float32 and vectorise at full width.
 """
 import math
 
 import numpy as np
 
 from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, STEP, TANH
-from ..config import BLAS_MIN_WIDTH, jit
-
-
-@jit
-def sigmoid(z):
-    # Two branches so that exp never overflows: exp(-z) for z >= 0, exp(z) otherwise.
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
+from ..config import BLAS_MIN_MACS, BLAS_MIN_WIDTH, jit
+from .mathfn import fast_exp
 
 
 @jit
 def use_blas(m, n_in, n_out):
     """True when a (m, n_in) x (n_in, n_out) product is big enough to pay for a BLAS call."""
-    return n_in >= BLAS_MIN_WIDTH and n_out >= BLAS_MIN_WIDTH and m >= 8
+    return max(n_in, n_out) >= BLAS_MIN_WIDTH and m * n_in * n_out >= BLAS_MIN_MACS
 
 
 @jit
-def activation_forward(out, z, activation):
-    """out = activation(z), elementwise (row-wise for softmax). out may be z itself."""
+def activation_forward(out, z, bias, activation):
+    """The epilogue of a layer: z += bias, then out = activation(z), elementwise (row-wise
+    for softmax), in one pass.
+
+    out and z must not overlap: LLVM checks for overlap at run time and sends an aliased
+    loop down its scalar path, which would cost the vectorisation these loops are for.
+    """
     m, n = z.shape
+    dt = out.dtype.type
     if activation == IDENTITY:
-        if out is not z:
-            out[:, :] = z
+        for i in range(m):
+            for j in range(n):
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = v
     elif activation == RELU:
         for i in range(m):
             for j in range(n):
-                v = z[i, j]
-                out[i, j] = v if v > 0 else 0
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = v if v > 0 else dt(0)
     elif activation == LEAKY_RELU:
+        slope = dt(LEAKY_SLOPE)
         for i in range(m):
             for j in range(n):
-                v = z[i, j]
-                out[i, j] = v if v > 0 else v * LEAKY_SLOPE
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = v if v > 0 else v * slope
     elif activation == SIGMOID:
+        one = dt(1)
         for i in range(m):
             for j in range(n):
-                out[i, j] = sigmoid(z[i, j])
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = one / (one + fast_exp(-v))
     elif activation == TANH:
         for i in range(m):
             for j in range(n):
-                out[i, j] = math.tanh(z[i, j])
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = math.tanh(v)
     elif activation == STEP:
         for i in range(m):
             for j in range(n):
-                out[i, j] = 1 if z[i, j] > 0 else 0
+                v = z[i, j] + bias[j]
+                z[i, j] = v
+                out[i, j] = dt(1) if v > 0 else dt(0)
     elif activation == SOFTMAX:
         for i in range(m):
+            for j in range(n):
+                z[i, j] += bias[j]
             top = z[i, 0]
             for j in range(1, n):
-                top = max(top, z[i, j])
-            total = 0.0
+                v = z[i, j]
+                top = v if v > top else top
+            total = dt(0)
             for j in range(n):
-                e = math.exp(z[i, j] - top)
+                e = fast_exp(z[i, j] - top)
                 out[i, j] = e
                 total += e
-            inv = 1.0 / total
+            inv = dt(1) / total
             for j in range(n):
                 out[i, j] *= inv
 
@@ -79,26 +94,29 @@ def activation_backward(delta, a, activation):
     the sign of z), sigmoid' = a(1-a), tanh' = 1-a^2, step' = 0.
     """
     m, n = delta.shape
+    dt = delta.dtype.type
     if activation == RELU:
         for i in range(m):
             for j in range(n):
-                if a[i, j] <= 0:
-                    delta[i, j] = 0
+                delta[i, j] = delta[i, j] if a[i, j] > 0 else dt(0)
     elif activation == LEAKY_RELU:
+        slope = dt(LEAKY_SLOPE)
         for i in range(m):
             for j in range(n):
-                if a[i, j] <= 0:
-                    delta[i, j] *= LEAKY_SLOPE
+                d = delta[i, j]
+                delta[i, j] = d if a[i, j] > 0 else d * slope
     elif activation == SIGMOID:
+        one = dt(1)
         for i in range(m):
             for j in range(n):
                 v = a[i, j]
-                delta[i, j] *= v * (1 - v)
+                delta[i, j] *= v * (one - v)
     elif activation == TANH:
+        one = dt(1)
         for i in range(m):
             for j in range(n):
                 v = a[i, j]
-                delta[i, j] *= 1 - v * v
+                delta[i, j] *= one - v * v
     elif activation == STEP:
         delta[:, :] = 0
     # IDENTITY: derivative 1. SOFTMAX only ever sits on the output layer, whose delta
@@ -106,24 +124,39 @@ def activation_backward(delta, a, activation):
 
 
 @jit
-def dense_forward(out, inp, weight, bias, activation):
-    """out (m, n_out) = activation(inp (m, n_in) @ weight (n_in, n_out) + bias (n_out,))."""
+def matmul_forward(out, inp, weight):
+    """out (m, n_out) = inp (m, n_in) @ weight (n_in, n_out): BLAS or hand-written loops."""
     m, n_in = inp.shape
     n_out = weight.shape[1]
     if use_blas(m, n_in, n_out):
         np.dot(inp, weight, out)  # out is a C-contiguous view that aliases neither input
+    elif n_out == 1:
+        # one output: a dot product per row (vectorises over k with reassociation)
+        zero = out.dtype.type(0)
         for i in range(m):
-            for j in range(n_out):
-                out[i, j] += bias[j]
+            s = zero
+            for k in range(n_in):
+                s += inp[i, k] * weight[k, 0]
+            out[i, 0] = s
     else:
+        out[:, :] = 0
         for i in range(m):
-            for j in range(n_out):
-                out[i, j] = bias[j]
             for k in range(n_in):
                 x = inp[i, k]
                 for j in range(n_out):
                     out[i, j] += x * weight[k, j]
-    activation_forward(out, out, activation)
+
+
+@jit
+def dense_forward(out, z, inp, weight, bias, activation):
+    """One layer: z (m, n_out) = inp (m, n_in) @ weight + bias and out = activation(z), with
+    bias and activation applied in one pass after the product.
+
+    The output layer keeps z (the logits: BCE and CE are computed from them); a hidden layer
+    passes its delta block as z, free until the backward pass.
+    """
+    matmul_forward(z, inp, weight)
+    activation_forward(out, z, bias, activation)
 
 
 @jit
@@ -154,9 +187,10 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight, inp_activation, need
         if blas:
             np.dot(dout, weight.T, dinp)
         else:
+            zero = dinp.dtype.type(0)
             for i in range(m):
                 for k in range(n_in):
-                    s = 0.0
+                    s = zero
                     for j in range(n_out):
                         s += dout[i, j] * weight[k, j]
                     dinp[i, k] = s

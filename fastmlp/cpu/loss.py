@@ -55,21 +55,20 @@ def is_canonical(loss, activation):
 def loss_backward(dlogits, outputs, targets, scale, loss, activation):
     """dlogits = dL/dZ of the output layer for a loss averaged with weight `scale` (= 1/m)."""
     m, n = outputs.shape
-    if is_canonical(loss, activation):
-        # sigmoid+BCE, softmax+CE (targets are distributions, rows sum to 1) and identity+MSE:
-        # dL/dZ = (A - T)/m exactly; no division by a(1-a) that could underflow.
-        for i in range(m):
-            for j in range(n):
-                dlogits[i, j] = (outputs[i, j] - targets[i, j]) * scale
-        return
-    # General chain rule. losses.VALID_OUTPUTS leaves only MSE here: dL/dA = (A - T)/m.
+    scale = dlogits.dtype.type(scale)
+    # sigmoid+BCE, softmax+CE (targets are distributions, rows sum to 1) and identity+MSE:
+    # dL/dZ = (A - T)/m exactly, with no division by a(1-a) that could underflow. For every
+    # other pair this is dL/dA, which the chain rule below turns into dL/dZ;
+    # losses.VALID_OUTPUTS leaves only MSE there, whose dL/dA is (A - T)/m too.
     for i in range(m):
         for j in range(n):
             dlogits[i, j] = (outputs[i, j] - targets[i, j]) * scale
+    if is_canonical(loss, activation):
+        return
     if activation == SOFTMAX:
         # Softmax Jacobian-vector product: dz_j = a_j (g_j - sum_k g_k a_k).
         for i in range(m):
-            dot = 0.0
+            dot = dlogits.dtype.type(0)
             for j in range(n):
                 dot += dlogits[i, j] * outputs[i, j]
             for j in range(n):

@@ -1,17 +1,16 @@
 """Whole-network passes over the flat buffers, driven by the spec's integer layer table.
 
-Views: layer l's weights are params[w_off : w_off + n_in*n_out] reshaped (n_in, n_out); its
-activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] reshaped
-(m, n_out), where `rows` is the buffer's row capacity. Slicing and reshaping a contiguous
-1-D buffer makes a view, never a copy.
+Views: layer l's weights are params[w_off : w_off + n_in*n_out] seen as (n_in, n_out); its
+activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] seen as
+(m, n_out), where `rows` is the buffer's row capacity. view2d makes each such view inline,
+never a copy.
 """
-import math
-
 from ..config import jit
 from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from ..activations import IDENTITY
-from .dense import activation_forward, dense_backward, dense_forward
+from .dense import dense_backward, dense_forward
 from .loss import loss_backward, loss_forward
+from .views import view2d
 
 
 @jit
@@ -19,7 +18,7 @@ def weight_view(buf, layers, l):
     n_in = layers[l, N_IN]
     n_out = layers[l, N_OUT]
     off = layers[l, W_OFFSET]
-    return buf[off:off + n_in * n_out].reshape((n_in, n_out))
+    return view2d(buf, off, n_in, n_out)
 
 
 @jit
@@ -33,27 +32,29 @@ def rows_view(buf, layers, l, rows, m):
     """Layer l's (m, n_out) block of an activation or delta buffer with `rows` rows."""
     n_out = layers[l, N_OUT]
     off = rows * layers[l, WIDTH_OFFSET]
-    return buf[off:off + m * n_out].reshape((m, n_out))
+    return view2d(buf, off, m, n_out)
 
 
 @jit
-def network_forward(acts, logits, x, params, layers, rows):
-    """Forward pass of x (m, n_inputs); the output layer keeps its logits as well."""
+def network_forward(acts, logits, deltas, x, params, layers, rows):
+    """Forward pass of x (m, n_inputs); returns the output activations.
+
+    Each hidden layer's pre-activations go through its delta block, which backward
+    overwrites later; the output layer's (the logits) are kept for the loss.
+    """
     m = x.shape[0]
-    n_layers = layers.shape[0]
+    last = layers.shape[0] - 1
     inp = x
-    for l in range(n_layers - 1):
+    for l in range(last + 1):
         out = rows_view(acts, layers, l, rows, m)
-        dense_forward(out, inp, weight_view(params, layers, l), bias_view(params, layers, l),
+        if l == last:
+            z = view2d(logits, 0, m, layers[l, N_OUT])
+        else:
+            z = rows_view(deltas, layers, l, rows, m)
+        dense_forward(out, z, inp, weight_view(params, layers, l), bias_view(params, layers, l),
                       layers[l, ACTIVATION])
         inp = out
-    last = n_layers - 1
-    z = logits[:m * layers[last, N_OUT]].reshape((m, layers[last, N_OUT]))
-    dense_forward(z, inp, weight_view(params, layers, last), bias_view(params, layers, last),
-                  IDENTITY)
-    out = rows_view(acts, layers, last, rows, m)
-    activation_forward(out, z, layers[last, ACTIVATION])
-    return out
+    return inp
 
 
 @jit
@@ -100,26 +101,9 @@ def l2_backward(grads, params, n_weights, l2):
 
 
 @jit
-def weight_grad_norms(norms, grads, layers):
-    """norms[l] = Frobenius norm of dW_l; returns False if any gradient is NaN or inf."""
-    finite = True
-    for l in range(layers.shape[0]):
-        off = layers[l, W_OFFSET]
-        s = 0.0
-        for i in range(off, off + layers[l, N_IN] * layers[l, N_OUT]):
-            s += grads[i] * grads[i]
-        norms[l] = math.sqrt(s)
-        finite = finite and math.isfinite(s)
-    for l in range(layers.shape[0]):
-        for g in bias_view(grads, layers, l):
-            finite = finite and math.isfinite(g)
-    return finite
-
-
-@jit
-def batch_loss(acts, logits, x, targets, params, layers, rows, loss):
+def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss):
     """Sum over the rows of x of the per-row loss (no l2 term)."""
-    out = network_forward(acts, logits, x, params, layers, rows)
+    out = network_forward(acts, logits, deltas, x, params, layers, rows)
     m = x.shape[0]
     n_out = out.shape[1]
-    return loss_forward(out, logits[:m * n_out].reshape((m, n_out)), targets, loss)
+    return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)

@@ -9,9 +9,9 @@ import math
 import numpy as np
 
 from ..config import jit
-from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
-                      weight_grad_norms)
-from .optim import optimizer_step
+from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
+from .optim import gradient_norms, optimizer_step
+from .views import view2d
 
 # splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
 # uint64 kept in the workspace, so shuffles are reproducible from the model's seed.
@@ -61,7 +61,9 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
     cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a fresh
     shuffle when shuffle_rows. epoch_loss[e] accumulates the per-row loss (l2 term included)
     summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss or
-    gradients are not finite is not applied: training stops with the weights from before it.
+    gradient is not finite is not applied: training stops with the weights from before it.
+    (Only an update that itself overflows the weights gets past this; the next step's loss
+    shows it, and the caller restores the copy it made before the call.)
     The last batch of an epoch is the remainder and may be smaller than batch_size.
     """
     n = x.shape[0]
@@ -73,19 +75,18 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
             shuffle(perm, rng)
         start = b * batch_size
         m = min(batch_size, n - start)
-        xb = xbatch[:m * x.shape[1]].reshape((m, x.shape[1]))
-        tb = tbatch[:m * targets.shape[1]].reshape((m, targets.shape[1]))
+        xb = view2d(xbatch, 0, m, x.shape[1])
+        tb = view2d(tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, perm, start, m)
         gather_rows(tb, targets, perm, start, m)
-        data_loss = batch_loss(acts, logits, xb, tb, params, layers, rows, loss) / m
+        data_loss = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss) / m
         total_loss = data_loss + l2_forward(params, n_weights, l2)
-        if not math.isfinite(total_loss):
-            return NONFINITE_LOSS, step
+        if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
+            return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
         network_backward(grads, deltas, acts, xb, tb, params, layers, rows, 1.0 / m, loss)
-        l2_backward(grads, params, n_weights, l2)
-        if not weight_grad_norms(grad_norms, grads, layers):
-            return NONFINITE_GRADIENT, step
-        optimizer_step(params, grads, moment1, moment2, opt_step, optimizer, hyper, n_weights)
+        if not gradient_norms(grad_norms, grads, params, layers, l2):
+            return NONFINITE_GRADIENT, step  # nothing updated either
+        optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2)
         epoch_loss[epoch] += total_loss * m
         for l in range(grad_norms.shape[0]):
             epoch_grad_norm[epoch, l] += grad_norms[l]
@@ -99,23 +100,24 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
 
 
 @jit
-def forward_rows(out, acts, logits, x, params, layers, rows):
+def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
     """out (n, n_outputs) = network output for every row of x, `rows` rows at a time."""
     n = x.shape[0]
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        out[start:stop] = network_forward(acts, logits, x[start:stop], params, layers, rows)
+        out[start:stop] = network_forward(acts, logits, deltas, x[start:stop], params, layers,
+                                          rows)
 
 
 @jit
-def loss_rows(acts, logits, x, targets, params, layers, rows, loss, n_weights, l2):
+def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2):
     """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time."""
     n = x.shape[0]
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        total += batch_loss(acts, logits, x[start:stop], targets[start:stop], params, layers,
-                            rows, loss)
+        total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop], params,
+                            layers, rows, loss)
     return total / n + l2_forward(params, n_weights, l2)
 
 
@@ -124,6 +126,6 @@ def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows,
                   n_weights, l2):
     """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
-    batch_loss(acts, logits, x, targets, params, layers, rows, loss)
+    batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss)
     network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
     l2_backward(grads, params, n_weights, l2)

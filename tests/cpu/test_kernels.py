@@ -2,10 +2,12 @@
 import numpy as np
 import pytest
 
+import fastmlp
 from fastmlp import activations as A
 from fastmlp import losses as L
 from fastmlp.config import BLAS_MIN_WIDTH
 from fastmlp.cpu import dense, loss as loss_kernels, optim, train
+from fastmlp.spec import NetworkSpec
 from tests import reference as ref
 
 ELEMENTWISE = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "step"]
@@ -17,16 +19,16 @@ DTYPES = [np.float32, np.float64]
 @pytest.mark.parametrize("name", ELEMENTWISE + ["softmax"])
 def test_activation_forward(rng, name, dtype):
     z = (3 * rng.standard_normal((7, 5))).astype(dtype)
-    z[0, 0] = 0.0  # exactly at relu's and step's kink
-    z[1, :] = [40, -40, 100, -100, 0]  # saturating values stay finite
-    out = np.empty_like(z)
-    dense.activation_forward(out, z, A.ACTIVATIONS[name])
+    bias = rng.standard_normal(5).astype(dtype)
+    z[0, :] = -bias  # exactly at relu's and step's kink after the bias
+    z[1, :] = np.array([40, -40, 100, -100, 0], dtype) - bias  # saturating values stay finite
+    logits = z.copy()
+    out = np.full_like(z, np.nan)
+    dense.activation_forward(out, logits, bias, A.ACTIVATIONS[name])
     with np.errstate(over="ignore"):
-        expect = ref.activation(z.astype(np.float64), name)
+        expect = ref.activation(z.astype(np.float64) + bias, name)
     np.testing.assert_allclose(out, expect, **TOL[dtype])
-    inplace = z.copy()
-    dense.activation_forward(inplace, inplace, A.ACTIVATIONS[name])
-    np.testing.assert_array_equal(inplace, out)
+    np.testing.assert_array_equal(logits, z + bias)  # the epilogue keeps z + bias
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -40,9 +42,15 @@ def test_activation_backward_uses_output(rng, name, dtype):
     np.testing.assert_allclose(delta, expect, **TOL[dtype])
 
 
-# Shapes on both sides of the BLAS threshold: hand-written loops and np.dot(out=).
-SHAPES = [(1, 3, 2), (5, 7, 3), (9, BLAS_MIN_WIDTH + 3, BLAS_MIN_WIDTH + 1),
-          (33, 70, 40), (8, 2 * BLAS_MIN_WIDTH, 5)]
+# Shapes on both sides of the BLAS threshold (hand-written loops, the one-output dot
+# product, np.dot(out=)); the test below checks that both paths are taken.
+SHAPES = [(1, 3, 2), (5, 7, 3), (6, 9, 1), (9, BLAS_MIN_WIDTH + 3, BLAS_MIN_WIDTH + 1),
+          (33, 70, 40), (40, 2 * BLAS_MIN_WIDTH, 5), (1, 50, 40)]
+
+
+def test_shapes_cover_both_paths():
+    paths = {dense.use_blas(m, n_in, n_out) for m, n_in, n_out in SHAPES}
+    assert paths == {True, False}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -53,10 +61,12 @@ def test_dense_forward(rng, m, n_in, n_out, name, dtype):
     W = rng.standard_normal((n_in, n_out)).astype(dtype)
     b = rng.standard_normal(n_out).astype(dtype)
     out = np.full((m, n_out), np.nan, dtype)
-    dense.dense_forward(out, x, W, b, A.ACTIVATIONS[name])
-    expect = ref.activation(x.astype(np.float64) @ W + b, name)
-    np.testing.assert_allclose(out, expect, rtol=TOL[dtype]["rtol"] * 10,
-                               atol=TOL[dtype]["atol"] * n_in)
+    logits = np.full((m, n_out), np.nan, dtype)
+    dense.dense_forward(out, logits, x, W, b, A.ACTIVATIONS[name])
+    z = x.astype(np.float64) @ W + b
+    tol = dict(rtol=TOL[dtype]["rtol"] * 10, atol=TOL[dtype]["atol"] * n_in)
+    np.testing.assert_allclose(logits, z, **tol)
+    np.testing.assert_allclose(out, ref.activation(z, name), **tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -129,24 +139,60 @@ def test_sgd_step(rng, momentum, nesterov):
     expect = [p.copy()]
     for _ in range(4):
         g = rng.standard_normal(11)
-        optim.sgd_step(p, g, velocity, 0.1, momentum, nesterov)
-        expect = ref.sgd(expect, [g], state, 0.1, momentum, nesterov)
+        optim.sgd_step(p, g, velocity, 0, 11, 0.1, momentum, nesterov, 0.05)
+        expect = ref.sgd(expect, [g + 0.05 * expect[0]], state, 0.1, momentum, nesterov)
         np.testing.assert_allclose(p, expect[0], rtol=1e-13)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.1])
 def test_adam_step(rng, weight_decay):
-    n, n_weights = 9, 6
+    n = 9
     p = rng.standard_normal(n)
     m1, m2 = np.zeros(n), np.zeros(n)
     state = {}
-    expect = [p[:n_weights].copy(), p[n_weights:].copy()]
+    expect = [p.copy()]
     for step in range(1, 6):
         g = rng.standard_normal(n)
-        optim.adam_step(p, g, m1, m2, 0.01, 0.9, 0.999, 1e-8, weight_decay, n_weights, step)
-        expect = ref.adam(expect, [g[:n_weights], g[n_weights:]], state, 0.01, 0.9, 0.999,
-                          1e-8, decay_mask=[True, False], weight_decay=weight_decay)
-        np.testing.assert_allclose(p, np.concatenate(expect), rtol=1e-12)
+        optim.adam_step(p, g, m1, m2, 0, n, 0.01, 0.9, 0.999, 1e-8, weight_decay, step, 0.0)
+        expect = ref.adam(expect, [g], state, 0.01, 0.9, 0.999, 1e-8, decay_mask=[True],
+                          weight_decay=weight_decay)
+        np.testing.assert_allclose(p, expect[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_optimizer_step_segments(rng, name):
+    """l2 and AdamW's decay reach the weights only."""
+    spec = NetworkSpec(3, [(4, "relu"), (2, "identity")])
+    opt = fastmlp.SGD(lr=0.1) if name == "sgd" else fastmlp.AdamW(lr=0.1, weight_decay=0.5)
+    p = rng.standard_normal(spec.n_params)
+    g = rng.standard_normal(spec.n_params)
+    g[spec.bias_slice(1)] = 0.0
+    p0 = p.copy()
+    optim.optimizer_step(p, g, np.zeros_like(p), np.zeros_like(p), np.zeros(1, np.int64),
+                         spec.table, opt.code, opt.hyper(), 0.2)
+    # a zero gradient on a bias leaves it exactly where it was: no l2, no decay there
+    np.testing.assert_array_equal(p[spec.bias_slice(1)], p0[spec.bias_slice(1)])
+    assert not np.array_equal(p[spec.weight_slice(1)], p0[spec.weight_slice(1)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_norms_and_finiteness(rng, dtype):
+    spec = NetworkSpec(3, [(4, "relu"), (2, "identity")])
+    p = rng.standard_normal(spec.n_params).astype(dtype)
+    g = rng.standard_normal(spec.n_params).astype(dtype)
+    norms = np.zeros(2)
+    assert optim.gradient_norms(norms, g, p, spec.table, 0.2)
+    for l in range(2):
+        w = spec.weight_slice(l)
+        expect = np.linalg.norm(g[w].astype(np.float64) + 0.2 * p[w])
+        assert norms[l] == pytest.approx(expect, rel=1e-6 if dtype == np.float32 else 1e-12)
+    big = g.copy()
+    big[0] = 1e30 if dtype == np.float32 else 1e300  # finite, though its square is not
+    assert optim.gradient_norms(norms, big, p, spec.table, 0.0) == (dtype == np.float32)
+    for where in (spec.weight_slice(1).start, spec.bias_slice(0).start):
+        bad = g.copy()
+        bad[where] = np.nan
+        assert not optim.gradient_norms(norms, bad, p, spec.table, 0.0)
 
 
 def test_shuffle_is_a_seeded_permutation():
@@ -167,3 +213,21 @@ def test_gather_rows(rng):
     out = np.zeros((4, 3))
     train.gather_rows(out, src, perm, 5, 4)
     np.testing.assert_array_equal(out, src[perm[5:9]])
+
+
+def test_view2d_is_a_c_contiguous_view_that_keeps_its_buffer_alive():
+    from numba import njit
+    from fastmlp.cpu.views import view2d
+
+    @njit
+    def view(buf, off, rows, cols):
+        return view2d(buf, off, rows, cols)
+
+    buf = np.arange(20, dtype=np.float32)
+    v = view(buf, 3, 2, 4)
+    np.testing.assert_array_equal(v, buf[3:11].reshape(2, 4))
+    assert v.flags.c_contiguous and v.base is not None
+    v[1, 2] = -1.0
+    assert buf[9] == -1.0  # a view, not a copy
+    del buf
+    np.testing.assert_array_equal(v[0], [3, 4, 5, 6])

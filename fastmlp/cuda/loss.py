@@ -1,0 +1,125 @@
+"""Loss kernels, one thread per row: the output activation, each row's loss and the output
+delta dL/dZ, fused so that a row's logits are read once.
+
+The network's last dense_forward writes the logits with the identity; these kernels apply
+the output activation (softmax needs the whole row, which a GEMM tile does not hold). Row
+losses go to a float64 (rows,) buffer; the optimizer's verdict (optim.py) or the host sums
+them, in a fixed order.
+"""
+import math
+
+from numba import cuda
+
+from ..activations import IDENTITY, SIGMOID, SOFTMAX
+from ..config import CUDA_CACHE
+from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from .elementwise import activate, derivative_from_output
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def output_row(outputs, logits, i, activation):
+    """outputs[i] = activation(logits[i]) (softmax: row-wise, max-shifted)."""
+    n = logits.shape[1]
+    if activation == SOFTMAX:
+        top = logits[i, 0]
+        for j in range(1, n):
+            top = max(top, logits[i, j])
+        total = 0.0
+        for j in range(n):
+            e = math.exp(logits[i, j] - top)
+            outputs[i, j] = e
+            total += e
+        inv = 1.0 / total
+        for j in range(n):
+            outputs[i, j] *= inv
+    else:
+        for j in range(n):
+            outputs[i, j] = activate(logits[i, j], activation)
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def row_loss(outputs, logits, targets, i, loss):
+    """Loss of row i, as cpu/loss.loss_forward (BCE and CE from the logits, so they stay
+    finite where the output has rounded to exactly 0 or 1)."""
+    n = outputs.shape[1]
+    total = 0.0
+    if loss == MSE:
+        for j in range(n):
+            d = outputs[i, j] - targets[i, j]
+            total += 0.5 * d * d
+    elif loss == BINARY_CROSS_ENTROPY:
+        # -[t log s(z) + (1-t) log(1-s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
+        for j in range(n):
+            z = logits[i, j]
+            total += max(z, 0.0) - z * targets[i, j] + math.log1p(math.exp(-abs(z)))
+    elif loss == CROSS_ENTROPY:
+        # -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
+        top = logits[i, 0]
+        for j in range(1, n):
+            top = max(top, logits[i, j])
+        s = 0.0
+        for j in range(n):
+            s += math.exp(logits[i, j] - top)
+        lse = top + math.log(s)
+        for j in range(n):
+            t = targets[i, j]
+            if t != 0:
+                total += t * (lse - logits[i, j])
+    return total
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def is_canonical(loss, activation):
+    return (loss == BINARY_CROSS_ENTROPY and activation == SIGMOID) \
+        or (loss == CROSS_ENTROPY and activation == SOFTMAX) \
+        or (loss == MSE and activation == IDENTITY)
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def delta_row(dlogits, outputs, targets, i, scale, loss, activation):
+    """dlogits[i] = dL/dZ of row i for a loss averaged with weight scale (= 1/m)."""
+    n = outputs.shape[1]
+    # Canonical pairs (sigmoid+BCE, softmax+CE, identity+MSE): dL/dZ = (A - T)/m exactly.
+    # Otherwise losses.VALID_OUTPUTS leaves only MSE: dL/dA = (A - T)/m, then the chain rule.
+    for j in range(n):
+        dlogits[i, j] = (outputs[i, j] - targets[i, j]) * scale
+    if is_canonical(loss, activation):
+        return
+    if activation == SOFTMAX:
+        # Softmax Jacobian-vector product: dz_j = a_j (g_j - sum_k g_k a_k).
+        dot = 0.0
+        for j in range(n):
+            dot += dlogits[i, j] * outputs[i, j]
+        for j in range(n):
+            dlogits[i, j] = outputs[i, j] * (dlogits[i, j] - dot)
+    else:
+        for j in range(n):
+            dlogits[i, j] *= derivative_from_output(outputs[i, j], activation)
+
+
+@cuda.jit(cache=CUDA_CACHE)
+def loss_forward(row_losses, outputs, logits, targets, loss, activation):
+    """outputs = activation(logits); row_losses[i] = loss of row i (float64)."""
+    i = cuda.grid(1)
+    if i < logits.shape[0]:
+        output_row(outputs, logits, i, activation)
+        row_losses[i] = row_loss(outputs, logits, targets, i, loss)
+
+
+@cuda.jit(cache=CUDA_CACHE)
+def loss_backward(dlogits, outputs, targets, scale, loss, activation):
+    """dlogits = dL/dZ of the output layer, given its outputs (as cpu/loss.loss_backward)."""
+    i = cuda.grid(1)
+    if i < outputs.shape[0]:
+        delta_row(dlogits, outputs, targets, i, scale, loss, activation)
+
+
+@cuda.jit(cache=CUDA_CACHE)
+def loss_forward_backward(dlogits, row_losses, outputs, logits, targets, scale, loss,
+                          activation):
+    """loss_forward then loss_backward in one pass over each row (the training step's)."""
+    i = cuda.grid(1)
+    if i < logits.shape[0]:
+        output_row(outputs, logits, i, activation)
+        row_losses[i] = row_loss(outputs, logits, targets, i, loss)
+        delta_row(dlogits, outputs, targets, i, scale, loss, activation)

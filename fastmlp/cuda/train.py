@@ -1,0 +1,235 @@
+"""Host drivers of the device: the training loop of one fit (Trainer), chunked inference, the
+loss and the gradients; the twins of cpu/train.py's train_steps, forward_rows, loss_rows and
+gradient_rows.
+
+Per training step the host only launches kernels (network.StepPlan): nothing is allocated
+and nothing is copied. Per epoch, with shuffle, the host shuffles the row permutation with
+cpu/train.shuffle, exactly as the CPU path does (so both see the same batches for the same
+seed), and queues an asynchronous copy of it (8 bytes a row) from pinned memory. Data too big
+for the device budget (config.CUDA_DATA_BYTES) is streamed instead: the host gathers each
+chunk of whole batches in permutation order and queues its copy, and the device reads it in
+order. At each return to Python (the progress bar) the host reads the status word and the
+epoch statistics: a few numbers.
+"""
+import numpy as np
+
+from .. import config
+from ..cpu.train import shuffle
+from . import device
+from .network import StepPlan, network_backward, network_loss, network_output
+from .optim import STATUS, STEPS_DONE, kernels as optimizer_kernels
+
+
+class Uploader:
+    """Copies host data into one device array asynchronously, through two pinned staging
+    buffers used in turn; a buffer is refilled only after its previous copy has run."""
+
+    def __init__(self, target):
+        cuda = device.cuda_module()
+        self.target = target
+        self.stream = cuda.default_stream()  # the stream the kernels run on: copies queue in order
+        self.staging = [cuda.pinned_array(target.shape, target.dtype) for _ in range(2)]
+        self.events = [cuda.event() for _ in range(2)]
+        self.used = [False, False]
+        self.turn = 0
+
+    def buffer(self):
+        """The next staging buffer, once it is free to overwrite."""
+        k = self.turn
+        if self.used[k]:
+            self.events[k].synchronize()
+        return self.staging[k]
+
+    def send(self):
+        """Queue the copy of the buffer just filled into the device array."""
+        k = self.turn
+        self.target.copy_to_device(self.staging[k], stream=self.stream)
+        self.events[k].record(self.stream)
+        self.used[k] = True
+        self.turn = 1 - k
+
+
+def data_budget():
+    """Device bytes the data of one fit may take (config.CUDA_DATA_BYTES)."""
+    budget = config.CUDA_DATA_BYTES
+    return device.free_bytes() // 2 if budget is None else budget
+
+
+def data_rows_that_fit(n, row_bytes, batch_size):
+    """Rows of training data to keep on the device at once: n, or whole batches of them."""
+    budget = data_budget()
+    if n * row_bytes <= budget:
+        return n
+    return max(1, budget // row_bytes // batch_size) * batch_size
+
+
+class Trainer:
+    """The device side of one `fit`: data on the device, the step plans, the launch loop.
+
+    train_steps(n) has the contract of cpu/train.train_steps: up to n steps, (status, steps
+    done), the host arrays epoch_loss and epoch_grad_norm filled for the epochs touched.
+    """
+
+    def __init__(self, model, X, T, batch_size, shuffle_rows, epochs, epoch_loss,
+                 epoch_grad_norm, validation):
+        dws = model._device_ws
+        self.model, self.dws = model, dws
+        self.n = n = X.shape[0]
+        self.batch_size, self.shuffle_rows = batch_size, shuffle_rows
+        self.n_batches = -(-n // batch_size)
+        self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
+        self.X, self.T = X, T
+        self.rng = model._host.rng
+        self.perm = np.arange(n, dtype=np.int64)
+        self.hyper = model.optimizer.hyper()
+        model._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
+        dws.ensure_epochs(epochs)
+        dws.hyper.copy_to_device(self.hyper)
+        device.fill(dws.status, 0)
+        self.steps_done = 0
+        self.cursor = [0, 0]
+        row_bytes = (X.shape[1] + T.shape[1]) * X.dtype.itemsize
+        self.chunk_rows = data_rows_that_fit(n, row_bytes, batch_size)
+        if self.chunk_rows == n:  # resident: the data crosses once, the permutation per epoch
+            self.x, self.t = device.upload(X), device.upload(T)
+            self.perm_device = device.upload(self.perm)
+            self.perm_upload = Uploader(self.perm_device)
+        else:  # streamed: chunks of permuted rows; the device reads each in order
+            self.x = device.empty((self.chunk_rows, X.shape[1]), X.dtype)
+            self.t = device.empty((self.chunk_rows, T.shape[1]), T.dtype)
+            self.perm_device = device.upload(np.arange(self.chunk_rows, dtype=np.int64))
+            self.x_upload, self.t_upload = Uploader(self.x), Uploader(self.t)
+        last = n - (self.n_batches - 1) * batch_size
+        self.plans = {m: StepPlan(dws, self.x, self.t, self.perm_device, m, model._loss_code,
+                                  model.optimizer.code, model.l2)
+                      for m in {batch_size, last}}
+        self.validation = None
+        if validation is not None:
+            Xv, Tv = validation
+            fits = self.chunk_rows == n and Xv.nbytes + Tv.nbytes + X.nbytes + T.nbytes \
+                <= data_budget()
+            self.validation = (device.upload(Xv), device.upload(Tv)) if fits else validation
+
+    @property
+    def launches_per_step(self):
+        return self.plans[self.batch_size].launches_per_step
+
+    def _start_epoch(self):
+        if self.shuffle_rows:
+            shuffle(self.perm, self.rng)  # in place, from the previous epoch's, as on the CPU
+            if self.chunk_rows == self.n:
+                self.perm_upload.buffer()[:] = self.perm
+                self.perm_upload.send()
+
+    def _send_chunk(self, b):
+        """Queue the copy of the chunk of permuted rows that starts with batch b."""
+        lo = b * self.batch_size
+        hi = min(lo + self.chunk_rows, self.n)
+        rows = self.perm[lo:hi]
+        for source, upload in ((self.X, self.x_upload), (self.T, self.t_upload)):
+            staging = upload.buffer()
+            np.take(source, rows, axis=0, out=staging[:hi - lo])
+            upload.send()
+
+    def train_steps(self, n_steps):
+        dws = self.dws
+        dws.save_backup()
+        first_epoch = self.cursor[0]
+        batches_per_chunk = self.chunk_rows // self.batch_size
+        try:
+            for i in range(n_steps):
+                self._launch_step(i, batches_per_chunk)
+        except KeyboardInterrupt:  # the queued steps still run: account for them, then stop
+            self._collect(first_epoch)
+            raise
+        return self._collect(first_epoch)
+
+    def _launch_step(self, i, batches_per_chunk):
+        """Queue the launches of the i-th step of this call and advance the cursor."""
+        epoch, b = self.cursor
+        if b == 0:
+            self._start_epoch()
+        start = b * self.batch_size
+        if self.chunk_rows < self.n:
+            if b % batches_per_chunk == 0:
+                self._send_chunk(b)
+            start -= (b // batches_per_chunk) * self.chunk_rows
+        m = min(self.batch_size, self.n - b * self.batch_size)
+        self.plans[m].launch(start, epoch, self.dws.opt_step + i + 1, self.hyper)
+        self.cursor = [epoch + 1, 0] if b + 1 == self.n_batches else [epoch, b + 1]
+
+    def _collect(self, first_epoch):
+        """Wait for the queued steps; read the status and the touched epochs' statistics."""
+        dws = self.dws
+        status = dws.status.copy_to_host()
+        ran = int(status[STEPS_DONE]) - self.steps_done
+        self.steps_done += ran
+        dws.opt_step += ran
+        last_epoch = min(self.cursor[0], self.epoch_loss.shape[0] - 1)
+        stats = dws.epoch_stats[first_epoch:last_epoch + 1].copy_to_host()
+        self.epoch_loss[first_epoch:last_epoch + 1] = stats[:, 0]
+        self.epoch_grad_norm[first_epoch:last_epoch + 1] = stats[:, 1:]
+        return int(status[STATUS]), ran
+
+    def validation_loss(self):
+        return loss_rows(self.dws, *self.validation, self.model._loss_code, self.model.l2)
+
+    def restore_if_overflowed(self):
+        """After a failed step: if an update overflowed the weights themselves, go back to
+        the start of the last train_steps call (as the CPU path does); True if it did."""
+        if self.dws.params_finite():
+            return False
+        self.dws.restore_backup()
+        return True
+
+
+# -- inference, loss and gradients on host data, dws.rows rows at a time ---------------
+def _rows(dws, source, lo, hi, buffer):
+    """Rows lo:hi of source on the device: a view if source is a device array, else copied
+    into the start of a workspace buffer."""
+    if hasattr(source, "copy_to_host"):
+        return source[lo:hi]
+    view = buffer[:hi - lo]
+    view.copy_to_device(source[lo:hi])
+    return view
+
+
+def forward_rows(out, dws, x):
+    """out (n, n_outputs) = network output for every row of x (host arrays)."""
+    for lo in range(0, x.shape[0], dws.rows):
+        hi = min(lo + dws.rows, x.shape[0])
+        launches, outputs = network_output(dws, _rows(dws, x, lo, hi, dws.xbatch), hi - lo)
+        for launch in launches:
+            launch()
+        outputs.copy_to_host(out[lo:hi])
+
+
+def loss_rows(dws, x, targets, loss, l2):
+    """Mean loss over every row of x as one batch, plus the l2 term (a float)."""
+    n = x.shape[0]
+    total = 0.0
+    for lo in range(0, n, dws.rows):
+        hi = min(lo + dws.rows, n)
+        for launch in network_loss(dws, _rows(dws, x, lo, hi, dws.xbatch),
+                                   _rows(dws, targets, lo, hi, dws.tbatch), hi - lo, loss):
+            launch()
+        total += float(np.sum(dws.row_losses[:hi - lo].copy_to_host()))
+    result = total / n
+    if l2 != 0:
+        result += 0.5 * l2 * _sum_squares(dws, dws.params[:dws.spec.n_weights])
+    return result
+
+
+def _sum_squares(dws, values):
+    sum_squares = optimizer_kernels(config.CUDA_THREADS)[2]
+    sum_squares[1, config.CUDA_THREADS](dws.scalar, values)
+    return float(dws.scalar.copy_to_host()[0])
+
+
+def gradient_rows(dws, x, targets, loss, l2):
+    """dws.grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
+    n = x.shape[0]
+    for launch in network_backward(dws, _rows(dws, x, 0, n, dws.xbatch),
+                                   _rows(dws, targets, 0, n, dws.tbatch), n, loss, l2):
+        launch()
+
