@@ -22,8 +22,8 @@ class FitMemory(WarmKernels):
 
 
 class Allocations(WarmKernels):
-    """Numba runtime (NRT) allocations per step of fit: the flat buffers are preallocated,
-    so this must stay 0; anything else is a regression in the kernels."""
+    """Numba runtime (NRT) allocations per training step, in the compiled loop fit runs: the
+    flat buffers are preallocated, so this must stay 0; anything else is a kernel regression."""
     params = (WORKLOAD_NAMES, DTYPES)
     param_names = ["workload", "dtype"]
 
@@ -39,7 +39,7 @@ class Allocations(WarmKernels):
         self.batch_size = w.batch_size
 
     def track_allocations_per_step(self, workload, dtype):
-        # 2 epochs of 4 batches: 8 steps, enough to see an allocation made once per epoch.
-        return self.allocations_per_step(self.model, self.X, self.y, self.batch_size, epochs=2)
+        # 8 steps over epochs of 4 batches: an allocation made once per epoch shows too.
+        return self.allocations_per_step(self.model, self.X, self.y, self.batch_size, steps=8)
 
     track_allocations_per_step.unit = "allocations/step"

@@ -1,15 +1,18 @@
 """Measurements about the engine itself, shared by the tests and the asv benchmarks.
 
 Allocations are counted by Numba's runtime (NRT) statistics. Each array passed from Python
-into a compiled call is counted once per call, so a per-step figure must compare runs that
-make the same number of compiled calls: `fit` with `progress=False` runs a few thousand
-steps in one call (training.FIRST_QUIET_STEPS), so a 1-step fit and an N-step fit differ only
-by the N - 1 extra steps.
+into a compiled call is counted once per call, so a per-step figure compares two compiled
+calls, one of 1 step and one of N steps, and divides the difference by N - 1. `fit` cannot
+be used for that: how many calls it makes depends on how long steps take.
 """
 import contextlib
 import math
 
+import numpy as np
 from numba.core.runtime import _nrt_python, rtsys
+
+from .cpu import train as cpu_train
+from .training import CpuRun
 
 
 @contextlib.contextmanager
@@ -34,26 +37,36 @@ def nrt_allocations(fn):
     return rtsys.get_allocation_stats().alloc - before
 
 
-def allocations_per_step(model, X, y, batch_size, epochs=4):
-    """NRT allocations per training step of model.fit on (X, y): must be 0.
+def allocations_per_step(model, X, y, batch_size, steps=8):
+    """NRT allocations per CPU training step on (X, y), shuffled as fit does: must be 0.
 
-    Compares fit on one batch for one epoch (1 step) with fit on all of X for `epochs`
-    epochs (N steps), both with progress=False so that each is one compiled call:
-    (count(N) - count(1)) / (N - 1). Allocations made once per epoch (a reshuffle that
-    copies, say) show up as a fraction. Trains the model; the first fit compiles if needed.
+    Runs the compiled training loop fit uses (training.CpuRun) once for 1 step and once for
+    `steps` steps: (count(steps) - count(1)) / (steps - 1). When `steps` spans several epochs,
+    an allocation made once per epoch (a reshuffle that copies, say) shows as a fraction.
+    Trains the model; the first call compiles if needed.
     """
-    X1, y1 = X[:batch_size], y[:batch_size]
-    steps = epochs * math.ceil(len(X) / batch_size)
     if steps < 2:
-        raise ValueError(f"need at least 2 steps to count per step; {len(X)} rows in batches "
-                         f"of {batch_size} for {epochs} epochs make {steps}")
+        raise ValueError(f"need at least 2 steps to count per step; got {steps}")
+    if model.device != "cpu":
+        raise ValueError(f"NRT allocations are counted on the CPU; the model is on "
+                         f"{model.device!r}")
+    X, T = model._data(X, y)
+    batch_size = min(batch_size, X.shape[0])
+    # One warm-up step, one counted step, then `steps`: as many epochs as that can touch.
+    epochs = math.ceil((steps + 2) / math.ceil(X.shape[0] / batch_size)) + 1
+    run = CpuRun(model, X, T, batch_size, True, np.zeros(epochs),
+                 np.zeros((epochs, len(model.spec.layers))), None)
 
-    def fit(X, y, epochs):
-        return lambda: model.fit(X, y, epochs=epochs, batch_size=batch_size, shuffle=True,
-                                 progress=False)
+    def train(n):
+        def call():
+            status, done = run.train_steps(n)
+            if status != cpu_train.OK or done != n:
+                raise FloatingPointError(f"training stopped after {done} of {n} steps "
+                                         f"(status {status}): the count would be partial")
+        return call
 
-    fit(X1, y1, 1)()  # compile, and size the workspace for batch_size rows
+    train(1)()  # compile
     with nrt_statistics():
-        one = nrt_allocations(fit(X1, y1, 1))
-        many = nrt_allocations(fit(X, y, epochs))
+        one = nrt_allocations(train(1))
+        many = nrt_allocations(train(steps))
     return (many - one) / (steps - 1)

@@ -1,11 +1,11 @@
-"""fastmlp.diagnostics: the allocation counter sees allocations, and fit makes none per step."""
-import math
-
+"""fastmlp.diagnostics: the allocation counter sees allocations, and training makes none."""
 import numba
 import numpy as np
 import pytest
 from numba.core.runtime import _nrt_python
 
+import fastmlp
+from fastmlp.cpu import train as cpu_train
 from fastmlp.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
 from fastmlp.workloads import WORKLOADS
 
@@ -19,14 +19,16 @@ def allocate_each_step(n_steps):
     return total
 
 
-class AllocatingModel:
-    """Stands in for an MLP whose fit allocates `per_step` arrays per step, in one call."""
+def allocating_train_steps(per_step, status=cpu_train.OK):
+    """Stands in for cpu_train.train_steps: allocates `per_step` arrays per step."""
+    def train_steps(*args):
+        n_steps = args[-1]
+        allocate_each_step(per_step * n_steps)
+        return status, n_steps if status == cpu_train.OK else 0
+    return train_steps
 
-    def __init__(self, per_step):
-        self.per_step = per_step
 
-    def fit(self, X, y, epochs, batch_size, shuffle, progress):
-        allocate_each_step(self.per_step * epochs * math.ceil(len(X) / batch_size))
+XOR = (np.array([[0, 0], [0, 1], [1, 0], [1, 1]]), np.array([0, 1, 1, 0]))
 
 
 def test_nrt_allocations_counts_each_allocation():
@@ -55,20 +57,31 @@ def test_nrt_allocations_refuses_to_count_with_statistics_off():
 
 
 @pytest.mark.parametrize("per_step", [1, 3])
-def test_allocations_per_step_sees_per_step_allocations(per_step):
-    X, y = np.zeros((40, 2)), np.zeros(40)
-    assert allocations_per_step(AllocatingModel(per_step), X, y, batch_size=8) == per_step
+def test_allocations_per_step_sees_per_step_allocations(monkeypatch, per_step):
+    monkeypatch.setattr(cpu_train, "train_steps", allocating_train_steps(per_step))
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
+    assert allocations_per_step(model, *XOR, batch_size=2) == per_step
+
+
+def test_allocations_per_step_refuses_a_partial_count(monkeypatch):
+    monkeypatch.setattr(cpu_train, "train_steps",
+                        allocating_train_steps(0, status=cpu_train.NONFINITE_LOSS))
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
+    with pytest.raises(FloatingPointError, match="partial"):
+        allocations_per_step(model, *XOR, batch_size=2)
 
 
 def test_allocations_per_step_needs_two_steps():
-    X, y = np.zeros((8, 2)), np.zeros(8)
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     with pytest.raises(ValueError, match="at least 2 steps"):
-        allocations_per_step(AllocatingModel(1), X, y, batch_size=8, epochs=1)
+        allocations_per_step(model, *XOR, batch_size=2, steps=1)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", ["xor", "x2", "mnist-small"])
-def test_fit_allocates_nothing_per_step_on_the_workloads(name, dtype):
+def test_training_allocates_nothing_per_step_on_the_workloads(name, dtype):
     w = WORKLOADS[name]
     X, y = w.make_data(n_samples=4 * w.batch_size)
-    assert allocations_per_step(w.build(dtype=dtype, seed=0), X, y, w.batch_size) == 0
+    # 12 steps over epochs of 4 batches (xor: of 1), so per-epoch work is counted too.
+    assert allocations_per_step(w.build(dtype=dtype, seed=0), X, y, w.batch_size,
+                                steps=12) == 0
