@@ -1,5 +1,5 @@
 """Device functions shared by every CUDA kernel: activations and their derivatives, a block
-reduction, and the small elementwise kernels (fill, gather).
+reduction, and the small elementwise kernels (fill, gather, l2_backward).
 
 Only device functions and kernels without compile-time sizes live here, so they are plain
 module-level @cuda.jit functions.
@@ -100,3 +100,11 @@ def gather_rows(xbatch, tbatch, x, targets, perm, start):
         else:
             tbatch[i, j - n_in] = targets[row, j - n_in]
 
+
+@cuda.jit(cache=CUDA_CACHE)
+def l2_backward_kernel(grads, params, n_weights, l2):
+    """grads[:n_weights] += l2 * params[:n_weights], as cpu/network.l2_backward: the
+    gradient of the l2 term, which model.gradients() reports (training adds it later)."""
+    i = cuda.grid(1)
+    if i < n_weights:
+        grads[i] += l2 * params[i]

@@ -6,10 +6,10 @@ and runs the forward pass, the loss and the backward pass layer by layer with th
 layer's weights and the rows' activations (or deltas) in shared memory; activations also go
 to the workspace for the backward pass. Each block leaves its share of the gradient in its
 row of `partials` (n_blocks, n_params). The last block to finish (an atomic ticket after a
-memory fence, so it sees every other block's partials) sums the partials in block order,
-adds the l2 term, fills tile_sums with one "tile" per layer, takes the step's verdict
-(optim.step_verdict) and applies the optimizer to every parameter. The sums run in a fixed
-order, so the step is deterministic.
+memory fence, so it sees every other block's partials) sums the partials in block order
+into grads (the data gradient, as on the CPU), fills tile_sums with one "tile" per layer,
+takes the step's verdict (optim.step_verdict) and applies the optimizer, l2 term included,
+to every parameter. The sums run in a fixed order, so the step is deterministic.
 
 The parameter-sized buffers are flat; layer l's rows of the activation buffer start at
 rows * width_offset[l], as in the CPU code. Shared memory holds MAX_WIDTH^2 weights, two
@@ -192,6 +192,7 @@ def kernel(max_width, block_rows, n_threads):
         n_blocks = cuda.gridDim.x
         if tid == 0:
             counter[0] = 0  # ready for the next launch
+        decay = params.dtype.type(l2)
         for l in range(n_layers):
             n_in = layers[l, N_IN]
             n_out = layers[l, N_OUT]
@@ -205,17 +206,17 @@ def kernel(max_width, block_rows, n_threads):
                 for b in range(1, n_blocks):
                     g += partials[b, i]
                 w = params[i]
-                if l2 != 0:  # as cpu l2_backward: no 0 * inf when l2 is off
-                    g += l2 * w
-                grads[i] = g
-                grad_sq += g * g
+                grads[i] = g  # the data gradient, as on the CPU
+                v = float(g + decay * w)  # squares in float64, as gemm.dense_backward
+                grad_sq += v * v
                 weight_sq += w * w
             for i in range(b_off + tid, b_off + n_out, n_threads):
                 g = partials[0, i]
                 for b in range(1, n_blocks):
                     g += partials[b, i]
                 grads[i] = g
-                bias_sq += g * g
+                v = float(g)
+                bias_sq += v * v
             sums[GRAD_SQ, tid] = grad_sq
             sums[WEIGHT_SQ, tid] = weight_sq
             sums[BIAS_SQ, tid] = bias_sq
@@ -225,11 +226,11 @@ def kernel(max_width, block_rows, n_threads):
                 for q in range(3):
                     tile_sums[l, 0, q] = sums[q, 0]
             cuda.syncthreads()
-        ok = step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles, m,
-                          epoch, l2, True, tid, n_threads)
+        ok = step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles,
+                          params, m, epoch, l2, True, tid, n_threads)
         if ok:
             for i in range(tid, params.shape[0], n_threads):
                 update_parameter(params, grads, moment1, moment2, i, hyper, optimizer,
-                                 n_weights, step_size, bias_correction2_sqrt)
+                                 n_weights, l2, step_size, bias_correction2_sqrt)
 
     return fused_step

@@ -3,9 +3,10 @@
 Every product here is C (rows, cols) = L (rows, depth) @ R (depth, cols), where L and R are
 2-D arrays read either as stored or transposed:
 
-    dense_forward    out   = inp   @ weight     epilogue: + bias, activation
-    dense_backward   dW    = inp^T @ dout       epilogue: + l2 * W; db = column sums of dout;
-                                                per-tile sums of dW^2, W^2 and db^2
+    dense_forward    out   = inp   @ weight     epilogue: + bias (none if it is empty),
+                                                activation
+    dense_backward   dW    = inp^T @ dout       epilogue: db = column sums of dout; per-tile
+                                                sums of (dW + l2 W)^2, W^2 and db^2
                      dinp  = dout  @ weight^T   epilogue: * g'(inp) of the previous layer
 
 A block computes one (TILE_ROWS, TILE_COLS) tile of C. It walks the depth TILE_DEPTH at a
@@ -126,7 +127,8 @@ def kernels(tile):
 
     @cuda.jit(cache=config.CUDA_CACHE)
     def dense_forward(out, inp, weight, bias, activation):
-        """out (m, n_out) = activation(inp (m, n_in) @ weight (n_in, n_out) + bias)."""
+        """out (m, n_out) = activation(inp (m, n_in) @ weight (n_in, n_out) + bias); an empty
+        bias adds nothing (matmul_forward)."""
         m, n_in = inp.shape
         n_out = out.shape[1]
         left_tile = cuda.shared.array((tile_depth, padded_rows), out.dtype)
@@ -144,21 +146,29 @@ def kernels(tile):
         tile_product(acc, left_frag, right_frag, column_sums, left_tile, right_tile, inp,
                      False, weight, False, row0, col0, m, n_out, n_in, ty, tx, tid, n_threads,
                      False)
+        has_bias = bias.shape[0] != 0
         for a in range(thread_rows):
             i = row0 + ty * thread_rows + a
             for b in range(thread_cols):
                 j = col0 + tx * thread_cols + b
                 if i < m and j < n_out:
-                    out[i, j] = activate(acc[a, b] + bias[j], activation)
+                    z = acc[a, b]
+                    if has_bias:
+                        z += bias[j]
+                    out[i, j] = activate(z, activation)
 
     @cuda.jit(cache=config.CUDA_CACHE)
     def dense_backward(dinp, dweight, dbias, tile_sums, dout, inp, weight, inp_activation,
                        need_dinp, l2):
-        """Blocks [0, n_dw_tiles) compute dW tiles (+ l2 W) and, in the first row of tiles,
-        db; the rest compute dinp = (dout @ weight^T) * g'(inp) when need_dinp.
+        """Blocks [0, n_dw_tiles) compute dW tiles and, in the first row of tiles, db; the
+        rest compute dinp = (dout @ weight^T) * g'(inp) when need_dinp.
 
-        tile_sums[t] = (sum dW^2, sum W^2, sum db^2) over dW tile t, in float64, so that
-        the optimizer can check the gradients and the l2 term without another pass.
+        dweight gets the data gradient alone, as on the CPU: the l2 term is added where the
+        gradient is used (the norms below, the optimizer). tile_sums[t] = (sum (dW + l2 W)^2,
+        sum W^2, sum db^2) over dW tile t, so that the optimizer can check the gradients,
+        take their norms and add the l2 term to the loss without another pass. The squares
+        of gradients add up in float64, as cpu/optim.gradient_norms: in float32 a finite
+        gradient above 1.8e19 would square to inf and stop training for nothing.
         """
         m, n_in = inp.shape
         n_out = dout.shape[1]
@@ -182,6 +192,7 @@ def kernels(tile):
             tile_product(acc, left_frag, right_frag, column_sums, left_tile, right_tile, inp,
                          True, dout, False, row0, col0, n_in, n_out, m, ty, tx, tid,
                          n_threads, first_row)
+            decay = weight.dtype.type(l2)  # in the weights' dtype, as cpu gradient_norms
             grad_sq = 0.0
             weight_sq = 0.0
             bias_sq = 0.0
@@ -192,17 +203,17 @@ def kernels(tile):
                     if k < n_in and j < n_out:
                         w = weight[k, j]
                         g = acc[a, b]
-                        if l2 != 0:  # as cpu l2_backward: no 0 * inf when l2 is off
-                            g += l2 * w
                         dweight[k, j] = g
-                        grad_sq += g * g
-                        weight_sq += w * w
+                        v = float(g + decay * w)
+                        grad_sq += v * v
+                        weight_sq += w * w  # in the weights' dtype, as cpu l2_forward
             if first_row and ty == 0:
                 for b in range(thread_cols):
                     j = col0 + tx * thread_cols + b
                     if j < n_out:
                         dbias[j] = column_sums[b]
-                        bias_sq += column_sums[b] * column_sums[b]
+                        v = float(column_sums[b])
+                        bias_sq += v * v
             sums[0, tid] = grad_sq
             sums[1, tid] = weight_sq
             sums[2, tid] = bias_sq

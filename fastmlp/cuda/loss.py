@@ -1,18 +1,23 @@
-"""Loss kernels, one thread per row: the output activation, each row's loss and the output
-delta dL/dZ, fused so that a row's logits are read once.
+"""Loss kernels, one thread per row: each row's loss and the output delta dL/dZ.
 
-The network's last dense_forward writes the logits with the identity; these kernels apply
-the output activation (softmax needs the whole row, which a GEMM tile does not hold). Row
-losses go to a float64 (rows,) buffer; the optimizer's verdict (optim.py) or the host sums
-them, in a fixed order.
+loss_forward and loss_backward are the twins of cpu/loss.py (same names, arguments and
+results, on device arrays). Their kernels write each row's loss to a float64 (rows,) buffer
+that the optimizer's verdict (optim.py) or the host sums, in a fixed order.
+
+The training step uses loss_forward_backward instead: the last layer's GEMM writes the
+logits, and this one kernel applies the output activation (softmax needs the whole row,
+which a GEMM tile does not hold), the loss and the delta, so a row's logits are read once.
 """
 import math
 
+import numpy as np
 from numba import cuda
 
 from ..activations import IDENTITY, SIGMOID, SOFTMAX
+from .. import config
 from ..config import CUDA_CACHE
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from . import device
 from .elementwise import activate, derivative_from_output
 
 
@@ -98,17 +103,16 @@ def delta_row(dlogits, outputs, targets, i, scale, loss, activation):
 
 
 @cuda.jit(cache=CUDA_CACHE)
-def loss_forward(row_losses, outputs, logits, targets, loss, activation):
-    """outputs = activation(logits); row_losses[i] = loss of row i (float64)."""
+def loss_forward_kernel(row_losses, outputs, logits, targets, loss):
+    """row_losses[i] = loss of row i (float64), given the outputs and their logits."""
     i = cuda.grid(1)
     if i < logits.shape[0]:
-        output_row(outputs, logits, i, activation)
         row_losses[i] = row_loss(outputs, logits, targets, i, loss)
 
 
 @cuda.jit(cache=CUDA_CACHE)
-def loss_backward(dlogits, outputs, targets, scale, loss, activation):
-    """dlogits = dL/dZ of the output layer, given its outputs (as cpu/loss.loss_backward)."""
+def loss_backward_kernel(dlogits, outputs, targets, scale, loss, activation):
+    """dlogits = dL/dZ of the output layer, given its outputs."""
     i = cuda.grid(1)
     if i < outputs.shape[0]:
         delta_row(dlogits, outputs, targets, i, scale, loss, activation)
@@ -117,9 +121,28 @@ def loss_backward(dlogits, outputs, targets, scale, loss, activation):
 @cuda.jit(cache=CUDA_CACHE)
 def loss_forward_backward(dlogits, row_losses, outputs, logits, targets, scale, loss,
                           activation):
-    """loss_forward then loss_backward in one pass over each row (the training step's)."""
+    """outputs = activation(logits), then loss_forward and loss_backward, in one pass over
+    each row (the training step's)."""
     i = cuda.grid(1)
     if i < logits.shape[0]:
         output_row(outputs, logits, i, activation)
         row_losses[i] = row_loss(outputs, logits, targets, i, loss)
         delta_row(dlogits, outputs, targets, i, scale, loss, activation)
+
+
+# -- the twins of cpu/loss.py: same names, arguments and results, on device arrays -------
+def loss_forward(outputs, logits, targets, loss):
+    """Sum over the rows of the per-row loss (a float; the caller divides by the rows)."""
+    m = outputs.shape[0]
+    row_losses = device.zeros(m, np.float64)
+    threads = config.CUDA_THREADS
+    loss_forward_kernel[-(-m // threads), threads](row_losses, outputs, logits, targets, loss)
+    return float(np.sum(row_losses.copy_to_host()))
+
+
+def loss_backward(dlogits, outputs, targets, scale, loss, activation):
+    """dlogits = dL/dZ of the output layer for a loss averaged with weight scale (= 1/m)."""
+    m = outputs.shape[0]
+    threads = config.CUDA_THREADS
+    loss_backward_kernel[-(-m // threads), threads](dlogits, outputs, targets, scale, loss,
+                                                    activation)

@@ -14,57 +14,66 @@ from ..spec import ACTIVATION
 from . import fused as fused_kernels
 from . import optim
 from .dense import (Launch, activation_forward_launch, blocks, dense_backward_launch,
-                    dense_forward_launch)
+                    dense_forward_launch, matmul_forward_launch)
 from .elementwise import gather_rows
-from .loss import loss_forward, loss_forward_backward
+from .loss import loss_forward_backward, loss_forward_kernel
 
 
 def _layer_code(dws, l):
     return int(dws.spec.table[l, ACTIVATION])
 
 
-def network_forward(dws, x, m):
-    """Launches of the forward pass of x (m, n_inputs): the hidden layers' activations and
-    the output layer's logits (returned with the launches)."""
-    spec = dws.spec
-    last = len(spec.layers) - 1
+def hidden_forward(dws, x, m):
+    """Launches of the hidden layers' forward pass of x (m, n_inputs); returns them and the
+    last hidden layer's activations (x itself if there is none)."""
     launches = []
     inp = x
-    for l in range(last):
+    for l in range(len(dws.spec.layers) - 1):
         out = dws.layer_rows(dws.acts, l, m)
         launches.append(dense_forward_launch(out, inp, dws.weights(l),
                                              dws.bias(l), _layer_code(dws, l), dws.tile))
         inp = out
+    return launches, inp
+
+
+def network_forward(dws, x, m):
+    """Launches of the forward pass of x up to the output layer's logits (bias added), which
+    the training step's loss_forward_backward turns into outputs; returns (launches, logits)."""
+    launches, inp = hidden_forward(dws, x, m)
+    last = len(dws.spec.layers) - 1
     logits = dws.logits[:m]
     launches.append(dense_forward_launch(logits, inp, dws.weights(last),
                                          dws.bias(last), IDENTITY, dws.tile))
     return launches, logits
 
 
-def network_loss(dws, x, targets, m, loss):
-    """Forward pass, then the output activation and each row's loss into row_losses[:m]."""
-    launches, logits = network_forward(dws, x, m)
-    last = len(dws.spec.layers) - 1
-    outputs = dws.layer_rows(dws.acts, last, m)
-    threads = config.CUDA_THREADS
-    launches.append(Launch(loss_forward, blocks(m, threads), threads,
-                           (dws.row_losses[:m], outputs, logits, targets, loss,
-                            _layer_code(dws, last))))
-    return launches
-
-
 def network_output(dws, x, m):
-    """Forward pass with the output activation applied: returns (launches, outputs)."""
-    launches, logits = network_forward(dws, x, m)
+    """Forward pass with the output activation applied: returns (launches, outputs). The
+    output layer runs as on the CPU: logits = inp @ W, then activation_forward adds the bias
+    and applies the (possibly row-wise) activation."""
+    launches, inp = hidden_forward(dws, x, m)
     last = len(dws.spec.layers) - 1
+    logits = dws.logits[:m]
     outputs = dws.layer_rows(dws.acts, last, m)
-    launches.append(activation_forward_launch(outputs, logits, _layer_code(dws, last)))
+    launches.append(matmul_forward_launch(logits, inp, dws.weights(last), dws.tile))
+    launches.append(activation_forward_launch(outputs, logits, dws.bias(last),
+                                              _layer_code(dws, last)))
     return launches, outputs
 
 
+def network_loss(dws, x, targets, m, loss):
+    """Forward pass, then each row's loss into row_losses[:m]."""
+    launches, outputs = network_output(dws, x, m)
+    threads = config.CUDA_THREADS
+    launches.append(Launch(loss_forward_kernel, blocks(m, threads), threads,
+                           (dws.row_losses[:m], outputs, dws.logits[:m], targets, loss)))
+    return launches
+
+
 def network_backward(dws, x, targets, m, loss, l2):
-    """Forward pass, fused loss/output delta, then every layer's dense_backward: fills
-    grads (l2 term included), row_losses[:m] and tile_sums."""
+    """Forward pass, fused loss/output delta, then every layer's dense_backward: fills grads
+    with the data gradient (no l2 term, as on the CPU), row_losses[:m] and tile_sums (whose
+    gradient squares include the l2 term: the norms the optimizer records)."""
     launches, logits = network_forward(dws, x, m)
     spec = dws.spec
     last = len(spec.layers) - 1

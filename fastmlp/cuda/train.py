@@ -16,6 +16,7 @@ import numpy as np
 from .. import config
 from ..cpu.train import shuffle
 from . import device
+from .elementwise import l2_backward_kernel
 from .network import StepPlan, network_backward, network_loss, network_output
 from .optim import STATUS, STEPS_DONE, kernels as optimizer_kernels
 
@@ -221,15 +222,21 @@ def loss_rows(dws, x, targets, loss, l2):
 
 
 def _sum_squares(dws, values):
-    sum_squares = optimizer_kernels(config.CUDA_THREADS)[2]
+    sum_squares = optimizer_kernels(config.CUDA_THREADS).sum_squares
     sum_squares[1, config.CUDA_THREADS](dws.scalar, values)
     return float(dws.scalar.copy_to_host()[0])
 
 
 def gradient_rows(dws, x, targets, loss, l2):
-    """dws.grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
+    """dws.grads = gradient of loss_rows, l2 term included (unlike the training step's
+    grads); x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
     for launch in network_backward(dws, _rows(dws, x, 0, n, dws.xbatch),
                                    _rows(dws, targets, 0, n, dws.tbatch), n, loss, l2):
         launch()
+    if l2 != 0:  # as cpu/network.l2_backward
+        threads = config.CUDA_THREADS
+        n_weights = dws.spec.n_weights
+        l2_backward_kernel[-(-n_weights // threads), threads](dws.grads, dws.params,
+                                                              n_weights, l2)
 

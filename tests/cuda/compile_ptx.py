@@ -19,24 +19,26 @@ def signatures(dtype):
     f64, i64, i32, b = types.float64, types.int64, types.int32, types.boolean
     vec, mat, mat3 = array(dtype, 1), array(dtype, 2), array(f64, 3)
     forward, backward = gemm.kernels(gemm.tile_config())
-    optimizer_step, update, sum_squares = optim.kernels(config.CUDA_THREADS)
+    optimizer_step, update, sum_squares, gradient_norms = optim.kernels(config.CUDA_THREADS)
     fused_step = fused.kernel(*fused.shape(8 if dtype == f64 else 4))
     ivec, fvec, fmat = array(i64, 1), array(f64, 1), array(f64, 2)
     yield "fill_kernel", elementwise.fill_kernel, (vec, f64)
     yield "gather_rows", elementwise.gather_rows, (mat, mat, mat, mat, ivec, i64)
-    yield "activation_forward", dense.activation_forward_kernel, (mat, mat, i64)
+    yield "l2_backward", elementwise.l2_backward_kernel, (vec, vec, i64, f64)
+    yield "activation_forward", dense.activation_forward_kernel, (mat, mat, vec, i64)
     yield "activation_backward", dense.activation_backward_kernel, (mat, mat, i64)
     yield "dense_forward", forward, (mat, mat, mat, vec, i64)
     yield "dense_backward", backward, (mat, mat, vec, fmat, mat, mat, mat, i64, b, f64)
-    yield "loss_forward", loss.loss_forward, (fvec, mat, mat, mat, i64, i64)
-    yield "loss_backward", loss.loss_backward, (mat, mat, mat, f64, i64, i64)
+    yield "loss_forward", loss.loss_forward_kernel, (fvec, mat, mat, mat, i64)
+    yield "loss_backward", loss.loss_backward_kernel, (mat, mat, mat, f64, i64, i64)
     yield "loss_forward_backward", loss.loss_forward_backward, \
         (mat, fvec, mat, mat, mat, f64, i64, i64)
     yield "optimizer_step", optimizer_step, \
         (vec, vec, vec, vec, ivec, fmat, fvec, mat3, ivec, fvec, i64, i64, f64, i64, i64,
          f64, f64)
-    yield "update", update, (vec, vec, vec, vec, fvec, i64, i64, f64, f64)
+    yield "update", update, (vec, vec, vec, vec, fvec, i64, i64, f64, f64, f64)
     yield "sum_squares", sum_squares, (fvec, vec)
+    yield "gradient_norms", gradient_norms, (fvec, ivec, vec, vec, array(i64, 2), f64)
     yield "fused_step", fused_step, \
         (vec, vec, vec, vec, ivec, fmat, fvec, mat3, mat, array(i32, 1), vec, mat, mat, mat,
          mat, mat, mat, mat, ivec, i64, array(i64, 2), i64, ivec, fvec, i64, i64, i64, f64,

@@ -35,24 +35,30 @@ def test_xor_trains_to_100_percent_on_cuda():
 # where np.errstate does not reach).
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("fused", [False, True])
-def test_nonfinite_loss_stops_training_as_on_the_cpu(monkeypatch, fused):
+def test_nonfinite_loss_stops_training_as_on_the_cpu(monkeypatch, fused, dtype):
+    """Training diverges until a step is not finite. In float32 a step before that one has
+    finite gradients above 1.8e19, whose squares overflow float32: both devices sum them in
+    float64 and go on, to stop at the same later step."""
     monkeypatch.setattr(config, "CUDA_FUSED", fused)
     X, y = regression(16)
     errors, models = [], []
     for device in ("cpu", "cuda"):
         model = fastmlp.MLP(3, [(6, "relu"), (1, "identity")], optimizer=fastmlp.SGD(lr=1e4),
-                            dtype="float64", seed=0, device=device)
+                            dtype=dtype, seed=0, device=device)
         with pytest.raises(FloatingPointError, match="NaN or infinite.*keeps the weights") \
                 as error, np.errstate(over="ignore", invalid="ignore"):
             model.fit(X, y * 1e3, epochs=2, batch_size=8, progress=False)
         errors.append(str(error.value))
         models.append(model)
-    assert errors[1] == errors[0]  # same epoch and batch
-    same_weights(models[0], models[1], rtol=1e-12)  # the weights from before that step
+    assert errors[1] == errors[0]  # same cause, epoch and batch
+    # the weights from before that step
+    same_weights(models[0], models[1], rtol=1e-12 if dtype == "float64" else 1e-5)
     for W, b in models[1].get_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
-    assert np.isfinite(models[1].forward(X)).all()
+    if dtype == "float64":  # in float32 these weights (~1e24) overflow the forward pass
+        assert np.isfinite(models[1].forward(X)).all()  # already: why the next loss was inf
 
 
 def test_to_moves_weights_and_optimizer_state():
