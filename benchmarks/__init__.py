@@ -1,0 +1,1 @@
+"""asv benchmarks of fastmlp, one module per area; see README.md, "Tracking performance"."""

@@ -1,0 +1,72 @@
+"""Measurements about the engine itself, shared by the tests and the asv benchmarks.
+
+Allocations are counted by Numba's runtime (NRT) statistics. Each array passed from Python
+into a compiled call is counted once per call, so a per-step figure compares two compiled
+calls, one of 1 step and one of N steps, and divides the difference by N - 1. `fit` cannot
+be used for that: how many calls it makes depends on how long steps take.
+"""
+import contextlib
+import math
+
+import numpy as np
+from numba.core.runtime import _nrt_python, rtsys
+
+from .cpu import train as cpu_train
+from .training import CpuRun
+
+
+@contextlib.contextmanager
+def nrt_statistics():
+    """Turn NRT allocation statistics on for the block, then back to how they were."""
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
+
+
+def nrt_allocations(fn):
+    """Number of NRT allocations made while fn() runs (needs nrt_statistics on)."""
+    if not _nrt_python.memsys_stats_enabled():
+        raise RuntimeError("NRT statistics are off: call nrt_allocations inside "
+                           "`with nrt_statistics():`")
+    before = rtsys.get_allocation_stats().alloc
+    fn()
+    return rtsys.get_allocation_stats().alloc - before
+
+
+def allocations_per_step(model, X, y, batch_size, steps=8):
+    """NRT allocations per CPU training step on (X, y), shuffled as fit does: must be 0.
+
+    Runs the compiled training loop fit uses (training.CpuRun) once for 1 step and once for
+    `steps` steps: (count(steps) - count(1)) / (steps - 1). When `steps` spans several epochs,
+    an allocation made once per epoch (a reshuffle that copies, say) shows as a fraction.
+    Trains the model; the first call compiles if needed.
+    """
+    if steps < 2:
+        raise ValueError(f"need at least 2 steps to count per step; got {steps}")
+    if model.device != "cpu":
+        raise ValueError(f"NRT allocations are counted on the CPU; the model is on "
+                         f"{model.device!r}")
+    X, T = model._data(X, y)
+    batch_size = min(batch_size, X.shape[0])
+    # One warm-up step, one counted step, then `steps`: as many epochs as that can touch.
+    epochs = math.ceil((steps + 2) / math.ceil(X.shape[0] / batch_size)) + 1
+    run = CpuRun(model, X, T, batch_size, True, np.zeros(epochs),
+                 np.zeros((epochs, len(model.spec.layers))), None)
+
+    def train(n):
+        def call():
+            status, done = run.train_steps(n)
+            if status != cpu_train.OK or done != n:
+                raise FloatingPointError(f"training stopped after {done} of {n} steps "
+                                         f"(status {status}): the count would be partial")
+        return call
+
+    train(1)()  # compile
+    with nrt_statistics():
+        one = nrt_allocations(train(1))
+        many = nrt_allocations(train(steps))
+    return (many - one) / (steps - 1)
