@@ -76,6 +76,12 @@ def _cuda_rate(workload, seconds, repeats):
 
 def torch_rate(workload, seconds, repeats):
     import torch
+
+    from .config import BLAS_THREADS
+    # The same thread budget as fastmlp's BLAS: on the 2-vCPU hosts this was measured on,
+    # torch's two intra-op threads ran mnist-small at 25 steps/s, one thread at 620.
+    if BLAS_THREADS is not None:
+        torch.set_num_threads(BLAS_THREADS)
     torch.manual_seed(0)
     F = torch.nn.functional
     acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "identity": torch.nn.Identity,
@@ -209,8 +215,11 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
 
 
 def format_table(results):
+    from .config import BLAS_THREADS
+    threads = "library default" if BLAS_THREADS is None else BLAS_THREADS
     lines = [f"numpy sgemm roofline: {results['roofline_sgemm_gflops']:.0f} GFLOP/s "
-             f"(float32, 1024x1024); fastmlp on {results['device']}", ""]
+             f"(float32, 1024x1024); fastmlp on {results['device']}; BLAS/torch threads: "
+             f"{threads}, JAX: its default", ""]
     header = f"{'workload':<12} {'who':<8} {'steps/s':>11} {'samples/s':>12} {'GFLOP/s':>9} " \
              f"{'fastmlp x':>10}"
     lines += [header, "-" * len(header)]

@@ -4,11 +4,13 @@ Python returns from compiled code only to update the progress bar (about every
 config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
 a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches.
 """
+import contextlib
 import math
 import time
 
 import numpy as np
 
+from . import config
 from .config import PROGRESS_INTERVAL
 from .cpu import train as cpu_train
 from .history import History
@@ -36,6 +38,18 @@ def _check_validation(model, validation_data):
         raise TypeError("validation_data must be an (X_val, y_val) pair")
     Xv = model._inputs(validation_data[0], "validation X")
     return Xv, model._targets(validation_data[1], Xv.shape[0], "validation y")
+
+
+@contextlib.contextmanager
+def blas_threads(limit):
+    """Limit the BLAS libraries' threads (threadpoolctl, a dependency of scikit-learn) for
+    the duration of a CPU fit; None leaves them alone."""
+    if limit is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
 
 
 def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
@@ -92,34 +106,35 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
     # FIRST_QUIET_STEPS steps.
     first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // model.spec.flops_per_step(batch_size))
     chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
-    try:
-        while done < total_steps:
-            steps = min(chunk, total_steps - done)
-            if validation is not None:  # stop at the epoch's end to evaluate
-                steps = min(steps, steps_per_epoch - done % steps_per_epoch)
-            start = time.perf_counter()
-            status, ran = run.train_steps(steps)
-            elapsed = time.perf_counter() - start
-            record(done, done + ran, elapsed)
-            before = done
-            done += ran
-            if status != cpu_train.OK:
-                _raise_nonfinite(run, status, done, steps_per_epoch)
-            if validation is not None and done % steps_per_epoch == 0:
-                history.val_loss.append(run.validation_loss())
+    with blas_threads(config.BLAS_THREADS if model.device == "cpu" else None):
+        try:
+            while done < total_steps:
+                steps = min(chunk, total_steps - done)
+                if validation is not None:  # stop at the epoch's end to evaluate
+                    steps = min(steps, steps_per_epoch - done % steps_per_epoch)
+                start = time.perf_counter()
+                status, ran = run.train_steps(steps)
+                elapsed = time.perf_counter() - start
+                record(done, done + ran, elapsed)
+                before = done
+                done += ran
+                if status != cpu_train.OK:
+                    _raise_nonfinite(run, status, done, steps_per_epoch)
+                if validation is not None and done % steps_per_epoch == 0:
+                    history.val_loss.append(run.validation_loss())
+                if bar is not None:
+                    _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
+                                epoch_loss)
+                # Grow the run length toward `interval` seconds per call (at most x10 a call).
+                per_step = elapsed / max(ran, 1)
+                chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+                if not progress:
+                    chunk = _quiet_chunk(chunk, steps_per_epoch)
+        except KeyboardInterrupt:
+            history.interrupted = True
+        finally:
             if bar is not None:
-                _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
-                            epoch_loss)
-            # Grow the run length toward `interval` seconds per call (at most x10 a call).
-            per_step = elapsed / max(ran, 1)
-            chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
-            if not progress:
-                chunk = _quiet_chunk(chunk, steps_per_epoch)
-    except KeyboardInterrupt:
-        history.interrupted = True
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     completed = min(done // steps_per_epoch, epochs)
     history.loss = [float(v) / n for v in epoch_loss[:completed]]
     history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch

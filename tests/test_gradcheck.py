@@ -92,7 +92,10 @@ def test_random_architectures(arch):
                      arch["layers"][-1][0])
     X, y = away_from_kinks(model, X, y)
     assume(X.shape[0] > 0)
-    error = fastmlp.gradcheck(model, X, y)
+    # A layer whose gradient is tiny next to the loss (a leaky_relu output on its 0.01 slope,
+    # saturated sigmoids) leaves central differences dominated by rounding at eps = 1e-5;
+    # a larger step then measures it. A wrong gradient is off at every step size.
+    error = min(fastmlp.gradcheck(model, X, y, eps=eps) for eps in (1e-5, 1e-4))
     if os.environ.get("GRADCHECK_LOG"):
         with open(os.environ["GRADCHECK_LOG"], "a") as log:
             log.write(f"{error!r}\n")
