@@ -78,8 +78,8 @@ def torch_rate(workload, seconds, repeats):
     import torch
 
     from .config import BLAS_THREADS
-    # The same thread budget as fastmlp's BLAS: on the 2-vCPU hosts this was measured on,
-    # torch's two intra-op threads ran mnist-small at 25 steps/s, one thread at 620.
+    # The same thread budget as fastmlp's BLAS (config.BLAS_THREADS; None: each library's
+    # default, one thread per core).
     if BLAS_THREADS is not None:
         torch.set_num_threads(BLAS_THREADS)
     torch.manual_seed(0)

@@ -30,11 +30,11 @@ BLAS_MIN_WIDTH = 8
 BLAS_MIN_MACS = 512
 
 #: BLAS threads while `fit` trains on the CPU (None: the BLAS library's default, one per
-#: core). Measured on the 2-vCPU machines this was developed on (shared, noisy hosts):
-#: mnist-wide 34 ms/step with one OpenBLAS thread against 82 ms/step with two, mnist-small
-#: 0.87 ms against 1.7 ms; a second thread that waits for a busy host core stalls every
-#: GEMM. On a machine with idle dedicated cores, set it to None and compare.
-BLAS_THREADS = 1
+#: core). Measured on the 2-vCPU development machine: on a quiet host two OpenBLAS threads
+#: run mnist-wide at 42 steps/s against 28 with one (mnist-small: the same either way); on
+#: a busy shared host the second thread waits for a core and stalls every GEMM (34 ms/step
+#: with one thread, 82 ms with two). Set 1 on machines whose cores are not your own.
+BLAS_THREADS = None
 
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
 #: models trained with tiny batches.
