@@ -32,10 +32,6 @@ def default_loss(output_activation):
     return CANONICAL.get(output_activation, "mse")
 
 
-def is_canonical(loss, output_activation):
-    return CANONICAL.get(output_activation) == loss
-
-
 def loss_code(name, output_activation):
     """Integer code of a loss name, checked against the output activation."""
     if not isinstance(name, str):

@@ -70,10 +70,6 @@ class MLP:
         return self.spec.as_list()
 
     @property
-    def loss_function(self):
-        return self.loss_name
-
-    @property
     def is_classifier(self):
         return self.spec.output_activation in CLASSIFIER_OUTPUTS
 

@@ -6,7 +6,6 @@ batch) hold `rows` rows and are rebuilt only when a larger batch is asked for.
 """
 import numpy as np
 
-from .spec import N_OUT, WIDTH_OFFSET
 
 
 class Workspace:
@@ -48,13 +47,6 @@ class Workspace:
     def bias(self, l, buf=None):
         buf = self.params if buf is None else buf
         return buf[self.spec.bias_slice(l)]
-
-    def activations(self, l, m):
-        """Layer l's (m, n_out) block of the activation buffer."""
-        table = self.spec.table
-        off = self.rows * int(table[l, WIDTH_OFFSET])
-        n_out = int(table[l, N_OUT])
-        return self.acts[off:off + m * n_out].reshape(m, n_out)
 
     def pairs(self, buf):
         """[(W, b), ...] views of a parameter-sized buffer (params or grads)."""

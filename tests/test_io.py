@@ -1,6 +1,5 @@
 """save/load: .npz without pickle, atomic writes, clear errors for bad files."""
 import os
-import zipfile
 
 import numpy as np
 import pytest
