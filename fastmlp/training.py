@@ -12,7 +12,7 @@ import numpy as np
 
 from . import config
 from .config import PROGRESS_INTERVAL
-from .cpu import train as cpu_train
+from .cpu import specialize, train as cpu_train
 from .history import History
 from .validation import check_bool, check_int
 
@@ -93,12 +93,16 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
                    desc=f"epoch 1/{epochs}")
 
     def record(done_before, done, seconds):
-        # Spread a call's wall time over the steps it ran, epoch by epoch.
+        # Spread a call's wall time over the steps it ran, epoch by epoch (numpy: an xor
+        # call runs a hundred thousand one-step epochs).
+        first = done_before // steps_per_epoch
         last = min(epochs, (done - 1) // steps_per_epoch + 1)
-        for e in range(done_before // steps_per_epoch, last):
-            lo = max(done_before, e * steps_per_epoch)
-            hi = min(done, (e + 1) * steps_per_epoch)
-            epoch_seconds[e] += seconds * (hi - lo) / max(done - done_before, 1)
+        if last <= first:
+            return
+        e = np.arange(first, last)
+        lo = np.maximum(done_before, e * steps_per_epoch)
+        hi = np.minimum(done, (e + 1) * steps_per_epoch)
+        epoch_seconds[first:last] += seconds * (hi - lo) / max(done - done_before, 1)
 
     done = 0
     # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
@@ -136,9 +140,9 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             if bar is not None:
                 bar.close()
     completed = min(done // steps_per_epoch, epochs)
-    history.loss = [float(v) / n for v in epoch_loss[:completed]]
+    history.loss = (epoch_loss[:completed] / n).tolist()
     history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch
-    history.seconds = [float(s) for s in epoch_seconds[:completed]]
+    history.seconds = epoch_seconds[:completed].tolist()
     history.val_loss = history.val_loss[:completed]
     if history.interrupted:
         print(f"fastmlp: training interrupted after {completed} whole epoch(s); the model "
@@ -167,7 +171,9 @@ def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_lo
 class CpuRun:
     """One fit's compiled calls on the CPU. cuda/train.Trainer has the same three methods.
 
-    cpu_train.train_steps is looked up at each call (tests replace it)."""
+    A small network trains with the kernel generated for its architecture
+    (cpu/specialize.py); any other with cpu_train.train_steps, looked up at each call (tests
+    replace it)."""
 
     def __init__(self, model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
                  validation):
@@ -181,12 +187,17 @@ class CpuRun:
         self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.cursor = np.zeros(2, np.int64)
         self.grad_norms = np.zeros(len(model.spec.layers))
+        self.specialized = None
+        if specialize.eligible(model.spec):
+            variant = specialize.optimizer_variant(model.optimizer.code, self.hyper)
+            self.specialized = specialize.kernel(model.spec, model._loss_code, variant)
 
     def train_steps(self, steps):
         """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""
         ws, model = self.ws, self.model
         ws.save_backup()
-        return cpu_train.train_steps(
+        kernel = self.specialized or cpu_train.train_steps
+        return kernel(
             ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
             ws.deltas, ws.xbatch, ws.tbatch, self.perm, ws.rng, self.cursor, self.epoch_loss,
             self.epoch_grad_norm, self.grad_norms, self.X, self.T, model.spec.table,

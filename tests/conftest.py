@@ -22,3 +22,11 @@ if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def generic_kernel(monkeypatch):
+    """Train with cpu/train.train_steps even where a generated kernel would be used
+    (cpu/specialize.py), for tests that stand in for or wrap that function."""
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", False)

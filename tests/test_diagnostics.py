@@ -57,13 +57,13 @@ def test_nrt_allocations_refuses_to_count_with_statistics_off():
 
 
 @pytest.mark.parametrize("per_step", [1, 3])
-def test_allocations_per_step_sees_per_step_allocations(monkeypatch, per_step):
+def test_allocations_per_step_sees_per_step_allocations(monkeypatch, generic_kernel, per_step):
     monkeypatch.setattr(cpu_train, "train_steps", allocating_train_steps(per_step))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     assert allocations_per_step(model, *XOR, batch_size=2) == per_step
 
 
-def test_allocations_per_step_refuses_a_partial_count(monkeypatch):
+def test_allocations_per_step_refuses_a_partial_count(monkeypatch, generic_kernel):
     monkeypatch.setattr(cpu_train, "train_steps",
                         allocating_train_steps(0, status=cpu_train.NONFINITE_LOSS))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)

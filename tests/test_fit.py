@@ -92,7 +92,7 @@ def test_nonfinite_loss_stops_training_and_keeps_earlier_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
 
-def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, capsys):
+def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, generic_kernel, capsys):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
                         optimizer=fastmlp.SGD(lr=0.01))
@@ -132,7 +132,7 @@ def test_progress_bar_shows_epoch_loss_and_rate(capsys):
     assert "epoch 3/3" in err and "loss=" in err and "samples/s" in err
 
 
-def test_quiet_fit_makes_one_compiled_call_for_a_small_run(monkeypatch):
+def test_quiet_fit_makes_one_compiled_call_for_a_small_run(monkeypatch, generic_kernel):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     real = cpu_train.train_steps
@@ -150,7 +150,7 @@ def test_batch_larger_than_data_is_one_full_batch():
     assert h.epochs == 2
 
 
-def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch):
+def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch, generic_kernel):
     X, y = regression_data(32)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     before = model.get_weights()
@@ -170,7 +170,7 @@ def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch):
         np.testing.assert_array_equal(b, b0)
 
 
-def test_quiet_fit_splits_a_long_epoch(monkeypatch):
+def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     # Pretend each step is a second's work: the first call then runs one step, not the epoch,
     # so Ctrl-C is not held up for a whole epoch; the weights are as for one call.
     from fastmlp import training

@@ -5,6 +5,7 @@ from ..activations import IDENTITY, SIGMOID, SOFTMAX
 from ..config import jit
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
 from .dense import activation_backward
+from .mathfn import fast_exp, fast_log1p
 
 
 @jit
@@ -26,7 +27,7 @@ def loss_forward(outputs, logits, targets, loss):
         for i in range(m):
             for j in range(n):
                 z = logits[i, j]
-                total += max(z, 0.0) - z * targets[i, j] + math.log1p(math.exp(-abs(z)))
+                total += max(z, 0.0) - z * targets[i, j] + fast_log1p(fast_exp(-abs(z)))
     elif loss == CROSS_ENTROPY:
         # -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
         for i in range(m):

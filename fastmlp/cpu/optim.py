@@ -18,6 +18,46 @@ SGD, ADAM, ADAMW = 0, 1, 2
 LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, WEIGHT_DECAY, N_HYPER = range(8)
 
 
+# Per-element update rules, inlined into the loops below and into the generated kernels of
+# cpu/specialize.py, so each rule is written once. g is the gradient with the l2 term added.
+
+@jit(inline="always")
+def momentum_update(p, g, b, lr, momentum):
+    """SGD with momentum -> (p, b). torch: buf = momentum*buf + g (buf = g on step 1, the
+    same from a zero buffer)."""
+    b = momentum * b + g
+    return p - lr * b, b
+
+
+@jit(inline="always")
+def nesterov_update(p, g, b, lr, momentum):
+    """Nesterov SGD -> (p, b): as momentum_update, then g + momentum*buf is the step."""
+    b = momentum * b + g
+    return p - lr * (g + momentum * b), b
+
+
+@jit(inline="always")
+def adam_constants(lr, beta1, beta2, eps, weight_decay, step, dt):
+    """The per-step scalars of adam_update, cast to the buffers' dtype dt."""
+    bias_correction1 = 1.0 - beta1 ** step
+    bias_correction2_sqrt = dt(math.sqrt(1.0 - beta2 ** step))
+    step_size = dt(lr / bias_correction1)
+    decay = dt(1.0 - lr * weight_decay)
+    return (step_size, dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2), bias_correction2_sqrt,
+            dt(eps), decay)
+
+
+@jit(inline="always")
+def adam_update(p, g, m, v, step_size, one_minus_beta1, beta2, one_minus_beta2,
+                bias_correction2_sqrt, eps, decay, decoupled):
+    """Adam (AdamW when decoupled) -> (p, m, v), with adam_constants' scalars."""
+    m += one_minus_beta1 * (g - m)  # torch's exp_avg.lerp_(grad, 1 - beta1)
+    v = beta2 * v + one_minus_beta2 * g * g
+    if decoupled:
+        p *= decay  # decoupled: decay first, then the Adam step, as torch.optim.AdamW
+    return p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps), m, v
+
+
 @jit
 def sgd_step(params, grads, velocity, lo, hi, lr, momentum, nesterov, l2):
     """SGD on params[lo:hi] with gradient grads + l2 * params."""
@@ -30,19 +70,13 @@ def sgd_step(params, grads, velocity, lo, hi, lr, momentum, nesterov, l2):
             g = grads[i] + l2 * params[i]
             params[i] -= lr * g
     elif nesterov:
-        # torch: buf = momentum*buf + g (buf = g on step 1, the same from a zero buffer);
-        # then g = g + momentum*buf
         for i in range(params.shape[0]):
-            g = grads[i] + l2 * params[i]
-            b = momentum * velocity[i] + g
-            velocity[i] = b
-            params[i] -= lr * (g + momentum * b)
+            params[i], velocity[i] = nesterov_update(params[i], grads[i] + l2 * params[i],
+                                                     velocity[i], lr, momentum)
     else:
         for i in range(params.shape[0]):
-            g = grads[i] + l2 * params[i]
-            b = momentum * velocity[i] + g
-            velocity[i] = b
-            params[i] -= lr * b
+            params[i], velocity[i] = momentum_update(params[i], grads[i] + l2 * params[i],
+                                                     velocity[i], lr, momentum)
 
 
 @jit
@@ -53,23 +87,15 @@ def adam_step(params, grads, moment1, moment2, lo, hi, lr, beta1, beta2, eps, we
     params, grads = params[lo:hi], grads[lo:hi]
     moment1, moment2 = moment1[lo:hi], moment2[lo:hi]
     dt = params.dtype.type
-    bias_correction1 = 1.0 - beta1 ** step
-    bias_correction2_sqrt = dt(math.sqrt(1.0 - beta2 ** step))
-    step_size = dt(lr / bias_correction1)
-    decay = dt(1.0 - lr * weight_decay)
-    one_minus_beta1, beta2_, one_minus_beta2 = dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2)
-    eps, l2 = dt(eps), dt(l2)
+    (step_size, one_minus_beta1, beta2_, one_minus_beta2, bias_correction2_sqrt, eps_,
+     decay) = adam_constants(lr, beta1, beta2, eps, weight_decay, step, dt)
+    l2 = dt(l2)
+    decoupled = weight_decay != 0
     for i in range(params.shape[0]):
         p = params[i]
-        g = grads[i] + l2 * p
-        m = moment1[i]
-        m += one_minus_beta1 * (g - m)  # torch's exp_avg.lerp_(grad, 1 - beta1)
-        v = beta2_ * moment2[i] + one_minus_beta2 * g * g
-        moment1[i] = m
-        moment2[i] = v
-        if weight_decay != 0:
-            p *= decay  # decoupled: decay first, then the Adam step, as torch.optim.AdamW
-        params[i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+        params[i], moment1[i], moment2[i] = adam_update(
+            p, grads[i] + l2 * p, moment1[i], moment2[i], step_size, one_minus_beta1, beta2_,
+            one_minus_beta2, bias_correction2_sqrt, eps_, decay, decoupled)
 
 
 @jit

@@ -1,0 +1,382 @@
+"""Training kernels generated for one small architecture, with every size a constant.
+
+For a network with a few hundred weights or fewer (xor, y = x^2, |x - 1|), the generic
+`train.train_steps` spends its time on bookkeeping rather than arithmetic: loops whose trip
+counts of 1 to 8 LLVM learns only at run time, ~20 array views a step, and a call per layer.
+Here the architecture, loss and optimizer are written into the source of a `train_steps` with
+the same signature and the same results:
+
+- each row of the batch runs forward, loss and backward in scalar locals (`z1_3` is
+  pre-activation 3 of layer 1, `w1_0_3` its weight from input 0); the weights are read into
+  locals once per step and the gradients summed in locals over the rows, so the row loop
+  touches memory only to read its inputs and targets;
+- then constant-bound loops over the flat buffers take the gradient norms and apply the
+  update, with the per-element rules of cpu/optim.py.
+
+The formulas are those of the generic kernels in the same order of operations (tests compare
+the two to the last few ulps); only the sizes differ. Sources go to a cache directory (below)
+under a name that hashes them and the kernel modules they import, so numba's on-disk cache
+applies: a new architecture compiles once, in a few seconds, then loads from the cache.
+"""
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+
+from .. import config
+from ..activations import ACTIVATIONS, IDENTITY, NAMES as ACTIVATION_NAMES, SIGMOID, SOFTMAX
+from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, NAMES as LOSS_NAMES
+from ..spec import B_OFFSET, W_OFFSET
+from . import optim
+
+# The optimizer variants a kernel is generated for; the hyper-parameter values stay inputs.
+SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = "sgd", "momentum", "nesterov", "adam", "adamw"
+
+_CANONICAL = {(BINARY_CROSS_ENTROPY, SIGMOID), (CROSS_ENTROPY, SOFTMAX), (MSE, IDENTITY)}
+
+# Modules the generated source imports: their text is part of the file name's hash, so an
+# edit to any of them makes new files (numba's cache cannot see edits in callees).
+_DEPENDENCIES = ("config.py", "activations.py", "cpu/mathfn.py", "cpu/network.py",
+                 "cpu/optim.py", "cpu/scalar.py", "cpu/specialize.py", "cpu/train.py")
+
+
+def eligible(spec):
+    """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""
+    return config.SPECIALIZE and spec.n_weights <= config.SPECIALIZE_MAX_WEIGHTS
+
+
+def optimizer_variant(code, hyper):
+    """The variant of optim's (code, hyper vector) that the generated update hard-codes."""
+    if code == optim.SGD:
+        if hyper[optim.MOMENTUM] == 0:
+            return SGD
+        return NESTEROV if hyper[optim.NESTEROV] != 0 else MOMENTUM
+    return ADAMW if code == optim.ADAMW else ADAM
+
+
+# -- source generation ----------------------------------------------------------------------
+
+def _activation(act, z, a):
+    """Lines computing a = act(z) for one unit (softmax is done per layer, not here)."""
+    if act == IDENTITY:
+        return [f"{a} = {z}"]
+    return [f"{a} = activate({z}, {act})  # {ACTIVATION_NAMES[act]}"]
+
+
+def _derivative(act, d, g, a):
+    """Lines setting d = g * act'(z), written in a = act(z) as activation_backward does."""
+    if act == IDENTITY:
+        return [f"{d} = {g}"]
+    return [f"{d} = activation_grad({g}, {a}, {act})  # {ACTIVATION_NAMES[act]}'"]
+
+
+def _sum(terms):
+    return " + ".join(terms) if terms else "zero"
+
+
+def _describe(spec, loss, variant):
+    layers = " -> ".join(f"({l.n_out}, {l.activation})" for l in spec.layers)
+    return f"{spec.n_inputs} -> {layers}; loss {LOSS_NAMES[loss]}; optimizer {variant}"
+
+
+def generate_source(spec, loss, variant):
+    """The Python source of a module whose `train_steps` is specialised to the arguments."""
+    layers = spec.layers
+    last = len(layers) - 1
+    w_off = [int(spec.table[l, W_OFFSET]) for l in range(len(layers))]
+    b_off = [int(spec.table[l, B_OFFSET]) for l in range(len(layers))]
+    acts = [ACTIVATIONS[l.activation] for l in layers]
+    n_out = layers[last].n_out
+
+    def w(l, k, j):  # weight from input k to unit j of layer l
+        return f"w{l}_{k}_{j}"
+
+    def gw(l, k, j):
+        return f"gw{l}_{k}_{j}"
+
+    def inp(l, k):  # unit k of layer l's input
+        return f"x_{k}" if l == 0 else f"a{l - 1}_{k}"
+
+    # The row loop. Every name in it but data_loss and the gradient sums is assigned once:
+    # numba's SSA pass takes time in proportion to (names assigned more than once) x (length
+    # of the block).
+    body = [f"x_{k} = x[r, {k}]" for k in range(spec.n_inputs)]
+    for l, layer in enumerate(layers):
+        body.append(f"# layer {l}: {layer.n_in} -> {layer.n_out}, {layer.activation}")
+        for j in range(layer.n_out):
+            products = [f"{inp(l, k)} * {w(l, k, j)}" for k in range(layer.n_in)]
+            body.append(f"z{l}_{j} = ({_sum(products)}) + b{l}_{j}")
+        if acts[l] == SOFTMAX:
+            body.append(f"top0 = z{l}_0")
+            for j in range(1, layer.n_out):
+                body.append(f"top{j} = larger(z{l}_{j}, top{j - 1})")
+            body.append(f"top = top{layer.n_out - 1}")
+            for j in range(layer.n_out):
+                body.append(f"e_{j} = fast_exp(z{l}_{j} - top)")
+            body.append(f"total = {_sum([f'e_{j}' for j in range(layer.n_out)])}")
+            body.append("inv = one / total")
+            body += [f"a{l}_{j} = e_{j} * inv" for j in range(layer.n_out)]
+        else:
+            for j in range(layer.n_out):
+                body += _activation(acts[l], f"z{l}_{j}", f"a{l}_{j}")
+    # loss, summed in float64 as loss_forward does
+    body.append(f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta")
+    body += [f"t_{j} = targets[r, {j}]" for j in range(n_out)]
+    if loss == MSE:
+        for j in range(n_out):
+            body.append(f"diff{j} = a{last}_{j} - t_{j}")
+            body.append(f"data_loss += 0.5 * diff{j} * diff{j}")
+    elif loss == BINARY_CROSS_ENTROPY:
+        for j in range(n_out):
+            z = f"z{last}_{j}"
+            body.append(f"data_loss += max({z}, 0.0) - {z} * t_{j} "
+                        f"+ fast_log1p(fast_exp(-abs({z})))")
+    else:  # cross-entropy on the softmax output: log-sum-exp from the softmax's own sums
+        body.append("lse = top + fast_log(total)")
+        for j in range(n_out):
+            body.append(f"data_loss += cross_entropy_term(t_{j}, lse, z{last}_{j})")
+    canonical = (loss, acts[last]) in _CANONICAL
+    dl = "d" if canonical else "g"  # g: dL/dA before the chain rule through the activation
+    for j in range(n_out):
+        body.append(f"{dl}{last}_{j} = (a{last}_{j} - t_{j}) * scale")
+    if not canonical:
+        if acts[last] == SOFTMAX:
+            body.append(f"dot = {_sum([f'g{last}_{j} * a{last}_{j}' for j in range(n_out)])}")
+            for j in range(n_out):
+                body.append(f"d{last}_{j} = a{last}_{j} * (g{last}_{j} - dot)")
+        else:
+            for j in range(n_out):
+                body += _derivative(acts[last], f"d{last}_{j}", f"g{last}_{j}", f"a{last}_{j}")
+    # backward
+    for l in range(last, -1, -1):
+        layer = layers[l]
+        body.append(f"# backward through layer {l}")
+        for k in range(layer.n_in):
+            for j in range(layer.n_out):
+                body.append(f"{gw(l, k, j)} += {inp(l, k)} * d{l}_{j}")
+        for j in range(layer.n_out):
+            body.append(f"gb{l}_{j} += d{l}_{j}")
+        if l > 0:
+            for k in range(layer.n_in):
+                terms = [f"d{l}_{j} * {w(l, k, j)}" for j in range(layer.n_out)]
+                if acts[l - 1] == IDENTITY:
+                    body.append(f"d{l - 1}_{k} = {_sum(terms)}")
+                else:
+                    body.append(f"g{l - 1}_{k} = {_sum(terms)}")
+                    body += _derivative(acts[l - 1], f"d{l - 1}_{k}", f"g{l - 1}_{k}",
+                                        f"a{l - 1}_{k}")
+
+    step = []  # before the row loop: weights into locals, gradient sums from zero
+    store = []  # after it: the gradient sums into the grads buffer
+    for l, layer in enumerate(layers):
+        for k in range(layer.n_in):
+            for j in range(layer.n_out):
+                at = w_off[l] + k * layer.n_out + j
+                step += [f"{w(l, k, j)} = params[{at}]", f"{gw(l, k, j)} = zero"]
+                store.append(f"grads[{at}] = {gw(l, k, j)}")
+        for j in range(layer.n_out):
+            step += [f"b{l}_{j} = params[{b_off[l] + j}]", f"gb{l}_{j} = zero"]
+            store.append(f"grads[{b_off[l] + j}] = gb{l}_{j}")
+
+    norms = []  # gradient norms (gradient_norms' sums, in float64) and the finite check
+    for l, layer in enumerate(layers):
+        lo, hi = w_off[l], w_off[l] + layer.n_in * layer.n_out
+        norms += ["sq = 0.0",
+                  f"for i in range({lo}, {hi}):",
+                  "    v = grads[i] + decay * params[i]",
+                  "    sq += np.float64(v) * v",
+                  f"grad_norms[{l}] = math.sqrt(sq)",
+                  "finite = finite and math.isfinite(sq)"]
+    norms += ["sq = 0.0",
+              f"for i in range({spec.n_weights}, {spec.n_params}):",
+              "    sq += np.float64(grads[i]) * grads[i]",
+              "finite = finite and math.isfinite(sq)"]
+
+    update = _update_lines(variant, spec)
+
+    def indent(lines, level):
+        return [("    " * level + line) if line else "" for line in lines]
+
+    n_layers = len(layers)
+    src = [
+        f'"""Generated by fastmlp.cpu.specialize for: {_describe(spec, loss, variant)}.',
+        "",
+        "Do not edit: the name of this file hashes its text and the kernels it imports.",
+        '"""',
+        "import math",
+        "",
+        "import numpy as np",
+        "",
+        "from fastmlp.config import jit",
+        "from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p",
+        "from fastmlp.cpu.network import l2_forward",
+        "from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger",
+        "from fastmlp.cpu.optim import (LR, MOMENTUM, BETA1, BETA2, EPS, WEIGHT_DECAY,",
+        "                               adam_constants, adam_update, momentum_update,",
+        "                               nesterov_update)",
+        "from fastmlp.cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK, shuffle",
+        "",
+        "",
+        "@jit",
+        "def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, "
+        "xbatch,",
+        "                tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms,",
+        "                x, targets, layers, rows, n_weights, loss, optimizer, hyper, l2, "
+        "batch_size,",
+        "                shuffle_rows, n_steps):",
+        '    """train.train_steps for this architecture (the layer table, rows, loss and',
+        '    optimizer arguments are written into the code)."""',
+        "    dt = params.dtype.type",
+        "    zero, one = dt(0), dt(1)",
+        "    decay = dt(l2)",
+        "    n = x.shape[0]",
+        "    n_batches = (n + batch_size - 1) // batch_size",
+        "    for step in range(n_steps):",
+        "        epoch = cursor[0]",
+        "        b = cursor[1]",
+        "        if b == 0 and shuffle_rows:",
+        "            shuffle(perm, rng)",
+        "        start = b * batch_size",
+        "        m = min(batch_size, n - start)",
+        "        scale = dt(1.0 / m)",
+    ]
+    src += indent(step, 2)
+    src += indent(["data_loss = 0.0", "for i in range(m):", "    r = perm[start + i]"], 2)
+    src += indent(body, 3)
+    src += indent([
+        "total_loss = data_loss / m + l2_forward(params, n_weights, l2)",
+        "if not math.isfinite(dt(total_loss)):",
+        "    return NONFINITE_LOSS, step",
+    ], 2)
+    src += indent(store, 2)
+    src += indent(["finite = True"] + norms + [
+        "if not finite:",
+        "    return NONFINITE_GRADIENT, step",
+        "opt_step[0] += 1",
+    ], 2)
+    src += indent(update, 2)
+    src += indent([
+        "epoch_loss[epoch] += total_loss * m",
+        f"for l in range({n_layers}):",
+        "    epoch_grad_norm[epoch, l] += grad_norms[l]",
+        "b += 1",
+        "if b == n_batches:",
+        "    cursor[0] = epoch + 1",
+        "    cursor[1] = 0",
+        "else:",
+        "    cursor[1] = b",
+    ], 2)
+    src.append("    return OK, n_steps")
+    return "\n".join(src) + "\n"
+
+
+def _update_lines(variant, spec):
+    """The optimizer step over the flat buffers: weights layer by layer (l2 and AdamW's decay
+    apply), then the biases, as optimizer_step does."""
+    segments = [(int(spec.table[l, W_OFFSET]),
+                 int(spec.table[l, W_OFFSET]) + layer.n_in * layer.n_out, True)
+                for l, layer in enumerate(spec.layers)]
+    segments.append((spec.n_weights, spec.n_params, False))
+    lines = ["lr = dt(hyper[LR])"]
+    if variant in (MOMENTUM, NESTEROV):
+        lines.append("momentum = dt(hyper[MOMENTUM])")
+    if variant in (ADAM, ADAMW):
+        lines += [
+            "(step_size, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,",
+            " decay_w) = adam_constants(hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS],",
+            f"                          hyper[WEIGHT_DECAY], opt_step[0], dt)",
+        ]
+    for lo, hi, is_weights in segments:
+        l2 = "decay" if is_weights else "zero"
+        lines.append(f"for i in range({lo}, {hi}):")
+        lines.append("    p = params[i]")
+        lines.append(f"    g = grads[i] + {l2} * p")
+        if variant == SGD:
+            lines.append("    params[i] = p - lr * g")
+        elif variant in (MOMENTUM, NESTEROV):
+            rule = "nesterov_update" if variant == NESTEROV else "momentum_update"
+            lines.append(f"    params[i], moment1[i] = {rule}(p, g, moment1[i], lr, momentum)")
+        else:
+            decoupled = variant == ADAMW and is_weights
+            lines += [
+                "    params[i], moment1[i], moment2[i] = adam_update(",
+                "        p, g, moment1[i], moment2[i], step_size, one_minus_beta1, beta2,",
+                f"        one_minus_beta2, bias_correction2_sqrt, eps, decay_w, {decoupled})",
+            ]
+    return lines
+
+
+# -- the cache of generated modules ----------------------------------------------------------
+
+_loaded = {}
+_lock = threading.Lock()
+
+
+def cache_dir():
+    """Where generated sources (and numba's cache of them) go: $FASTMLP_CACHE_DIR, else
+    $XDG_CACHE_HOME/fastmlp or ~/.cache/fastmlp, else a directory in the temp dir."""
+    root = os.environ.get("FASTMLP_CACHE_DIR")
+    if root:
+        return os.path.join(root, "kernels")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fastmlp", "kernels")
+
+
+def _dependency_digest():
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha256()
+    for name in _DEPENDENCIES:
+        with open(os.path.join(here, name), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _write(directory, name, source):
+    """Write source to directory/name atomically, unless that file is already there."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(source)
+            os.replace(tmp, path)  # another process may have written the same text: fine
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return path
+
+
+def _import(path, module_name):
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # numba's cache finds functions through their module
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernel(spec, loss, variant):
+    """The generated train_steps for (spec, loss code, optimizer variant), or None if no
+    directory for its source is writable (the caller then uses the generic kernel)."""
+    key = (spec.n_inputs, spec.layers, loss, variant)
+    with _lock:
+        if key in _loaded:
+            return _loaded[key]
+        source = generate_source(spec, loss, variant)
+        digest = hashlib.sha256((_dependency_digest() + source).encode()).hexdigest()[:20]
+        module_name = f"fastmlp_kernel_{digest}"
+        found = None
+        for directory in (cache_dir(),
+                          os.path.join(tempfile.gettempdir(),
+                                       f"fastmlp-{getattr(os, 'getuid', lambda: 0)()}")):
+            try:
+                path = _write(directory, module_name + ".py", source)
+            except OSError:
+                continue
+            found = _import(path, module_name).train_steps
+            break
+        _loaded[key] = found
+        return found

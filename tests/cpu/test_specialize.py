@@ -1,0 +1,192 @@
+"""Generated kernels (cpu/specialize.py) against the generic train_steps they replace.
+
+Both run the same steps from the same weights, data and shuffle seed; every buffer and
+statistic they leave must agree to a few ulps (float64: 1e-12 relative; float32: 2e-5).
+"""
+import os
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import config
+from fastmlp.cpu import specialize
+from fastmlp.cpu import train as cpu_train
+from fastmlp.training import CpuRun
+
+TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=2e-6)}
+
+# (n_inputs, layers, loss or None for the canonical one): every trainable activation in a
+# hidden layer, and every output/loss pair, canonical or not.
+ARCHITECTURES = [
+    (2, [(2, "relu"), (1, "sigmoid")], None),
+    (1, [(8, "relu"), (8, "relu"), (1, "identity")], None),
+    (3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None),
+    (4, [(6, "sigmoid"), (2, "sigmoid")], "mse"),
+    (3, [(4, "leaky_relu"), (3, "softmax")], "mse"),
+    (2, [(3, "identity"), (2, "tanh")], "mse"),
+    (3, [(3, "tanh"), (2, "relu")], "mse"),
+    (5, [(1, "sigmoid"), (4, "leaky_relu")], "mse"),
+    (2, [(4, "relu"), (3, "sigmoid")], "binary_cross_entropy"),
+]
+OPTIMIZERS = {
+    "sgd": lambda: fastmlp.SGD(lr=0.05),
+    "momentum": lambda: fastmlp.SGD(lr=0.05, momentum=0.9),
+    "nesterov": lambda: fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: fastmlp.Adam(lr=0.01),
+    "adamw": lambda: fastmlp.AdamW(lr=0.01, weight_decay=0.1),
+}
+
+
+def make(n_inputs, layers, loss, optimizer, dtype, l2, n=37, seed=0):
+    rng = np.random.default_rng(seed)
+    model = fastmlp.MLP(n_inputs, layers, loss=loss, optimizer=OPTIMIZERS[optimizer](),
+                        dtype=dtype, seed=seed, l2=l2)
+    X = rng.standard_normal((n, n_inputs))
+    k, out = layers[-1]
+    if out == "softmax" and model.loss_name == "cross_entropy":
+        y = rng.integers(0, k, n)
+    elif out == "sigmoid" and model.loss_name == "binary_cross_entropy":
+        y = rng.integers(0, 2, (n, k)) if k > 1 else rng.integers(0, 2, n)
+    else:
+        y = rng.standard_normal((n, k))
+    return model, X, y
+
+
+def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
+    """Run `steps` steps with the given kernel ("generic" or "specialized") on a copy of
+    model's buffers; returns everything the call leaves behind."""
+    Xc, T = model._data(X, y)
+    epochs = steps + 2
+    run = CpuRun(model, Xc, T, batch_size, shuffle, np.zeros(epochs),
+                 np.zeros((epochs, len(model.layers))), None)
+    if kernel == "generic":
+        run.specialized = None
+    else:
+        assert run.specialized is not None
+    ws = model._ws
+    saved = {name: getattr(ws, name).copy() for name in ("params", "moment1", "moment2",
+                                                         "opt_step", "rng")}
+    status, done = run.train_steps(steps)
+    out = {"status": status, "done": done, "cursor": run.cursor.copy(),
+           "perm": run.perm.copy(), "epoch_loss": run.epoch_loss.copy(),
+           "epoch_grad_norm": run.epoch_grad_norm.copy()}
+    for name in saved:
+        out[name] = getattr(ws, name).copy()
+        getattr(ws, name)[...] = saved[name]  # the next run starts from the same state
+    return out
+
+
+def assert_same(a, b, dtype):
+    for key in a:
+        if key in ("status", "done"):
+            assert a[key] == b[key], key
+        elif np.issubdtype(np.asarray(a[key]).dtype, np.integer):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        else:
+            np.testing.assert_allclose(a[key], b[key], err_msg=key, **TOL[dtype])
+
+
+# Each architecture with one optimizer, every optimizer on one architecture, and the bench's
+# xor and x2 in float32: a generated kernel takes seconds to compile, so not the full grid.
+CASES = [(*arch, optimizer, "float64") for arch, optimizer in
+         zip(ARCHITECTURES, ["sgd", "adam", "momentum", "nesterov", "adamw"] * 2)]
+CASES += [(1, [(8, "relu"), (8, "relu"), (1, "identity")], None, optimizer, "float64")
+          for optimizer in ["sgd", "momentum", "nesterov", "adamw"]]
+CASES += [(2, [(2, "relu"), (1, "sigmoid")], None, "sgd", "float32"),
+          (1, [(8, "relu"), (8, "relu"), (1, "identity")], None, "adam", "float32"),
+          (3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "momentum", "float32")]
+
+
+@pytest.mark.parametrize("n_inputs,layers,loss,optimizer,dtype", CASES)
+def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimizer, dtype):
+    model, X, y = make(n_inputs, layers, loss, optimizer, dtype, l2=0.01)
+    # 37 rows in batches of 8: epochs of 5 batches, the last one short; 12 steps cross two
+    # epoch boundaries and their reshuffles.
+    generic = run_kernel(model, X, y, 8, 12, "generic")
+    special = run_kernel(model, X, y, 8, 12, "specialized")
+    assert generic["status"] == cpu_train.OK and generic["done"] == 12
+    assert_same(generic, special, dtype)
+    assert not np.array_equal(special["params"], model._ws.params)  # it trained
+
+
+def test_generated_kernel_without_shuffle_and_l2():
+    dtype = "float32"
+    model, X, y = make(1, [(8, "relu"), (8, "relu"), (1, "identity")], None, "adam", dtype,
+                       l2=0.0)
+    generic = run_kernel(model, X, y, 37, 5, "generic", shuffle=False)
+    special = run_kernel(model, X, y, 37, 5, "specialized", shuffle=False)
+    assert_same(generic, special, dtype)
+
+
+@pytest.mark.parametrize("what", ["diverges", "overflowing_input"])
+def test_generated_kernel_stops_where_the_generic_one_does(what):
+    model, X, y = make(2, [(4, "relu"), (1, "identity")], None, "sgd", "float32", l2=0.0)
+    if what == "diverges":  # a huge learning rate: the loss overflows after a few updates
+        model.optimizer = fastmlp.SGD(lr=1e6)
+        y = y * 1e15
+    else:
+        X[30, :] = 3e38  # an infinite loss in the batch that holds row 30
+    generic = run_kernel(model, X, y, 8, 50, "generic")
+    special = run_kernel(model, X, y, 8, 50, "specialized")
+    assert generic["status"] == cpu_train.NONFINITE_LOSS and 0 < generic["done"] < 50
+    assert_same(generic, special, "float32")
+
+
+def test_fit_uses_a_generated_kernel_only_for_small_networks():
+    small = fastmlp.MLP(2, [(2, "relu"), (1, "sigmoid")])
+    X, y = np.zeros((4, 2)), np.zeros(4)
+    assert CpuRun(small, *small._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)),
+                  None).specialized is not None
+    big = fastmlp.MLP(20, [(20, "relu"), (1, "sigmoid")])
+    assert big.spec.n_weights > config.SPECIALIZE_MAX_WEIGHTS
+    X = np.zeros((4, 20))
+    assert CpuRun(big, *big._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)),
+                  None).specialized is None
+
+
+def test_generated_source_is_deterministic_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(specialize, "_loaded", {})
+    model = fastmlp.MLP(3, [(2, "tanh"), (2, "softmax")])
+    first = specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
+    files = sorted(p.name for p in (tmp_path / "kernels").glob("*.py"))
+    assert len(files) == 1
+    assert specialize.kernel(model.spec, model._loss_code, specialize.ADAM) is first
+    monkeypatch.setattr(specialize, "_loaded", {})  # as a new process would
+    specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
+    assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == files
+    text = (tmp_path / "kernels" / files[0]).read_text()
+    assert text == specialize.generate_source(model.spec, model._loss_code, specialize.ADAM)
+    assert "3 -> (2, tanh) -> (2, softmax)" in text
+
+
+def test_unwritable_cache_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(specialize.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(specialize, "_loaded", {})
+    write = specialize._write
+
+    def read_only_cache(directory, name, source):
+        if directory == specialize.cache_dir():
+            raise PermissionError(f"{directory} is read-only")
+        return write(directory, name, source)
+
+    monkeypatch.setattr(specialize, "_write", read_only_cache)
+    os.makedirs(tmp_path / "tmp")
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")])
+    assert specialize.kernel(model.spec, model._loss_code, specialize.SGD) is not None
+    assert not (tmp_path / "cache").exists()
+    assert len(list((tmp_path / "tmp").glob("fastmlp-*/fastmlp_kernel_*.py"))) == 1
+
+
+def test_without_a_writable_directory_fit_uses_the_generic_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr(specialize, "_loaded", {})
+    monkeypatch.setattr(specialize, "_write", lambda *a: (_ for _ in ()).throw(OSError("ro")))
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    y = np.array([0, 1, 1, 0])
+    run = CpuRun(model, *model._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)), None)
+    assert run.specialized is None
+    h = model.fit(X, y, epochs=3, batch_size=4, progress=False)
+    assert h.epochs == 3 and np.isfinite(h.loss).all()
