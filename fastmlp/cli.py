@@ -88,7 +88,7 @@ def train(args):
     history = model.fit(X, y, epochs=epochs, batch_size=batch, progress=not args.quiet)
     result = model.evaluate(X_test, y_test)
     held = "held-out " if args.dataset == "digits" else ""
-    summary = f"{args.dataset}: {len(history.loss)} epochs in {sum(history.seconds):.2f} s, " \
+    summary = f"{args.dataset}: {len(history.loss)} epochs in {history.seconds.sum():.2f} s, " \
               f"{held}loss {result['loss']:.4g}"
     if "accuracy" in result:
         summary += f", {held}accuracy {100 * result['accuracy']:.2f}%"

@@ -1,4 +1,8 @@
-"""History: what `fit` returns, one entry per completed epoch."""
+"""History: what `fit` returns, one entry per completed epoch.
+
+The per-epoch figures are float64 numpy arrays: a tiny network can run millions of one-batch
+epochs in a call, and a Python list of them would cost more than the training.
+"""
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -7,13 +11,13 @@ import numpy as np
 @dataclass
 class History:
     #: mean training loss over the epoch's batches (per row, l2 term included)
-    loss: list = field(default_factory=list)
+    loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: loss on validation_data after each epoch (empty without validation_data)
-    val_loss: list = field(default_factory=list)
+    val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: (epochs, layers): mean over the epoch's batches of ||dW_l||, the vanishing-gradient view
     grad_norms: np.ndarray = None
     #: wall-clock seconds per epoch
-    seconds: list = field(default_factory=list)
+    seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: True when Ctrl-C stopped training (the weights are those after the last whole batch)
     interrupted: bool = False
 
@@ -22,5 +26,5 @@ class History:
         return len(self.loss)
 
     def __repr__(self):
-        last = f", last loss {self.loss[-1]:.6g}" if self.loss else ""
+        last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""
         return f"History({self.epochs} epochs{last})"

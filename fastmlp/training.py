@@ -12,7 +12,8 @@ import numpy as np
 
 from . import config
 from .config import PROGRESS_INTERVAL
-from .cpu import specialize, train as cpu_train
+from .cpu import specialize
+from .cpu import train as cpu_train
 from .history import History
 from .validation import check_bool, check_int
 
@@ -75,6 +76,7 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
     epoch_loss = np.zeros(epochs)
     epoch_grad_norm = np.zeros((epochs, n_layers))
     epoch_seconds = np.zeros(epochs)
+    val_loss = []
     if model.device == "cuda":
         from .cuda.train import Trainer
         run = Trainer(model, X, T, batch_size, shuffle, epochs, epoch_loss, epoch_grad_norm,
@@ -93,16 +95,16 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
                    desc=f"epoch 1/{epochs}")
 
     def record(done_before, done, seconds):
-        # Spread a call's wall time over the steps it ran, epoch by epoch (numpy: an xor
-        # call runs a hundred thousand one-step epochs).
-        first = done_before // steps_per_epoch
-        last = min(epochs, (done - 1) // steps_per_epoch + 1)
-        if last <= first:
+        # Spread a call's wall time evenly over the steps it ran: whole epochs get
+        # steps_per_epoch steps' worth, the first and last the part they ran (in O(1)
+        # Python: an xor call runs a hundred thousand one-step epochs).
+        if done == done_before:
             return
-        e = np.arange(first, last)
-        lo = np.maximum(done_before, e * steps_per_epoch)
-        hi = np.minimum(done, (e + 1) * steps_per_epoch)
-        epoch_seconds[first:last] += seconds * (hi - lo) / max(done - done_before, 1)
+        per_step = seconds / (done - done_before)
+        first, last = done_before // steps_per_epoch, (done - 1) // steps_per_epoch
+        epoch_seconds[first:last + 1] += per_step * steps_per_epoch
+        epoch_seconds[first] -= per_step * (done_before - first * steps_per_epoch)
+        epoch_seconds[last] -= per_step * ((last + 1) * steps_per_epoch - done)
 
     done = 0
     # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
@@ -125,7 +127,7 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
                 if status != cpu_train.OK:
                     _raise_nonfinite(run, status, done, steps_per_epoch)
                 if validation is not None and done % steps_per_epoch == 0:
-                    history.val_loss.append(run.validation_loss())
+                    val_loss.append(run.validation_loss())
                 if bar is not None:
                     _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
                                 epoch_loss)
@@ -140,10 +142,10 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
             if bar is not None:
                 bar.close()
     completed = min(done // steps_per_epoch, epochs)
-    history.loss = (epoch_loss[:completed] / n).tolist()
+    history.loss = epoch_loss[:completed] / n
     history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch
-    history.seconds = epoch_seconds[:completed].tolist()
-    history.val_loss = history.val_loss[:completed]
+    history.seconds = epoch_seconds[:completed]
+    history.val_loss = np.array(val_loss[:completed], dtype=np.float64)
     if history.interrupted:
         print(f"fastmlp: training interrupted after {completed} whole epoch(s); the model "
               f"keeps the weights of the last whole batch")

@@ -46,6 +46,21 @@ def test_history_contents():
     assert empty.epochs == 0 and empty.grad_norms.shape == (0, 3)
 
 
+def test_history_is_arrays_and_seconds_add_up_across_split_epochs():
+    # With a bar, calls start at one step and grow, so they begin and end inside epochs;
+    # each epoch must still get its share, and the shares add up to the time spent training.
+    import time
+    X, y = regression_data(60)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    start = time.perf_counter()
+    h = model.fit(X, y, epochs=40, batch_size=7, progress=True)
+    elapsed = time.perf_counter() - start
+    for figures in (h.loss, h.val_loss, h.seconds):
+        assert isinstance(figures, np.ndarray) and figures.dtype == np.float64
+    assert h.seconds.shape == (40,) and (h.seconds > 0).all()
+    assert h.seconds.sum() < elapsed
+
+
 def test_history_loss_is_mean_of_batch_losses():
     # One batch per epoch with SGD lr=0: every epoch's loss is the loss of the fixed model.
     X, y = regression_data(20)
