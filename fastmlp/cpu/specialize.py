@@ -188,8 +188,7 @@ def generate_source(spec, loss, variant):
     return _TEMPLATE.format(description=_describe(spec, loss, variant),
                             before_rows=block(before, 2), row=block(body, 3),
                             after_rows=block(after, 2), norms=block(_norm_lines(spec), 2),
-                            update=block(_update_lines(variant, spec), 2),
-                            n_layers=len(layers))
+                            update=block(_update_lines(variant, spec), 2))
 
 
 def _norm_lines(spec):
@@ -223,7 +222,7 @@ from fastmlp.cpu.network import l2_forward
 from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
                                adam_update, momentum_update, nesterov_update)
 from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger
-from fastmlp.cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK, shuffle
+from fastmlp.cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK, finish_step, next_batch
 
 
 @jit
@@ -237,14 +236,8 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
     zero, one = dt(0), dt(1)
     decay = dt(l2)
     n = x.shape[0]
-    n_batches = (n + batch_size - 1) // batch_size
     for step in range(n_steps):
-        epoch = cursor[0]
-        b = cursor[1]
-        if b == 0 and shuffle_rows:
-            shuffle(perm, rng)
-        start = b * batch_size
-        m = min(batch_size, n - start)
+        start, m = next_batch(cursor, perm, rng, n, batch_size, shuffle_rows)
         scale = dt(1.0 / m)
 {before_rows}
         data_loss = 0.0
@@ -260,15 +253,8 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
             return NONFINITE_GRADIENT, step  # nothing updated either
         opt_step[0] += 1
 {update}
-        epoch_loss[epoch] += total_loss * m
-        for l in range({n_layers}):
-            epoch_grad_norm[epoch, l] += grad_norms[l]
-        b += 1
-        if b == n_batches:
-            cursor[0] = epoch + 1
-            cursor[1] = 0
-        else:
-            cursor[1] = b
+        finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
+                    batch_size)
     return OK, n_steps
 '''
 

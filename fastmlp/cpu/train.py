@@ -52,6 +52,33 @@ def gather_rows(out, src, perm, start, m):
 
 
 @jit
+def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
+    """The start of a step: (first position in perm, rows in the batch). The first batch of
+    an epoch reshuffles perm when shuffle_rows; the last may be short."""
+    b = cursor[1]
+    if b == 0 and shuffle_rows:
+        shuffle(perm, rng)
+    start = b * batch_size
+    return start, min(batch_size, n - start)
+
+
+@jit
+def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
+                batch_size):
+    """The end of an applied step: add it to its epoch's statistics and move the cursor."""
+    epoch = cursor[0]
+    epoch_loss[epoch] += total_loss * m
+    for l in range(grad_norms.shape[0]):
+        epoch_grad_norm[epoch, l] += grad_norms[l]
+    b = cursor[1] + 1
+    if b == (n + batch_size - 1) // batch_size:
+        cursor[0] = epoch + 1
+        cursor[1] = 0
+    else:
+        cursor[1] = b
+
+
+@jit
 def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, xbatch,
                 tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms,
                 x, targets, layers, rows, n_weights, loss, optimizer, hyper, l2, batch_size,
@@ -67,14 +94,8 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
     The last batch of an epoch is the remainder and may be smaller than batch_size.
     """
     n = x.shape[0]
-    n_batches = (n + batch_size - 1) // batch_size
     for step in range(n_steps):
-        epoch = cursor[0]
-        b = cursor[1]
-        if b == 0 and shuffle_rows:
-            shuffle(perm, rng)
-        start = b * batch_size
-        m = min(batch_size, n - start)
+        start, m = next_batch(cursor, perm, rng, n, batch_size, shuffle_rows)
         xb = view2d(xbatch, 0, m, x.shape[1])
         tb = view2d(tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, perm, start, m)
@@ -87,15 +108,8 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
         if not gradient_norms(grad_norms, grads, params, layers, l2):
             return NONFINITE_GRADIENT, step  # nothing updated either
         optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2)
-        epoch_loss[epoch] += total_loss * m
-        for l in range(grad_norms.shape[0]):
-            epoch_grad_norm[epoch, l] += grad_norms[l]
-        b += 1
-        if b == n_batches:
-            cursor[0] = epoch + 1
-            cursor[1] = 0
-        else:
-            cursor[1] = b
+        finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
+                    batch_size)
     return OK, n_steps
 
 
