@@ -78,18 +78,6 @@ def exp32(x):
     return p * scale_a * scale_b
 
 
-def fast_exp(x):
-    """exp(x): exp32 for float32 (vectorisable), math.exp otherwise."""
-    return math.exp(x)
-
-
-@overload(fast_exp)
-def _fast_exp(x):
-    if x == types.float32:
-        return lambda x: exp32(x)
-    return lambda x: math.exp(x)
-
-
 _SQRT2 = np.float32(math.sqrt(2.0))
 _TWO23 = np.float32(2.0 ** 23)
 _TINY = np.float32(2.0 ** -126)                # smallest normal float32
@@ -139,28 +127,26 @@ def log1p32(x):
     return _INF if u == _INF else r
 
 
-def fast_log(x):
-    """log(x): log32 for float32 (vectorisable), math.log otherwise."""
-    return math.log(x)
+def _float32_fast(exact, fast32):
+    """A function for the kernels: fast32 on a float32, exact (math's) on anything else."""
+    def function(x):
+        return exact(x)
+
+    @overload(function)
+    def _choose(x):
+        if x == types.float32:
+            return lambda x: fast32(x)
+        return lambda x: exact(x)
+
+    function.__name__ = f"fast_{exact.__name__}"
+    function.__doc__ = (f"{exact.__name__}(x): {fast32.__name__} for float32 "
+                        f"(vectorisable), math.{exact.__name__} otherwise.")
+    return function
 
 
-@overload(fast_log)
-def _fast_log(x):
-    if x == types.float32:
-        return lambda x: log32(x)
-    return lambda x: math.log(x)
-
-
-def fast_log1p(x):
-    """log(1 + x): log1p32 for float32 (vectorisable), math.log1p otherwise."""
-    return math.log1p(x)
-
-
-@overload(fast_log1p)
-def _fast_log1p(x):
-    if x == types.float32:
-        return lambda x: log1p32(x)
-    return lambda x: math.log1p(x)
+fast_exp = _float32_fast(math.exp, exp32)
+fast_log = _float32_fast(math.log, log32)
+fast_log1p = _float32_fast(math.log1p, log1p32)
 
 
 def cast_like(v, c):
