@@ -36,6 +36,9 @@ BLAS_MIN_MACS = 512
 #: (2 s for xor's 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
 SPECIALIZE = True
 SPECIALIZE_MAX_WEIGHTS = 128
+#: From this many rows a batch, the generated kernel works unit by unit across the batch
+#: instead of row by row, in loops LLVM vectorises over the rows.
+SPECIALIZE_COLUMNS_MIN_BATCH = 16
 
 #: BLAS threads while `fit` trains on the CPU (None: the BLAS library's default, one per
 #: core). Measured on the 2-vCPU development machine: on a quiet host two OpenBLAS threads

@@ -189,10 +189,13 @@ class CpuRun:
         self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.cursor = np.zeros(2, np.int64)
         self.grad_norms = np.zeros(len(model.spec.layers))
-        self.specialized = None
+        self.specialized, self.extra = None, ()
         if specialize.eligible(model.spec):
             variant = specialize.optimizer_variant(model.optimizer.code, self.hyper)
-            self.specialized = specialize.kernel(model.spec, model._loss_code, variant)
+            layout = specialize.layout(batch_size)
+            self.specialized = specialize.kernel(model.spec, model._loss_code, variant, layout)
+            if self.specialized is not None and layout == specialize.COLUMNS:
+                self.extra = (specialize.column_scratch(model.spec, batch_size, model.dtype),)
 
     def train_steps(self, steps):
         """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""
@@ -204,7 +207,7 @@ class CpuRun:
             ws.deltas, ws.xbatch, ws.tbatch, self.perm, ws.rng, self.cursor, self.epoch_loss,
             self.epoch_grad_norm, self.grad_norms, self.X, self.T, model.spec.table,
             self.rows, model.spec.n_weights, model._loss_code, model.optimizer.code,
-            self.hyper, model.l2, self.batch_size, self.shuffle, steps)
+            self.hyper, model.l2, self.batch_size, self.shuffle, steps, *self.extra)
 
     def validation_loss(self):
         return self.model._loss(*self.validation)

@@ -25,13 +25,20 @@ import sys
 import tempfile
 import threading
 
+import numpy as np
+
 from .. import config
-from ..activations import ACTIVATIONS, IDENTITY, SIGMOID, SOFTMAX
+from ..activations import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX
 from ..activations import NAMES as ACTIVATION_NAMES
 from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
 from ..losses import NAMES as LOSS_NAMES
 from ..spec import B_OFFSET, W_OFFSET
 from . import optim
+
+# The two layouts of a generated kernel: ROWS runs each row's forward and backward in scalar
+# locals (batches of a few rows), COLUMNS each unit across the batch (config.
+# SPECIALIZE_COLUMNS_MIN_BATCH rows or more), in loops LLVM vectorises.
+ROWS, COLUMNS = "rows", "columns"
 
 # The optimizer variants a kernel is generated for; the hyper-parameter values stay inputs.
 SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = "sgd", "momentum", "nesterov", "adam", "adamw"
@@ -191,6 +198,133 @@ def generate_source(spec, loss, variant):
                             update=block(_update_lines(variant, spec), 2))
 
 
+# Inline elementwise forms for the column kernel, whose row loops LLVM vectorises only when
+# they hold no call (cpu/scalar.py's helpers are calls until LLVM inlines them, too late for
+# its loop vectoriser); the same formulas as dense.py's loops. Other codes call scalar.py.
+_INLINE_ACTIVATE = {IDENTITY: "{v}", RELU: "{v} if {v} > zero else zero",
+                    LEAKY_RELU: "{v} if {v} > zero else {v} * slope"}
+_INLINE_GRAD = {IDENTITY: "{g}", RELU: "{g} if {a} > zero else zero",
+                LEAKY_RELU: "{g} if {a} > zero else {g} * slope"}
+
+
+def _activate_expr(act, v):
+    if act in _INLINE_ACTIVATE:
+        return _INLINE_ACTIVATE[act].format(v=v)
+    return f"activate({v}, {act})"
+
+
+def _grad_expr(act, g, a):
+    if act in _INLINE_GRAD:
+        return _INLINE_GRAD[act].format(g=g, a=a)
+    return f"activation_grad({g}, {a}, {act})"
+
+
+def generate_columns_source(spec, loss, variant):
+    """Like generate_source, for batches of COLUMNS_MIN_BATCH rows or more: every layer's
+    values are kept unit by unit across the batch (arrays of shape (units, rows), one per
+    layer, in the extra `scratch` argument), so each statement becomes a loop over the rows
+    that LLVM vectorises: 8 rows per instruction in float32.
+
+    scratch = (A_0..A_{L-1}, D_0..D_{L-1}, Z, XT, TT): each layer's outputs and deltas, the
+    output layer's logits, the batch's inputs and targets, all (units, rows). They are
+    separate arrays, not views of one buffer: LLVM vectorises a loop that reads one layer and
+    writes the next only when it can tell them apart with a run-time check of two pointers.
+    """
+    layers = spec.layers
+    n_layers = len(layers)
+    last = n_layers - 1
+    w_off = [int(spec.table[l, W_OFFSET]) for l in range(n_layers)]
+    b_off = [int(spec.table[l, B_OFFSET]) for l in range(n_layers)]
+    acts = [ACTIVATIONS[l.activation] for l in layers]
+    n_out = layers[last].n_out
+
+    def A(l):
+        return "XT" if l < 0 else f"A{l}"
+
+    def w(l, k, j):
+        return f"params[{w_off[l] + k * layers[l].n_out + j}]"
+
+    unpack = ", ".join([f"A{l}" for l in range(n_layers)] + [f"D{l}" for l in range(n_layers)]
+                       + ["Z", "XT", "TT"]) + " = scratch"
+    lines = ["for i in range(m):  # gather the batch, transposed",
+             "    r = perm[start + i]"]
+    lines += [f"    XT[{k}, i] = x[r, {k}]" for k in range(spec.n_inputs)]
+    lines += [f"    TT[{j}, i] = targets[r, {j}]" for j in range(n_out)]
+    for l, layer in enumerate(layers):
+        lines.append(f"# layer {l}: {layer.n_in} -> {layer.n_out}, {layer.activation}")
+        for j in range(layer.n_out):
+            terms = [f"{A(l - 1)}[{k}, i] * {w(l, k, j)}" for k in range(layer.n_in)]
+            lines += ["for i in range(m):",
+                      f"    v = ({_sum(terms)}) + params[{b_off[l] + j}]"]
+            if l == last:
+                lines.append(f"    Z[{j}, i] = v")
+            if acts[l] != SOFTMAX:
+                lines.append(f"    A{l}[{j}, i] = {_activate_expr(acts[l], 'v')}")
+        if acts[l] == SOFTMAX:  # as activation_forward, row by row across the units
+            lines += ["for i in range(m):", "    top = Z[0, i]"]
+            lines += [f"    top = larger(Z[{j}, i], top)" for j in range(1, layer.n_out)]
+            lines += [f"    e{j} = fast_exp(Z[{j}, i] - top)" for j in range(layer.n_out)]
+            lines.append(f"    inv = one / ({_sum([f'e{j}' for j in range(layer.n_out)])})")
+            lines += [f"    A{l}[{j}, i] = e{j} * inv" for j in range(layer.n_out)]
+    lines.append(f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta")
+    lines += ["data_loss = 0.0", "for i in range(m):"]
+    if loss == MSE:
+        for j in range(n_out):
+            lines += [f"    diff{j} = A{last}[{j}, i] - TT[{j}, i]",
+                      f"    data_loss += 0.5 * diff{j} * diff{j}"]
+    elif loss == BINARY_CROSS_ENTROPY:
+        for j in range(n_out):
+            lines += [f"    v{j} = Z[{j}, i]",
+                      f"    data_loss += max(v{j}, 0.0) - v{j} * TT[{j}, i] "
+                      f"+ fast_log1p(fast_exp(-abs(v{j})))"]
+    else:  # cross-entropy: log-sum-exp over the row's logits
+        lines.append("    top = Z[0, i]")
+        lines += [f"    top = larger(Z[{j}, i], top)" for j in range(1, n_out)]
+        terms = [f"fast_exp(Z[{j}, i] - top)" for j in range(n_out)]
+        lines.append(f"    lse = top + fast_log({_sum(terms)})")
+        lines += [f"    data_loss += cross_entropy_term(TT[{j}, i], lse, Z[{j}, i])"
+                  for j in range(n_out)]
+    canonical = (loss, acts[last]) in _CANONICAL
+    lines.append("for i in range(m):")
+    for j in range(n_out):
+        lines.append(f"    g{j} = (A{last}[{j}, i] - TT[{j}, i]) * scale")
+    if canonical:
+        lines += [f"    D{last}[{j}, i] = g{j}" for j in range(n_out)]
+    elif acts[last] == SOFTMAX:
+        lines.append(f"    dot = {_sum([f'g{j} * A{last}[{j}, i]' for j in range(n_out)])}")
+        lines += [f"    D{last}[{j}, i] = A{last}[{j}, i] * (g{j} - dot)" for j in range(n_out)]
+    else:
+        lines += [f"    D{last}[{j}, i] = {_grad_expr(acts[last], f'g{j}', f'A{last}[{j}, i]')}"
+                  for j in range(n_out)]
+    for l in range(last, -1, -1):
+        layer = layers[l]
+        lines.append(f"# backward through layer {l}")
+        for k in range(layer.n_in):  # dW row k: sums over the rows, all units at once
+            lines += [f"s{j} = zero" for j in range(layer.n_out)]
+            lines += ["for i in range(m):", f"    v = {A(l - 1)}[{k}, i]"]
+            lines += [f"    s{j} += v * D{l}[{j}, i]" for j in range(layer.n_out)]
+            lines += [f"grads[{w_off[l] + k * layer.n_out + j}] = s{j}"
+                      for j in range(layer.n_out)]
+        for j in range(layer.n_out):
+            lines += ["s = zero", "for i in range(m):", f"    s += D{l}[{j}, i]",
+                      f"grads[{b_off[l] + j}] = s"]
+        if l > 0:  # the previous layer's delta (the input layer needs none)
+            for k in range(layer.n_in):
+                terms = [f"D{l}[{j}, i] * {w(l, k, j)}" for j in range(layer.n_out)]
+                lines += ["for i in range(m):",
+                          f"    g = {_sum(terms)}",
+                          f"    D{l - 1}[{k}, i] = "
+                          f"{_grad_expr(acts[l - 1], 'g', f'A{l - 1}[{k}, i]')}"]
+
+    def block(lines, level):
+        return "\n".join("    " * level + line for line in lines)
+
+    return _COLUMNS_TEMPLATE.format(description=_describe(spec, loss, variant),
+                                    unpack=unpack, body=block(lines, 2),
+                                    norms=block(_norm_lines(spec), 2),
+                                    update=block(_update_lines(variant, spec), 2))
+
+
 def _norm_lines(spec):
     """gradient_norms on the flat buffers: float64 sums, and the finite check."""
     lines = ["finite = True"]
@@ -248,6 +382,54 @@ def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas,
         if not math.isfinite(dt(total_loss)):
             return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
 {after_rows}
+{norms}
+        if not finite:
+            return NONFINITE_GRADIENT, step  # nothing updated either
+        opt_step[0] += 1
+{update}
+        finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
+                    batch_size)
+    return OK, n_steps
+'''
+
+
+_COLUMNS_TEMPLATE = '''"""Generated by fastmlp.cpu.specialize (columns) for: {description}.
+
+Do not edit: the name of this file hashes its text and the kernels it imports.
+"""
+import math
+
+import numpy as np
+
+from fastmlp.activations import LEAKY_SLOPE
+from fastmlp.config import jit
+from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p
+from fastmlp.cpu.network import l2_forward
+from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
+                               adam_update, momentum_update, nesterov_update)
+from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger
+from fastmlp.cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK, finish_step, next_batch
+
+
+@jit
+def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, xbatch,
+                tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms, x, targets,
+                layers, rows, n_weights, loss, optimizer, hyper, l2, batch_size, shuffle_rows,
+                n_steps, scratch):
+    """train.train_steps for this architecture, unit by unit across the batch; scratch
+    holds the (units, rows) arrays (see specialize.generate_columns_source)."""
+    dt = params.dtype.type
+    zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
+    decay = dt(l2)
+    {unpack}
+    n = x.shape[0]
+    for step in range(n_steps):
+        start, m = next_batch(cursor, perm, rng, n, batch_size, shuffle_rows)
+        scale = dt(1.0 / m)
+{body}
+        total_loss = data_loss / m + l2_forward(params, n_weights, l2)
+        if not math.isfinite(dt(total_loss)):
+            return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
 {norms}
         if not finite:
             return NONFINITE_GRADIENT, step  # nothing updated either
@@ -345,14 +527,28 @@ def _import(path, module_name):
     return module
 
 
-def kernel(spec, loss, variant):
-    """The generated train_steps for (spec, loss code, optimizer variant), or None if no
-    directory for its source is writable (the caller then uses the generic kernel)."""
-    key = (spec.n_inputs, spec.layers, loss, variant)
+def layout(batch_size):
+    """The layout of the generated kernel that trains batches of batch_size rows."""
+    return COLUMNS if batch_size >= config.SPECIALIZE_COLUMNS_MIN_BATCH else ROWS
+
+
+def column_scratch(spec, batch_size, dtype):
+    """The scratch argument of a COLUMNS kernel: separate (units, rows) arrays, made once
+    per fit (see generate_columns_source)."""
+    widths = [layer.n_out for layer in spec.layers]
+    shapes = widths + widths + [spec.n_outputs, spec.n_inputs, spec.n_outputs]
+    return tuple(np.zeros((units, batch_size), dtype) for units in shapes)
+
+
+def kernel(spec, loss, variant, layout=ROWS):
+    """The generated train_steps for (spec, loss code, optimizer variant, layout), or None if
+    no directory for its source is writable (the caller then uses the generic kernel)."""
+    key = (spec.n_inputs, spec.layers, loss, variant, layout)
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        source = generate_source(spec, loss, variant)
+        generate = generate_columns_source if layout == COLUMNS else generate_source
+        source = generate(spec, loss, variant)
         digest = hashlib.sha256((_dependency_digest() + source).encode()).hexdigest()[:20]
         module_name = f"fastmlp_kernel_{digest}"
         found = None

@@ -61,7 +61,7 @@ def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
     run = CpuRun(model, Xc, T, batch_size, shuffle, np.zeros(epochs),
                  np.zeros((epochs, len(model.layers))), None)
     if kernel == "generic":
-        run.specialized = None
+        run.specialized, run.extra = None, ()
     else:
         assert run.specialized is not None
     ws = model._ws
@@ -99,13 +99,17 @@ CASES += [(2, [(2, "relu"), (1, "sigmoid")], None, "sgd", "float32"),
           (3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "momentum", "float32")]
 
 
+@pytest.mark.parametrize("layout", [specialize.ROWS, specialize.COLUMNS])
 @pytest.mark.parametrize("n_inputs,layers,loss,optimizer,dtype", CASES)
-def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimizer, dtype):
+def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimizer, dtype,
+                                                  layout):
     model, X, y = make(n_inputs, layers, loss, optimizer, dtype, l2=0.01)
-    # 37 rows in batches of 8: epochs of 5 batches, the last one short; 12 steps cross two
-    # epoch boundaries and their reshuffles.
-    generic = run_kernel(model, X, y, 8, 12, "generic")
-    special = run_kernel(model, X, y, 8, 12, "specialized")
+    # 37 rows in batches of 8 (rows layout) or 16 (columns): epochs of 5 or 3 batches, the
+    # last one short; 12 steps cross epoch boundaries and their reshuffles.
+    batch = 8 if layout == specialize.ROWS else config.SPECIALIZE_COLUMNS_MIN_BATCH
+    assert specialize.layout(batch) == layout
+    generic = run_kernel(model, X, y, batch, 12, "generic")
+    special = run_kernel(model, X, y, batch, 12, "specialized")
     assert generic["status"] == cpu_train.OK and generic["done"] == 12
     assert_same(generic, special, dtype)
     assert not np.array_equal(special["params"], model._ws.params)  # it trained
