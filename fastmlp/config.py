@@ -30,14 +30,14 @@ BLAS_MIN_WIDTH = 8
 BLAS_MIN_MACS = 512
 
 #: Networks with at most SPECIALIZE_MAX_WEIGHTS weights train with a kernel generated for
-#: their architecture (cpu/specialize.py): every size a constant, each row's forward and
-#: backward in registers. Per step (one thread): xor 1.3 us -> 0.1 us, x2 8.7 us -> 5.3 us.
-#: A generated kernel compiles once per architecture, in time that grows with its weights
-#: (2 s for xor's 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
+#: their architecture (cpu/specialize.py), every size a constant: row by row in scalar
+#: locals for batches under SPECIALIZE_COLUMNS_MIN_BATCH rows, unit by unit across the batch
+#: (loops vectorised over the rows) from there. Per step, one thread: xor 1.3 us -> 0.1 us
+#: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). A generated kernel compiles once
+#: per architecture and layout, in time that grows with its weights (rows: 1-2 s for xor's
+#: 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
 SPECIALIZE = True
 SPECIALIZE_MAX_WEIGHTS = 128
-#: From this many rows a batch, the generated kernel works unit by unit across the batch
-#: instead of row by row, in loops LLVM vectorises over the rows.
 SPECIALIZE_COLUMNS_MIN_BATCH = 16
 
 #: BLAS threads while `fit` trains on the CPU (None: the BLAS library's default, one per

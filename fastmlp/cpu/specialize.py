@@ -1,22 +1,24 @@
 """Training kernels generated for one small architecture, with every size a constant.
 
-For a network with a few hundred weights or fewer (xor, y = x^2, |x - 1|), the generic
+For a network with a few dozen weights (xor, y = x^2, |x - 1|), the generic
 `train.train_steps` spends its time on bookkeeping rather than arithmetic: loops whose trip
 counts of 1 to 8 LLVM learns only at run time, ~20 array views a step, and a call per layer.
 Here the architecture, loss and optimizer are written into the source of a `train_steps` with
-the same signature and the same results:
+the same arguments and the same results, in one of two layouts:
 
-- each row of the batch runs forward, loss and backward in scalar locals (`z1_3` is
-  pre-activation 3 of layer 1, `w1_0_3` its weight from input 0); the weights are read into
-  locals once per step and the gradients summed in locals over the rows, so the row loop
-  touches memory only to read its inputs and targets;
+- ROWS (batches of a few rows): each row runs forward, loss and backward in scalar locals
+  (`z1_3` is pre-activation 3 of layer 1, `w1_0_3` its weight from input 0); the weights are
+  read into locals once per step and the gradients summed in locals over the rows, so the
+  row loop touches memory only to read its inputs and targets;
+- COLUMNS (config.SPECIALIZE_COLUMNS_MIN_BATCH rows or more): each layer is kept unit by
+  unit across the batch, so each statement is a loop over the rows that LLVM vectorises;
 - then constant-bound loops over the flat buffers take the gradient norms and apply the
   update, with the per-element rules of cpu/optim.py.
 
-The formulas are those of the generic kernels in the same order of operations (tests compare
-the two to the last few ulps); only the sizes differ. Sources go to a cache directory (below)
+The formulas are those of the generic kernels (tests compare the two to the last few ulps);
+only the sizes and the order of some sums differ. Sources go to a cache directory (below)
 under a name that hashes them and the kernel modules they import, so numba's on-disk cache
-applies: a new architecture compiles once, in a few seconds, then loads from the cache.
+applies: a new architecture compiles once per layout, in seconds, then loads from the cache.
 """
 import hashlib
 import importlib.util
