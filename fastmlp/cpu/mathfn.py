@@ -158,3 +158,17 @@ def cast_like(v, c):
 def _cast_like(v, c):
     dt = as_dtype(v).type
     return lambda v, c: dt(c)
+
+
+@intrinsic
+def select(typingctx, condition, a, b):
+    """a if condition else b, as one LLVM select: no branch, so no basic blocks in numba's IR
+    (numba compiles long straight-line code faster) and a loop around it can vectorise. a and
+    b must have the same type."""
+    if not (isinstance(condition, types.Boolean) and a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.select(args[0], args[1], args[2])
+
+    return a(condition, a, b), codegen

@@ -23,6 +23,7 @@ applies: a new architecture compiles once per layout, in seconds, then loads fro
 import hashlib
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -202,11 +203,13 @@ def generate_source(spec, loss, variant):
 
 # Inline elementwise forms for the column kernel, whose row loops LLVM vectorises only when
 # they hold no call (cpu/scalar.py's helpers are calls until LLVM inlines them, too late for
-# its loop vectoriser); the same formulas as dense.py's loops. Other codes call scalar.py.
-_INLINE_ACTIVATE = {IDENTITY: "{v}", RELU: "{v} if {v} > zero else zero",
-                    LEAKY_RELU: "{v} if {v} > zero else {v} * slope"}
-_INLINE_GRAD = {IDENTITY: "{g}", RELU: "{g} if {a} > zero else zero",
-                LEAKY_RELU: "{g} if {a} > zero else {g} * slope"}
+# its loop vectoriser): the formulas of dense.py's loops, written with selects rather than
+# conditional expressions, which would add basic blocks to numba's IR. Other codes call
+# scalar.py.
+_INLINE_ACTIVATE = {IDENTITY: "{v}", RELU: "select({v} > zero, {v}, zero)",
+                    LEAKY_RELU: "select({v} > zero, {v}, {v} * slope)"}
+_INLINE_GRAD = {IDENTITY: "{g}", RELU: "select({a} > zero, {g}, zero)",
+                LEAKY_RELU: "select({a} > zero, {g}, {g} * slope)"}
 
 
 def _activate_expr(act, v):
@@ -253,19 +256,25 @@ def generate_columns_source(spec, loss, variant):
     lines += [f"    XT[{k}, i] = x[r, {k}]" for k in range(spec.n_inputs)]
     lines += [f"    TT[{j}, i] = targets[r, {j}]" for j in range(n_out)]
     for l, layer in enumerate(layers):
+        # Loops over the units (j, k) are left to run, only the sums written out: the
+        # source, and numba's compile time, grow with n_in + n_out, not n_in * n_out.
         lines.append(f"# layer {l}: {layer.n_in} -> {layer.n_out}, {layer.activation}")
-        for j in range(layer.n_out):
-            terms = [f"{A(l - 1)}[{k}, i] * {w(l, k, j)}" for k in range(layer.n_in)]
-            lines += ["for i in range(m):",
-                      f"    v = ({_sum(terms)}) + params[{b_off[l] + j}]"]
-            if l == last:
-                lines.append(f"    Z[{j}, i] = v")
-            if acts[l] != SOFTMAX:
-                lines.append(f"    A{l}[{j}, i] = {_activate_expr(acts[l], 'v')}")
+        terms = [f"{A(l - 1)}[{k}, i] * params[{w_off[l] + k * layer.n_out} + j]"
+                 for k in range(layer.n_in)]
+        v = f"z{l}"
+        lines += [f"for j in range({layer.n_out}):",
+                  "    for i in range(m):",
+                  f"        {v} = ({_sum(terms)}) + params[{b_off[l]} + j]"]
+        if l == last:
+            lines.append(f"        Z[j, i] = {v}")
+        if acts[l] != SOFTMAX:
+            lines.append(f"        A{l}[j, i] = {_activate_expr(acts[l], v)}")
         if acts[l] == SOFTMAX:  # as activation_forward, row by row across the units
-            lines += ["for i in range(m):", "    top = Z[0, i]"]
-            lines += [f"    top = larger(Z[{j}, i], top)" for j in range(1, layer.n_out)]
-            lines += [f"    e{j} = fast_exp(Z[{j}, i] - top)" for j in range(layer.n_out)]
+            lines += ["for i in range(m):", "    top0 = Z[0, i]"]
+            lines += [f"    top{j} = larger(Z[{j}, i], top{j - 1})"
+                      for j in range(1, layer.n_out)]
+            lines += [f"    e{j} = fast_exp(Z[{j}, i] - top{layer.n_out - 1})"
+                      for j in range(layer.n_out)]
             lines.append(f"    inv = one / ({_sum([f'e{j}' for j in range(layer.n_out)])})")
             lines += [f"    A{l}[{j}, i] = e{j} * inv" for j in range(layer.n_out)]
     lines.append(f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta")
@@ -280,10 +289,11 @@ def generate_columns_source(spec, loss, variant):
                       f"    data_loss += max(v{j}, 0.0) - v{j} * TT[{j}, i] "
                       f"+ fast_log1p(fast_exp(-abs(v{j})))"]
     else:  # cross-entropy: log-sum-exp over the row's logits
-        lines.append("    top = Z[0, i]")
-        lines += [f"    top = larger(Z[{j}, i], top)" for j in range(1, n_out)]
-        terms = [f"fast_exp(Z[{j}, i] - top)" for j in range(n_out)]
-        lines.append(f"    lse = top + fast_log({_sum(terms)})")
+        lines.append("    ltop0 = Z[0, i]")
+        lines += [f"    ltop{j} = larger(Z[{j}, i], ltop{j - 1})" for j in range(1, n_out)]
+        top = f"ltop{n_out - 1}"
+        terms = [f"fast_exp(Z[{j}, i] - {top})" for j in range(n_out)]
+        lines.append(f"    lse = {top} + fast_log({_sum(terms)})")
         lines += [f"    data_loss += cross_entropy_term(TT[{j}, i], lse, Z[{j}, i])"
                   for j in range(n_out)]
     canonical = (loss, acts[last]) in _CANONICAL
@@ -301,22 +311,36 @@ def generate_columns_source(spec, loss, variant):
     for l in range(last, -1, -1):
         layer = layers[l]
         lines.append(f"# backward through layer {l}")
-        for k in range(layer.n_in):  # dW row k: sums over the rows, all units at once
-            lines += [f"s{j} = zero" for j in range(layer.n_out)]
-            lines += ["for i in range(m):", f"    v = {A(l - 1)}[{k}, i]"]
-            lines += [f"    s{j} += v * D{l}[{j}, i]" for j in range(layer.n_out)]
-            lines += [f"grads[{w_off[l] + k * layer.n_out + j}] = s{j}"
-                      for j in range(layer.n_out)]
-        for j in range(layer.n_out):
-            lines += ["s = zero", "for i in range(m):", f"    s += D{l}[{j}, i]",
-                      f"grads[{b_off[l] + j}] = s"]
+        sums = [f"gw{l}_{j}" for j in range(layer.n_out)]
+        lines += [f"for k in range({layer.n_in}):  # dW row k: sums over the rows, all units"]
+        lines += [f"    {s} = zero" for s in sums]
+        lines += ["    for i in range(m):", f"        x{l} = {A(l - 1)}[k, i]"]
+        lines += [f"        {s} += x{l} * D{l}[{j}, i]" for j, s in enumerate(sums)]
+        lines += [f"    grads[{w_off[l]} + k * {layer.n_out} + {j}] = {s}"
+                  for j, s in enumerate(sums)]
+        lines += [f"for j in range({layer.n_out}):",
+                  f"    gb{l} = zero",
+                  "    for i in range(m):",
+                  f"        gb{l} += D{l}[j, i]",
+                  f"    grads[{b_off[l]} + j] = gb{l}"]
         if l > 0:  # the previous layer's delta (the input layer needs none)
-            for k in range(layer.n_in):
-                terms = [f"D{l}[{j}, i] * {w(l, k, j)}" for j in range(layer.n_out)]
-                lines += ["for i in range(m):",
-                          f"    g = {_sum(terms)}",
-                          f"    D{l - 1}[{k}, i] = "
-                          f"{_grad_expr(acts[l - 1], 'g', f'A{l - 1}[{k}, i]')}"]
+            terms = [f"D{l}[{j}, i] * params[{w_off[l]} + k * {layer.n_out} + {j}]"
+                     for j in range(layer.n_out)]
+            g = f"g{l - 1}"
+            lines += [f"for k in range({layer.n_in}):",
+                      "    for i in range(m):",
+                      f"        {g} = {_sum(terms)}",
+                      f"        D{l - 1}[k, i] = {_grad_expr(acts[l - 1], g, f'A{l - 1}[k, i]')}"]
+
+    # Each row loop gets its own index name (i0, i1, ...): numba's SSA pass is slow on a
+    # name assigned in many loops.
+    loops = iter(range(len(lines)))
+    numbered, index = [], None
+    for line in lines:
+        if line.strip().startswith("for i in range(m):"):
+            index = f"i{next(loops)}"
+        numbered.append(re.sub(r"\bi\b", index, line) if index else line)
+    lines = numbered
 
     def block(lines, level):
         return "\n".join("    " * level + line for line in lines)
@@ -405,7 +429,7 @@ import numpy as np
 
 from fastmlp.activations import LEAKY_SLOPE
 from fastmlp.config import jit
-from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p
+from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p, select
 from fastmlp.cpu.network import l2_forward
 from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
                                adam_update, momentum_update, nesterov_update)
