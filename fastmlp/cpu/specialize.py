@@ -93,8 +93,8 @@ def _describe(spec, loss, variant):
     return f"{spec.n_inputs} -> {layers}; loss {LOSS_NAMES[loss]}; optimizer {variant}"
 
 
-def generate_source(spec, loss, variant):
-    """The Python source of a module whose `train_steps` is specialised to the arguments."""
+def generate_rows_source(spec, loss, variant):
+    """The source of a module whose `train_steps` is specialised to the arguments (ROWS)."""
     layers = spec.layers
     last = len(layers) - 1
     w_off = [int(spec.table[l, W_OFFSET]) for l in range(len(layers))]
@@ -225,10 +225,10 @@ def _grad_expr(act, g, a):
 
 
 def generate_columns_source(spec, loss, variant):
-    """Like generate_source, for batches of COLUMNS_MIN_BATCH rows or more: every layer's
-    values are kept unit by unit across the batch (arrays of shape (units, rows), one per
-    layer, in the extra `scratch` argument), so each statement becomes a loop over the rows
-    that LLVM vectorises: 8 rows per instruction in float32.
+    """Like generate_rows_source, for batches of config.SPECIALIZE_COLUMNS_MIN_BATCH rows or
+    more: every layer's values are kept unit by unit across the batch (arrays of shape
+    (units, rows), one per layer, in the extra `scratch` argument), so each statement becomes
+    a loop over the rows that LLVM vectorises: 8 rows per instruction in float32.
 
     scratch = (A_0..A_{L-1}, D_0..D_{L-1}, Z, XT, TT): each layer's outputs and deltas, the
     output layer's logits, the batch's inputs and targets, all (units, rows). They are
@@ -573,7 +573,7 @@ def kernel(spec, loss, variant, layout=ROWS):
     with _lock:
         if key in _loaded:
             return _loaded[key]
-        generate = generate_columns_source if layout == COLUMNS else generate_source
+        generate = generate_columns_source if layout == COLUMNS else generate_rows_source
         source = generate(spec, loss, variant)
         digest = hashlib.sha256((_dependency_digest() + source).encode()).hexdigest()[:20]
         module_name = f"fastmlp_kernel_{digest}"

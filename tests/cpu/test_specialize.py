@@ -160,7 +160,8 @@ def test_generated_source_is_deterministic_and_cached(tmp_path, monkeypatch):
     specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
     assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == files
     text = (tmp_path / "kernels" / files[0]).read_text()
-    assert text == specialize.generate_source(model.spec, model._loss_code, specialize.ADAM)
+    assert text == specialize.generate_rows_source(model.spec, model._loss_code,
+                                                   specialize.ADAM)
     assert "3 -> (2, tanh) -> (2, softmax)" in text
 
 
