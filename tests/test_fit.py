@@ -201,3 +201,15 @@ def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     assert calls[0] == 1 and sum(calls) == 16
     for (W, b), (sW, sb) in zip(model.get_weights(), single.get_weights()):
         np.testing.assert_array_equal(W, sW)
+
+
+def test_an_epoch_of_one_batch_is_not_reshuffled():
+    # One batch holds every row: its order would change only the rounding of the sums, so
+    # the shuffle (and its draw from the seeded generator) is skipped.
+    X, y = regression_data(12)
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    state = model._ws.rng.copy()
+    model.fit(X, y, epochs=3, batch_size=12, progress=False)
+    np.testing.assert_array_equal(model._ws.rng, state)
+    model.fit(X, y, epochs=1, batch_size=5, progress=False)
+    assert not np.array_equal(model._ws.rng, state)

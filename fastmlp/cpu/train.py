@@ -54,9 +54,10 @@ def gather_rows(out, src, perm, start, m):
 @jit
 def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     """The start of a step: (first position in perm, rows in the batch). The first batch of
-    an epoch reshuffles perm when shuffle_rows; the last may be short."""
+    an epoch reshuffles perm when shuffle_rows and the epoch has more than one batch (the
+    order within one batch changes only the rounding of its sums); the last may be short."""
     b = cursor[1]
-    if b == 0 and shuffle_rows:
+    if b == 0 and shuffle_rows and batch_size < n:
         shuffle(perm, rng)
     start = b * batch_size
     return start, min(batch_size, n - start)

@@ -116,7 +116,7 @@ class Trainer:
         return self.plans[self.batch_size].launches_per_step
 
     def _start_epoch(self):
-        if self.shuffle_rows:
+        if self.shuffle_rows and self.batch_size < self.n:  # as cpu/train.next_batch
             shuffle(self.perm, self.rng)  # in place, from the previous epoch's, as on the CPU
             if self.chunk_rows == self.n:
                 self.perm_upload.buffer()[:] = self.perm
