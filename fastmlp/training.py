@@ -192,7 +192,7 @@ class CpuRun:
         self.specialized, self.extra = None, ()
         if specialize.eligible(model.spec):
             variant = specialize.optimizer_variant(model.optimizer.code, self.hyper)
-            layout = specialize.layout(batch_size)
+            layout = specialize.layout_for(batch_size)
             self.specialized = specialize.kernel(model.spec, model._loss_code, variant, layout)
             if self.specialized is not None and layout == specialize.COLUMNS:
                 self.extra = (specialize.column_scratch(model.spec, batch_size, model.dtype),)

@@ -23,7 +23,6 @@ applies: a new architecture compiles once per layout, in seconds, then loads fro
 import hashlib
 import importlib.util
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -246,9 +245,6 @@ def generate_columns_source(spec, loss, variant):
     def A(l):
         return "XT" if l < 0 else f"A{l}"
 
-    def w(l, k, j):
-        return f"params[{w_off[l] + k * layers[l].n_out + j}]"
-
     unpack = ", ".join([f"A{l}" for l in range(n_layers)] + [f"D{l}" for l in range(n_layers)]
                        + ["Z", "XT", "TT"]) + " = scratch"
     lines = ["for i in range(m):  # gather the batch, transposed",
@@ -331,16 +327,6 @@ def generate_columns_source(spec, loss, variant):
                       "    for i in range(m):",
                       f"        {g} = {_sum(terms)}",
                       f"        D{l - 1}[k, i] = {_grad_expr(acts[l - 1], g, f'A{l - 1}[k, i]')}"]
-
-    # Each row loop gets its own index name (i0, i1, ...): numba's SSA pass is slow on a
-    # name assigned in many loops.
-    loops = iter(range(len(lines)))
-    numbered, index = [], None
-    for line in lines:
-        if line.strip().startswith("for i in range(m):"):
-            index = f"i{next(loops)}"
-        numbered.append(re.sub(r"\bi\b", index, line) if index else line)
-    lines = numbered
 
     def block(lines, level):
         return "\n".join("    " * level + line for line in lines)
@@ -553,7 +539,7 @@ def _import(path, module_name):
     return module
 
 
-def layout(batch_size):
+def layout_for(batch_size):
     """The layout of the generated kernel that trains batches of batch_size rows."""
     return COLUMNS if batch_size >= config.SPECIALIZE_COLUMNS_MIN_BATCH else ROWS
 

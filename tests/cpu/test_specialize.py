@@ -105,7 +105,7 @@ def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimi
     # 37 rows in batches of 8 (rows layout) or 16 (columns): epochs of 5 or 3 batches, the
     # last one short; 12 steps cross epoch boundaries and their reshuffles.
     batch = 8 if layout == specialize.ROWS else config.SPECIALIZE_COLUMNS_MIN_BATCH
-    assert specialize.layout(batch) == layout
+    assert specialize.layout_for(batch) == layout
     generic = run_kernel(model, X, y, batch, 12, "generic")
     special = run_kernel(model, X, y, batch, 12, "specialized")
     assert generic["status"] == cpu_train.OK and generic["done"] == 12
@@ -204,6 +204,6 @@ def test_generated_kernels_allocate_nothing_per_step(batch_size):
     run = CpuRun(model, *model._data(X, y), batch_size, True, np.zeros(1), np.zeros((1, 2)),
                  None)
     assert run.specialized is not None
-    assert specialize.layout(batch_size) == (specialize.ROWS if batch_size < 16
-                                             else specialize.COLUMNS)
+    expected = specialize.ROWS if batch_size < 16 else specialize.COLUMNS
+    assert specialize.layout_for(batch_size) == expected
     assert allocations_per_step(model, X, y, batch_size=batch_size, steps=12) == 0
