@@ -30,7 +30,7 @@ BLAS_MIN_WIDTH = 8
 BLAS_MIN_MACS = 512
 
 #: Networks with at most SPECIALIZE_MAX_WEIGHTS weights train with a kernel generated for
-#: their architecture (cpu/specialize.py), every size a constant: row by row in scalar
+#: their architecture (cpu/codegen.py), every size a constant: row by row in scalar
 #: locals for batches under SPECIALIZE_COLUMNS_MIN_BATCH rows, unit by unit across the batch
 #: (loops vectorised over the rows) from there. Per step, one thread: xor 1.3 us -> 0.1 us
 #: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). A generated kernel compiles once

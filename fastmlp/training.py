@@ -189,13 +189,9 @@ class CpuRun:
         self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.cursor = np.zeros(2, np.int64)
         self.grad_norms = np.zeros(len(model.spec.layers))
-        self.specialized, self.extra = None, ()
-        if specialize.eligible(model.spec):
-            variant = specialize.optimizer_variant(model.optimizer.code, self.hyper)
-            layout = specialize.layout_for(batch_size)
-            self.specialized = specialize.kernel(model.spec, model._loss_code, variant, layout)
-            if self.specialized is not None and layout == specialize.COLUMNS:
-                self.extra = (specialize.column_scratch(model.spec, batch_size, model.dtype),)
+        self.specialized, self.extra = specialize.for_fit(
+            model.spec, model._loss_code, model.optimizer.code, self.hyper, batch_size,
+            model.dtype)
 
     def train_steps(self, steps):
         """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""

@@ -19,7 +19,7 @@ LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, WEIGHT_DECAY, N_HYPER = range(8)
 
 
 # Per-element update rules, inlined into the loops below and into the generated kernels of
-# cpu/specialize.py, so each rule is written once. g is the gradient with the l2 term added.
+# cpu/codegen.py, so each rule is written once. g is the gradient with the l2 term added.
 
 @jit(inline="always")
 def momentum_update(p, g, b, lr, momentum):

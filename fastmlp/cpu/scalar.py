@@ -1,6 +1,6 @@
 """Per-element forms of the activation loops in dense.py, for the generated kernels.
 
-cpu/specialize.py writes a row's forward and backward as scalar code and calls these for
+cpu/codegen.py writes a row's forward and backward as scalar code and calls these for
 each unit. As calls, not inline conditionals, they keep numba's IR of a generated kernel
 small (compile time grows with its basic blocks); LLVM inlines them afterwards and folds the
 constant activation code. dense.py keeps the same formulas written into its loops, where they

@@ -10,7 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp import config
-from fastmlp.cpu import specialize
+from fastmlp.cpu import codegen, specialize
 from fastmlp.cpu import train as cpu_train
 from fastmlp.training import CpuRun
 
@@ -160,7 +160,7 @@ def test_generated_source_is_deterministic_and_cached(tmp_path, monkeypatch):
     specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
     assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == files
     text = (tmp_path / "kernels" / files[0]).read_text()
-    assert text == specialize.generate_rows_source(model.spec, model._loss_code,
+    assert text == codegen.generate_rows_source(model.spec, model._loss_code,
                                                    specialize.ADAM)
     assert "3 -> (2, tanh) -> (2, softmax)" in text
 
