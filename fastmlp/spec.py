@@ -125,6 +125,13 @@ class NetworkSpec:
         macs = [l.n_in * l.n_out for l in self.layers]
         return 2 * batch * (2 * sum(macs) + sum(macs[1:]))
 
+    def __setstate__(self, state):
+        # pickle does not keep an array's write flag, and numba types a read-only array
+        # apart from a writable one: an unpickled spec with a writable table would compile
+        # every kernel afresh.
+        self.__dict__.update(state)
+        self.table.setflags(write=False)
+
     def __eq__(self, other):
         return isinstance(other, NetworkSpec) and self.n_inputs == other.n_inputs \
             and self.layers == other.layers
