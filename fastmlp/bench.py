@@ -1,8 +1,11 @@
-"""`fastmlp bench`: the DESIGN.md workloads on fastmlp and, when installed, PyTorch (eager) and
+"""`fastmlp bench`: the benchmark workloads on fastmlp and, when installed, PyTorch (eager) and
 JAX (jit + lax.scan), in one process and one run, beside numpy's sgemm roofline.
 
 Every figure excludes compilation: each runner warms up first, then times whole training
-runs of at least `seconds` seconds, best of `repeats`.
+runs of at least `seconds` seconds, best of `repeats`. The `fashion` workload trains on
+Fashion-MNIST instead (bench_fashion.py, with scikit-learn as a fourth trainer and test
+accuracy), and mnist-small and mnist-wide add inference rows: `forward` on 10,000 rows
+against ONNX Runtime and PyTorch (bench_inference.py).
 """
 import json
 import math
@@ -183,24 +186,46 @@ def jax_rate(workload, seconds, repeats):
 
 
 PEERS = {"torch": torch_rate, "jax": jax_rate}
+#: Every library compared somewhere: training (torch, jax), the fashion row (also sklearn),
+#: inference (also onnxruntime).
+ALL_PEERS = ("torch", "jax", "sklearn", "onnxruntime")
+_PEER_MODULES = {"torch": "torch", "jax": "optax", "sklearn": "sklearn",
+                 "onnxruntime": "onnxruntime"}
+
+
+def _installed(peers, log):
+    found = []
+    for peer in peers:
+        try:
+            __import__(_PEER_MODULES[peer])
+            found.append(peer)
+        except ImportError:
+            log(f"({peer} not installed: pip install 'fastmlp[peers]' to compare)")
+    return found
 
 
 def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device="cpu",
-              log=print):
-    """{"roofline_sgemm_gflops", "device", "workloads": {name: {who: figures}}}; the peers
-    run on the CPU (their CPU builds), beside fastmlp on `device`."""
+              log=print, fashion_dir=None):
+    """{"roofline_sgemm_gflops", "device", "workloads": {name: {who: figures}},
+    "inference": {name: {who: figures}}}; the peers run on the CPU (their CPU builds),
+    beside fastmlp on `device`. Inference rows run on the CPU, for the selected workloads
+    of bench_inference.INFERENCE_WORKLOADS."""
+    from .bench_fashion import fashion_row
+    from .bench_inference import inference_rows
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
-    results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {}}
-    available = {}
-    for peer in peers:
-        try:
-            __import__({"torch": "torch", "jax": "optax"}[peer])
-            available[peer] = PEERS[peer]
-        except ImportError:
-            log(f"({peer} not installed: pip install 'fastmlp[peers]' to compare)")
+    results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {},
+               "inference": {}}
+    installed = _installed(peers, log)
+    available = {peer: PEERS[peer] for peer in installed if peer in PEERS}
     for name in names:
         w = WORKLOADS[name]
+        if name == "fashion":
+            row = fashion_row(installed, repeats, fashion_dir, log, device)
+            if row is not None:
+                _add_ratios(row)
+                results["workloads"][name] = row
+            continue
         flops = w.flops_per_step()
         row = {}
         for who, rate_fn in [("fastmlp", lambda w, s, r: fastmlp_rate(w, s, r, device))] + \
@@ -208,32 +233,51 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
             rate = rate_fn(w, seconds, repeats)
             row[who] = {"steps_per_s": rate, "samples_per_s": rate * w.batch_size,
                         "gflops": rate * flops / 1e9}
-        for who in available:
-            row[who]["fastmlp_ratio"] = row["fastmlp"]["steps_per_s"] / row[who]["steps_per_s"]
+        _add_ratios(row)
         results["workloads"][name] = row
+    if device == "cpu":
+        results["inference"] = inference_rows(names, installed, seconds, repeats, log)
     return results
+
+
+def _add_ratios(row):
+    for who, figures in row.items():
+        if who != "fastmlp":
+            figures["fastmlp_ratio"] = row["fastmlp"]["steps_per_s"] / figures["steps_per_s"]
 
 
 def format_table(results):
     from .config import BLAS_THREADS
     threads = "library default" if BLAS_THREADS is None else BLAS_THREADS
-    lines = [f"numpy sgemm roofline: {results['roofline_sgemm_gflops']:.0f} GFLOP/s "
+    roofline = results["roofline_sgemm_gflops"]
+    lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s "
              f"(float32, 1024x1024); fastmlp on {results['device']}; BLAS/torch threads: "
              f"{threads}, JAX: its default", ""]
     header = f"{'workload':<12} {'who':<8} {'steps/s':>11} {'samples/s':>12} {'GFLOP/s':>9} " \
-             f"{'fastmlp x':>10}"
+             f"{'% sgemm':>8} {'fastmlp x':>10} {'test acc':>9}"
     lines += [header, "-" * len(header)]
     for name, row in results["workloads"].items():
         for who, r in row.items():
             ratio = f"{r['fastmlp_ratio']:.2f}x" if "fastmlp_ratio" in r else ""
+            accuracy = f"{100 * r['accuracy']:.2f}%" if "accuracy" in r else ""
             lines.append(f"{name:<12} {who:<8} {r['steps_per_s']:>11,.0f} "
-                         f"{r['samples_per_s']:>12,.0f} {r['gflops']:>9.1f} {ratio:>10}")
+                         f"{r['samples_per_s']:>12,.0f} {r['gflops']:>9.1f} "
+                         f"{100 * r['gflops'] / roofline:>7.0f}% {ratio:>10} {accuracy:>9}")
+    if results.get("inference"):
+        from .bench_inference import INFERENCE_ROWS
+        header = f"{'forward':<12} {'who':<12} {'rows/s':>12} {'fastmlp x':>10}"
+        lines += ["", f"inference: forward on {INFERENCE_ROWS:,} rows, float32", header,
+                  "-" * len(header)]
+        for name, row in results["inference"].items():
+            for who, r in row.items():
+                ratio = f"{r['fastmlp_ratio']:.2f}x" if "fastmlp_ratio" in r else ""
+                lines.append(f"{name:<12} {who:<12} {r['rows_per_s']:>12,.0f} {ratio:>10}")
     return "\n".join(lines)
 
 
 def main(args):
     results = run_bench(args.workload, seconds=args.seconds, repeats=args.repeats,
-                        peers=() if args.no_peers else ("torch", "jax"), device=args.device)
+                        peers=() if args.no_peers else ALL_PEERS, device=args.device)
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

@@ -1,9 +1,10 @@
 """`fastmlp bench`: one table, JSON, workload selection; tiny timings, never asserted on."""
 import json
 
+import numpy as np
 import pytest
 
-from fastmlp import bench
+from fastmlp import bench, bench_fashion, bench_inference
 from fastmlp.cli import main
 
 
@@ -42,3 +43,71 @@ def test_bad_workload_is_refused(capsys):
     with pytest.raises(SystemExit) as info:
         main(["bench", "--workload", "mnist-huge"])
     assert info.value.code == 2
+
+
+def write_idx(path, array):
+    """A gzipped IDX file of unsigned bytes, as Fashion-MNIST ships."""
+    import gzip
+    import struct
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I",
+                                                                      *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path):
+    """Fashion-MNIST's four files with 256 training and 64 test images of two classes that a
+    linear model separates (bright left half or bright right half)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 256), ("t10k", 64)):
+        labels = rng.integers(0, 2, n)
+        images = rng.integers(0, 60, (n, 28, 28))
+        for i, label in enumerate(labels):
+            images[i, :, 14 * label:14 * label + 14] += 190
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", labels)
+    return tmp_path
+
+
+def test_fashion_reads_idx_files(tiny_fashion):
+    X, y = bench_fashion.load_fashion("test", str(tiny_fashion))
+    assert X.shape == (64, 784) and X.dtype == np.float32 and 0 <= X.min() and X.max() <= 1
+    assert y.shape == (64,) and set(np.unique(y)) <= {0, 1}
+
+
+def test_fashion_row_trains_and_scores(tiny_fashion):
+    row = bench_fashion.fashion_row(("sklearn",), repeats=1, directory=str(tiny_fashion),
+                                    epochs=2)
+    assert set(row) == {"fastmlp", "sklearn"}
+    for figures in row.values():
+        assert figures["samples_per_s"] > 0
+        assert figures["accuracy"] > 0.9  # the two halves are easy to tell apart
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax"])
+def test_fashion_peers_train_and_score(tiny_fashion, peer):
+    pytest.importorskip({"torch": "torch", "jax": "optax"}[peer],
+                        reason=f"{peer} is an optional peer: pip install '.[peers]'")
+    row = bench_fashion.fashion_row((peer,), repeats=1, directory=str(tiny_fashion), epochs=2)
+    assert row[peer]["accuracy"] > 0.9 and row[peer]["samples_per_s"] > 0
+
+
+def test_fashion_is_skipped_with_a_message_without_its_files(tmp_path):
+    messages = []
+    assert bench_fashion.fashion_row((), 1, directory=str(tmp_path), log=messages.append) is None
+    assert "fashion skipped" in messages[0] and "dataset-fashion-mnist" in messages[0]
+
+
+@pytest.mark.parametrize("peer", ["onnxruntime", "torch"])
+def test_inference_rows_agree_and_are_timed(peer):
+    pytest.importorskip({"onnxruntime": "onnx", "torch": "torch"}[peer],
+                        reason=f"{peer} is an optional peer: pip install '.[peers]'")
+    pytest.importorskip(peer)
+    rows = bench_inference.inference_rows(["mnist-small", "xor"], (peer,), seconds=0.01,
+                                          repeats=1, rows=300)
+    assert set(rows) == {"mnist-small"}  # xor has no inference row
+    row = rows["mnist-small"]
+    assert row["fastmlp"]["rows_per_s"] > 0
+    assert row[peer]["fastmlp_ratio"] == pytest.approx(
+        row["fastmlp"]["rows_per_s"] / row[peer]["rows_per_s"])

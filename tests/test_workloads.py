@@ -4,13 +4,16 @@ import pytest
 from fastmlp.workloads import WORKLOADS
 
 
-def test_the_four_workloads_of_the_design():
-    assert list(WORKLOADS) == ["xor", "x2", "mnist-small", "mnist-wide"]
+def test_the_workloads_of_the_design_and_fashion():
+    assert list(WORKLOADS) == ["xor", "x2", "mnist-small", "mnist-wide", "fashion"]
+    # the figure: about 818 kFLOP a sample
+    assert WORKLOADS["fashion"].flops_per_step() == 128 * 2 * (2 * (784 * 256 + 256 * 10)
+                                                               + 256 * 10)
     assert WORKLOADS["mnist-wide"].flops_per_step() == \
         2 * 256 * (2 * (784 * 1024 + 1024 * 1024 + 1024 * 10) + (1024 * 1024 + 1024 * 10))
 
 
-@pytest.mark.parametrize("name", ["xor", "x2", "mnist-small"])
+@pytest.mark.parametrize("name", ["xor", "x2", "mnist-small", "fashion"])
 def test_workloads_build_and_train(name):
     w = WORKLOADS[name]
     model = w.build(seed=0)
