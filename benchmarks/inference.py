@@ -29,3 +29,46 @@ class Predict(WarmKernels):
 
     def time_predict(self, workload, dtype, device):
         self.model.forward(self.X)
+
+
+class ForwardVsPeers(WarmKernels):
+    """Seconds for forward on 10,000 rows of mnist-small and mnist-wide, by fastmlp, an ONNX
+    Runtime CPU session and PyTorch (eager), all on the same weights (float32, each library's
+    default threads). A peer that is not installed in the environment is skipped; asv's
+    virtualenvs install neither unless asv.conf.json's matrix adds them, `--python=same` uses
+    whatever the current environment has (the `peers` extra)."""
+    params = (["mnist-small", "mnist-wide"], ["fastmlp", "onnxruntime", "torch"])
+    param_names = ["workload", "library"]
+    repeat = (3, 10, 5.0)
+
+    def setup(self, workload, library):
+        try:
+            from fastmlp.bench_inference import INFERENCE_ROWS, onnx_session, torch_module
+        except ImportError as exc:  # a commit from before the inference bench
+            raise NotImplementedError(f"no bench_inference in this commit: {exc}") from exc
+        w = WORKLOADS[workload]
+        model = build_model(w)
+        X = inference_data(w, INFERENCE_ROWS)
+        if library == "fastmlp":
+            self.call = lambda: model.forward(X)
+        elif library == "onnxruntime":
+            try:
+                session = onnx_session(w, model.get_weights())
+            except ImportError as exc:
+                raise NotImplementedError(f"onnxruntime is not installed: {exc}") from exc
+            self.call = lambda: session.run(None, {"X": X})
+        else:
+            try:
+                import torch
+            except ImportError as exc:
+                raise NotImplementedError(f"torch is not installed: {exc}") from exc
+            net, X_torch = torch_module(w, model.get_weights()), torch.from_numpy(X)
+
+            def forward():
+                with torch.inference_mode():
+                    return net(X_torch)
+            self.call = forward
+        self.call()  # load kernels, let the session plan its buffers
+
+    def time_forward(self, workload, library):
+        self.call()

@@ -36,3 +36,41 @@ class ColdStart(WarmKernels):
 
     def timeraw_import_and_first_step(self):
         return with_this_fastmlp(FIRST_STEP)
+
+
+#: A fresh install's first fit: Numba's cache and fastmlp's generated-kernel cache both point
+#: at a new empty directory, set before numba is imported (it reads NUMBA_CACHE_DIR then).
+COLD_FIT = """
+import os, tempfile
+cache = tempfile.mkdtemp(prefix="fastmlp-cold-")
+os.environ["NUMBA_CACHE_DIR"] = os.environ["FASTMLP_CACHE_DIR"] = cache
+import numpy as np
+import fastmlp
+X = np.random.default_rng(0).random((256, {n_inputs}))
+y = np.random.default_rng(1).integers(0, 2, 256)
+model = fastmlp.MLP({n_inputs}, {layers!r}, optimizer=fastmlp.Adam(lr=1e-3), seed=0)
+model.fit(X, y, epochs=1, batch_size=32, progress=False)
+model.evaluate(X, y)
+import shutil
+shutil.rmtree(cache, ignore_errors=True)
+"""
+
+#: "generic": the README's digits network, trained by the generic kernels (too many weights
+#: for a generated one); "generated": a network small enough for its own generated kernel.
+COLD_NETWORKS = {"generic": (64, [(128, "relu"), (10, "softmax")]),
+                 "generated": (2, [(8, "relu"), (8, "relu"), (1, "sigmoid")])}
+
+
+class FirstRun:
+    """Seconds of a fresh process's first fit and evaluate with every cache empty: what a new
+    install (or a new small architecture) pays in compilation before training starts."""
+    params = list(COLD_NETWORKS)
+    param_names = ["network"]
+    # Each sample compiles from scratch (tens of seconds on a small machine): few samples.
+    repeat = (1, 3, 60.0)
+    number = 1
+    timeout = 900
+
+    def timeraw_cold_fit(self, network):
+        n_inputs, layers = COLD_NETWORKS[network]
+        return with_this_fastmlp(COLD_FIT.format(n_inputs=n_inputs, layers=layers))
