@@ -1,7 +1,8 @@
-"""save/load: a .npz (no pickle) holding format version, spec, dtype, weights, optimizer state.
+"""The model file format: a .npz (no pickle) of a JSON description and named arrays.
 
-Writes go to a temporary file in the target's directory, are flushed to disk, then renamed
-over the target, so an interrupted save never leaves a half-written model behind.
+This module reads and writes the format only; MLP.save and MLP.load (model.py) assemble the
+model. Writes go to a temporary file in the target's directory, are flushed to disk, then
+renamed over the target, so an interrupted save never leaves a half-written model behind.
 """
 import json
 import os
@@ -19,23 +20,17 @@ def _npz_path(path):
     return path if path.endswith(".npz") else path + ".npz"
 
 
-def save(model, path):
+def write(path, meta, arrays):
+    """Write meta (a JSON-able dict) and arrays (name -> ndarray) to path (".npz" added when
+    missing), atomically; returns the path written."""
     path = _npz_path(path)
-    ws = model._ws
-    meta = {
-        "format": FORMAT, "version": FORMAT_VERSION,
-        "n_inputs": model.spec.n_inputs, "layers": model.spec.as_list(),
-        "loss": model.loss_name, "optimizer": model.optimizer.config(), "l2": model.l2,
-        "init": model.init, "dtype": model.dtype.name, "seed": model.seed,
-    }
-    arrays = {"meta": np.array(json.dumps(meta)), "params": ws.params,
-              "moment1": ws.moment1, "moment2": ws.moment2, "opt_step": ws.opt_step,
-              "rng": ws.rng}
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
+    contents = {"meta": np.array(json.dumps(meta)), **arrays}
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **contents)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -46,10 +41,9 @@ def save(model, path):
     return path
 
 
-def load(path):
-    from .model import MLP
-    from .optimizers import from_config
-
+def read(path):
+    """(meta, arrays, the path read) of a file written by `write`; ValueError naming the
+    file if it is not a readable fastmlp model, FileNotFoundError if there is none."""
     given = os.fspath(path)
     path = given if os.path.exists(given) else _npz_path(given)
     if not os.path.exists(path):
@@ -57,7 +51,7 @@ def load(path):
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays["meta"]))
+        meta = json.loads(str(arrays.pop("meta")))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeError) as exc:
         raise ValueError(f"{path!r} is not a readable fastmlp model file (corrupt or "
                          f"truncated?): {exc}") from None
@@ -66,21 +60,17 @@ def load(path):
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path!r} has fastmlp format version {meta.get('version')}; this "
                          f"fastmlp reads version {FORMAT_VERSION}")
-    try:
-        model = MLP(meta["n_inputs"], [tuple(layer) for layer in meta["layers"]],
-                    loss=meta["loss"], optimizer=from_config(meta["optimizer"]),
-                    l2=meta["l2"], init=meta["init"], dtype=meta["dtype"], seed=meta["seed"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path!r} holds an invalid model description: {exc}") from None
-    ws = model._ws
-    for name, buf in (("params", ws.params), ("moment1", ws.moment1),
-                      ("moment2", ws.moment2), ("opt_step", ws.opt_step), ("rng", ws.rng)):
+    return meta, arrays, path
+
+
+def check_arrays(path, arrays, expected):
+    """Each array named in `expected` is present in `arrays` with its shape and dtype, and
+    stored weights are finite; a ValueError naming the file otherwise."""
+    for name, buf in expected.items():
         arr = arrays.get(name)
         if arr is None or arr.shape != buf.shape or arr.dtype != buf.dtype:
             got = "missing" if arr is None else f"{arr.dtype}{list(arr.shape)}"
             raise ValueError(f"{path!r}: array {name!r} does not match the model it "
                              f"describes (expected {buf.dtype}{list(buf.shape)}, got {got})")
-        buf[:] = arr
-    if not np.isfinite(ws.params).all():
+    if "params" in arrays and not np.isfinite(arrays["params"]).all():
         raise ValueError(f"{path!r}: the stored weights contain NaN or infinite values")
-    return model

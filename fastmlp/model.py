@@ -1,17 +1,16 @@
-"""MLP: validates input, owns a Workspace, dispatches to the compiled kernels."""
+"""MLP: validates input once, owns one backend (cpu/backend.py or cuda/backend.py), and hands
+both to training.fit. The only module that touches MLP's underscored members."""
 import numbers
 
 import numpy as np
 
 from . import losses
 from .activations import CLASSIFIER_OUTPUTS
-from .config import MIN_WORKSPACE_ROWS
-from .cpu import train as cpu_train
+from .cpu.backend import CpuBackend
 from .init import check_init, initialise
 from .optimizers import make_optimizer
 from .spec import NetworkSpec
-from .validation import check_dtype, check_inputs, check_targets
-from .workspace import Workspace
+from .validation import check_bool, check_dtype, check_inputs, check_int, check_targets
 
 DEVICES = ("cpu", "cuda")
 
@@ -22,10 +21,12 @@ def check_device(device):
     return device
 
 
-def _cuda_train():
-    """fastmlp.cuda.train; imported on first use, after `to` has checked for CUDA."""
-    from .cuda import train
-    return train
+def make_backend(device, spec, dtype, state=None):
+    """The backend object of a device, holding `state` (get_state's dict) if given."""
+    if device == "cuda":
+        from .cuda.backend import CudaBackend  # imported only now: needs numba-cuda
+        return CudaBackend(spec, dtype, state)
+    return CpuBackend(spec, dtype, state)
 
 
 class MLP:
@@ -52,12 +53,12 @@ class MLP:
                                  or seed < 0):
             raise ValueError(f"seed must be None or a non-negative integer; got {seed!r}")
         self.seed = seed
-        self._host = Workspace(self.spec, self.dtype)
-        self._device_ws = None  # a cuda.workspace.DeviceWorkspace while on "cuda"
-        self.device = "cpu"
+        host = CpuBackend(self.spec, self.dtype)
         rng = np.random.default_rng(seed)
-        initialise(self._host, self.init, rng)
-        self._host.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        initialise(host.ws, self.init, rng)
+        host.ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        self._backend = host
+        self.device = "cpu"
         self.to(device)
 
     # -- facts ---------------------------------------------------------------------------
@@ -73,6 +74,17 @@ class MLP:
     def is_classifier(self):
         return self.spec.output_activation in CLASSIFIER_OUTPUTS
 
+    @property
+    def loss_code(self):
+        """The integer code of the loss (losses.LOSSES), as the kernels take it."""
+        return self._loss_code
+
+    @property
+    def backend(self):
+        """The engine behind the model (cpu/backend.CpuBackend or cuda/backend.CudaBackend):
+        for diagnostics and benchmarks; training and inference go through the methods."""
+        return self._backend
+
     def __repr__(self):
         return (f"MLP(n_inputs={self.n_inputs}, layers={self.layers}, loss={self.loss_name!r}, "
                 f"optimizer={self.optimizer!r}, l2={self.l2}, dtype={self.dtype.name!r}, "
@@ -82,70 +94,28 @@ class MLP:
     def to(self, device):
         """Move the model, weights and optimizer state, to "cpu" or "cuda"; returns self."""
         device = check_device(device)
-        if device == self.device:
-            return self
-        if device == "cuda":
-            from .cuda.device import require_cuda
-            require_cuda()  # a RuntimeError that says what to install or set
-            from .cuda.workspace import DeviceWorkspace
-            self._device_ws = DeviceWorkspace(self._host)
-        else:
-            self._device_ws.download(self._host)
-            self._device_ws = None
-        self.device = device
+        if device != self.device:
+            self._backend = make_backend(device, self.spec, self.dtype,
+                                         self._backend.get_state())
+            self.device = device
         return self
 
-    @property
-    def _ws(self):
-        """The host Workspace; on "cuda", first brought up to date from the device (the
-        device holds the training state, the host a copy made on demand)."""
-        if self._device_ws is not None:
-            self._device_ws.download(self._host)
-        return self._host
-
-    # -- internals -----------------------------------------------------------------------
-    def _inputs(self, X, what="X"):
-        return check_inputs(X, self.spec.n_inputs, self.dtype, what)
-
-    def _targets(self, y, n, what="y"):
-        return check_targets(y, n, self.loss_name, self.spec.n_outputs, self.dtype, what)
-
-    def _data(self, X, y):
-        X = self._inputs(X)
-        return X, self._targets(y, X.shape[0])
-
-    def _rows(self, batch):
-        ws = self._host if self._device_ws is None else self._device_ws
-        ws.ensure_rows(max(batch, MIN_WORKSPACE_ROWS))
-        return ws.rows
-
-    def _forward(self, X):
-        if self._device_ws is not None:
-            self._rows(1)
-            out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-            _cuda_train().forward_rows(out, self._device_ws, X)
-            return out
-        ws = self._ws
-        rows = self._rows(1)
-        out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        cpu_train.forward_rows(out, ws.acts, ws.logits, ws.deltas, X, ws.params, self.spec.table,
-                               rows)
-        return out
-
-    def _loss(self, X, T):
-        if self._device_ws is not None:
-            self._rows(1)
-            return _cuda_train().loss_rows(self._device_ws, X, T, self._loss_code, self.l2)
-        ws = self._ws
-        rows = self._rows(1)
-        return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
-                                         self.spec.table, rows, self._loss_code,
-                                         self.spec.n_weights, self.l2))
+    # -- input checks --------------------------------------------------------------------
+    def as_arrays(self, X, y=None, what="X"):
+        """X, and y as targets when given, as the kernels take them: C-contiguous arrays of
+        the model's dtype, X (n, n_inputs), targets (n, n_outputs). Bad input raises a
+        ValueError or TypeError saying how to fix it. Returns X, or (X, T)."""
+        X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
+        if y is None:
+            return X
+        target_what = "y" if what == "X" else what.replace("X", "y")
+        return X, check_targets(y, X.shape[0], self.loss_name, self.spec.n_outputs,
+                                self.dtype, target_what)
 
     # -- inference -----------------------------------------------------------------------
     def forward(self, X):
         """Output activations, (samples, n_outputs), for any output activation."""
-        return self._forward(self._inputs(X))
+        return self._backend.forward_rows(self.as_arrays(X))
 
     def predict_proba(self, X):
         """Output activations of a sigmoid or softmax output layer (class probabilities)."""
@@ -168,15 +138,15 @@ class MLP:
 
     def loss(self, X, y):
         """The loss on (X, y) as one batch, l2 term included."""
-        X, T = self._data(X, y)
-        return self._loss(X, T)
+        X, T = self.as_arrays(X, y)
+        return self._backend.loss_rows(X, T, self._loss_code, self.l2)
 
     def evaluate(self, X, y):
         """{'loss': ...} plus 'accuracy' for classifiers (sigmoid, softmax or step output)."""
-        X, T = self._data(X, y)
-        result = {"loss": self._loss(X, T)}
+        X, T = self.as_arrays(X, y)
+        result = {"loss": self._backend.loss_rows(X, T, self._loss_code, self.l2)}
         if self.is_classifier:
-            a = self._forward(X)
+            a = self._backend.forward_rows(X)
             if self.spec.output_activation == "softmax":
                 correct = np.argmax(a, axis=1) == np.argmax(T, axis=1)
             else:
@@ -186,30 +156,45 @@ class MLP:
 
     def gradients(self, X, y):
         """[(dW, db), ...] of loss(X, y) on (X, y) as one batch; the weights are not changed."""
-        X, T = self._data(X, y)
-        rows = self._rows(X.shape[0])
-        if self._device_ws is not None:
-            dws = self._device_ws
-            _cuda_train().gradient_rows(dws, X, T, self._loss_code, self.l2)
-            grads = dws.grads.copy_to_host()
-            return [(dW.copy(), db.copy()) for dW, db in self._host.pairs(grads)]
-        ws = self._ws
-        cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
-                                self.spec.table, rows, self._loss_code, self.spec.n_weights,
-                                self.l2)
-        return [(dW.copy(), db.copy()) for dW, db in ws.pairs(ws.grads)]
+        X, T = self.as_arrays(X, y)
+        grads = self._backend.gradient_rows(X, T, self._loss_code, self.l2)
+        return self._pairs(grads)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
             progress=True):
-        """Train; returns a History (per-epoch loss, val_loss, grad_norms, seconds)."""
+        """Train; returns a History (per-epoch loss, val_loss, grad_norms, seconds).
+
+        A second call continues from the current weights and optimizer state."""
         from .training import fit
-        return fit(self, X, y, epochs, batch_size, shuffle, validation_data, progress)
+        epochs = check_int(epochs, "epochs", 0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        shuffle = check_bool(shuffle, "shuffle")
+        progress = check_bool(progress, "progress")
+        frozen = self.spec.inference_only_layers()
+        if frozen:
+            names = ", ".join(f"layer {i} ({self.spec.layers[i].activation})" for i in frozen)
+            raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
+                             f"everywhere, so gradients cannot train it; use sigmoid or relu "
+                             f"to train, and 'step' only for hand-set weights with set_weights")
+        X, T = self.as_arrays(X, y)
+        validation = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError("validation_data must be an (X_val, y_val) pair")
+            validation = self.as_arrays(*validation_data, what="validation X")
+        return fit(self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                   validation=validation, progress=progress, loss=self._loss_code,
+                   optimizer=self.optimizer, l2=self.l2)
 
     # -- weights -------------------------------------------------------------------------
+    def _pairs(self, flat):
+        """[(W, b), ...] copies out of a flat parameter-sized vector, W shaped (n_in, n_out)."""
+        return [(W.copy(), b.copy()) for W, b in self.spec.pairs(flat)]
+
     def get_weights(self):
         """[(W, b), ...] copies, W shaped (n_in, n_out)."""
-        return [(W.copy(), b.copy()) for W, b in self._ws.pairs(self._ws.params)]
+        return self._pairs(self._backend.get_params())
 
     def set_weights(self, weights):
         """Replace every layer's (W, b); shapes must match, values must be real and finite."""
@@ -219,19 +204,15 @@ class MLP:
         if len(weights) != n:
             raise ValueError(f"set_weights got {len(weights)} (W, b) pairs but the model has "
                              f"{n} layers")
-        checked = []
+        flat = np.empty(self.spec.n_params, self.dtype)
         for l, (pair, layer) in enumerate(zip(weights, self.spec.layers)):
             if not hasattr(pair, "__len__") or len(pair) != 2:
                 raise TypeError(f"layer {l}: expected a (W, b) pair; got {type(pair).__name__}")
             W = self._weight_array(pair[0], (layer.n_in, layer.n_out), f"layer {l} W")
             b = self._weight_array(pair[1], (layer.n_out,), f"layer {l} b")
-            checked.append((W, b))
-        ws = self._ws
-        for l, (W, b) in enumerate(checked):  # only now, so a bad pair changes nothing
-            ws.weights(l)[:] = W
-            ws.bias(l)[:] = b
-        if self._device_ws is not None:
-            self._device_ws.upload_params(ws)
+            flat[self.spec.weight_slice(l)] = W.ravel()
+            flat[self.spec.bias_slice(l)] = b
+        self._backend.set_params(flat)  # only now, so a bad pair changes nothing
 
     def _weight_array(self, a, shape, what):
         arr = np.asarray(a)
@@ -247,13 +228,31 @@ class MLP:
         return out
 
     # -- persistence ---------------------------------------------------------------------
+    def _meta(self):
+        return {"n_inputs": self.spec.n_inputs, "layers": self.spec.as_list(),
+                "loss": self.loss_name, "optimizer": self.optimizer.config(), "l2": self.l2,
+                "init": self.init, "dtype": self.dtype.name, "seed": self.seed}
+
     def save(self, path):
-        """Write the model (spec, weights, optimizer state) to a .npz file, atomically."""
-        from .io import save
-        return save(self, path)
+        """Write the model (spec, weights, optimizer state) to a .npz file, atomically;
+        returns the path written."""
+        from . import io
+        return io.write(path, self._meta(), self._backend.get_state())
 
     @classmethod
     def load(cls, path):
         """Read a model written by save(); ValueError naming the file if it is unusable."""
-        from .io import load
-        return load(path)
+        from . import io
+        from .optimizers import from_config
+        meta, arrays, where = io.read(path)
+        try:
+            model = cls(meta["n_inputs"], [tuple(layer) for layer in meta["layers"]],
+                        loss=meta["loss"], optimizer=from_config(meta["optimizer"]),
+                        l2=meta["l2"], init=meta["init"], dtype=meta["dtype"],
+                        seed=meta["seed"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{where!r} holds an invalid model description: {exc}") from None
+        expected = model._backend.get_state()
+        io.check_arrays(where, arrays, expected)
+        model._backend.set_state(arrays)
+        return model

@@ -120,6 +120,11 @@ class NetworkSpec:
         off = int(self.table[l, B_OFFSET])
         return slice(off, off + self.layers[l].n_out)
 
+    def pairs(self, flat):
+        """[(W, b), ...] views of a flat parameter-sized vector, W shaped (n_in, n_out)."""
+        return [(flat[self.weight_slice(l)].reshape(layer.n_in, layer.n_out),
+                 flat[self.bias_slice(l)]) for l, layer in enumerate(self.layers)]
+
     def flops_per_step(self, batch):
         """DESIGN.md's count: forward + weight gradients + deltas of all but the first layer."""
         macs = [l.n_in * l.n_out for l in self.layers]

@@ -1,4 +1,7 @@
-"""The fit loop: hands the compiled train_steps whole runs of minibatches.
+"""The fit loop: hands a backend's compiled train_steps whole runs of minibatches.
+
+`fit` drives any backend (cpu/backend.py, cuda/backend.py) through its methods alone and
+imports neither twin; the model has validated every input before it calls fit.
 
 Python returns from compiled code only to update the progress bar (about every
 config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
@@ -12,10 +15,8 @@ import numpy as np
 
 from . import config
 from .config import PROGRESS_INTERVAL
-from .cpu import specialize
-from .cpu import train as cpu_train
 from .history import History
-from .validation import check_bool, check_int
+from .status import OK, describe
 
 QUIET_INTERVAL = 1.0
 FIRST_QUIET_STEPS = 4096
@@ -32,15 +33,6 @@ def _quiet_chunk(steps, steps_per_epoch):
     return steps // steps_per_epoch * steps_per_epoch
 
 
-def _check_validation(model, validation_data):
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be an (X_val, y_val) pair")
-    Xv = model._inputs(validation_data[0], "validation X")
-    return Xv, model._targets(validation_data[1], Xv.shape[0], "validation y")
-
-
 @contextlib.contextmanager
 def blas_threads(limit):
     """Limit the BLAS libraries' threads (threadpoolctl, a dependency of scikit-learn) for
@@ -53,37 +45,25 @@ def blas_threads(limit):
         yield
 
 
-def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
-    epochs = check_int(epochs, "epochs", 0)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    shuffle = check_bool(shuffle, "shuffle")
-    progress = check_bool(progress, "progress")
-    frozen = model.spec.inference_only_layers()
-    if frozen:
-        names = ", ".join(f"layer {i} ({model.spec.layers[i].activation})" for i in frozen)
-        raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
-                         f"everywhere, so gradients cannot train it; use sigmoid or relu to "
-                         f"train, and 'step' only for hand-set weights with set_weights")
-    X, T = model._data(X, y)
-    validation = _check_validation(model, validation_data)
+def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, loss, optimizer,
+        l2):
+    """Train the backend's model on (X, T) (the kernels' arrays); returns a History.
+
+    validation: None or (X_val, T_val); loss: a loss code; optimizer: an
+    optimizers.Optimizer."""
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    n_layers = len(model.spec.layers)
+    spec = backend.spec
+    n_layers = len(spec.layers)
     history = History(grad_norms=np.zeros((0, n_layers)))
     if epochs == 0:
         return history
 
-    epoch_loss = np.zeros(epochs)
-    epoch_grad_norm = np.zeros((epochs, n_layers))
     epoch_seconds = np.zeros(epochs)
     val_loss = []
-    if model.device == "cuda":
-        from .cuda.train import Trainer
-        run = Trainer(model, X, T, batch_size, shuffle, epochs, epoch_loss, epoch_grad_norm,
-                      validation)
-    else:
-        run = CpuRun(model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
-                     validation)
+    backend.begin_fit(X, T, batch_size, shuffle, epochs, loss, optimizer, l2, validation)
+    epoch_loss, epoch_grad_norm = backend.epoch_loss, backend.epoch_grad_norm
+    run = backend
     steps_per_epoch = math.ceil(n / batch_size)
     total_steps = epochs * steps_per_epoch
     interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
@@ -110,9 +90,9 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
     # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
     # Without: see _quiet_chunk; the first call plans for about a second of FLOPs, at most
     # FIRST_QUIET_STEPS steps.
-    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // model.spec.flops_per_step(batch_size))
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // spec.flops_per_step(batch_size))
     chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
-    with blas_threads(config.BLAS_THREADS if model.device == "cpu" else None):
+    with blas_threads(config.BLAS_THREADS if backend.device == "cpu" else None):
         try:
             while done < total_steps:
                 steps = min(chunk, total_steps - done)
@@ -124,7 +104,7 @@ def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
                 record(done, done + ran, elapsed)
                 before = done
                 done += ran
-                if status != cpu_train.OK:
+                if status != OK:
                     _raise_nonfinite(run, status, done, steps_per_epoch)
                 if validation is not None and done % steps_per_epoch == 0:
                     val_loss.append(run.validation_loss())
@@ -170,57 +150,10 @@ def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_lo
                - _samples(done - ran, steps_per_epoch, batch_size, n))
 
 
-class CpuRun:
-    """One fit's compiled calls on the CPU. cuda/train.Trainer has the same three methods.
-
-    A small network trains with the kernel generated for its architecture
-    (cpu/specialize.py); any other with cpu_train.train_steps, looked up at each call (tests
-    replace it)."""
-
-    def __init__(self, model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
-                 validation):
-        self.model, self.X, self.T = model, X, T
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
-        self.validation = validation
-        self.ws = model._ws
-        self.rows = model._rows(batch_size)
-        self.hyper = model.optimizer.hyper()
-        self.perm = np.arange(X.shape[0], dtype=np.int64)
-        self.cursor = np.zeros(2, np.int64)
-        self.grad_norms = np.zeros(len(model.spec.layers))
-        self.specialized, self.extra = specialize.for_fit(
-            model.spec, model._loss_code, model.optimizer.code, self.hyper, batch_size,
-            model.dtype)
-
-    def train_steps(self, steps):
-        """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""
-        ws, model = self.ws, self.model
-        ws.save_backup()
-        kernel = self.specialized or cpu_train.train_steps
-        return kernel(
-            ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
-            ws.deltas, ws.xbatch, ws.tbatch, self.perm, ws.rng, self.cursor, self.epoch_loss,
-            self.epoch_grad_norm, self.grad_norms, self.X, self.T, model.spec.table,
-            self.rows, model.spec.n_weights, model._loss_code, model.optimizer.code,
-            self.hyper, model.l2, self.batch_size, self.shuffle, steps, *self.extra)
-
-    def validation_loss(self):
-        return self.model._loss(*self.validation)
-
-    def restore_if_overflowed(self):
-        """After a failed step: if an update overflowed the weights themselves, go back to
-        the copy taken when the last compiled call started; True if it did."""
-        if np.isfinite(self.ws.params).all():
-            return False
-        self.ws.restore_backup()
-        return True
-
-
 def _raise_nonfinite(run, status, done, steps_per_epoch):
     epoch, batch = divmod(done, steps_per_epoch)
     where = f"at epoch {epoch + 1}, batch {batch + 1}"
-    what = "the training loss" if status == cpu_train.NONFINITE_LOSS else "a gradient"
+    what = describe(status)
     if run.restore_if_overflowed():
         message = (f"{what} became NaN or infinite {where} after an update overflowed the "
                    f"weights; training stopped and the model was restored to its weights from "

@@ -15,14 +15,13 @@ import threading
 import numpy as np
 
 from .. import config
-from . import optim
-from .codegen import (ADAM, ADAMW, COLUMNS, MOMENTUM, NESTEROV, ROWS, SGD,
-                      generate_columns_source, generate_rows_source)
+from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
 
 # Modules the generated source imports, and its generator: their text is part of the file
 # name's hash, so an edit to any of them makes new files (numba's cache cannot see edits in
 # callees).
-_DEPENDENCIES = ("config.py", "activations.py", "cpu/codegen.py", "cpu/mathfn.py",
+_DEPENDENCIES = ("config.py", "activations.py", "losses.py", "optimizers.py", "rng.py",
+                 "status.py", "workspace.py", "cpu/codegen.py", "cpu/mathfn.py",
                  "cpu/network.py", "cpu/optim.py", "cpu/scalar.py", "cpu/specialize.py",
                  "cpu/train.py")
 
@@ -30,15 +29,6 @@ _DEPENDENCIES = ("config.py", "activations.py", "cpu/codegen.py", "cpu/mathfn.py
 def eligible(spec):
     """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""
     return config.SPECIALIZE and spec.n_weights <= config.SPECIALIZE_MAX_WEIGHTS
-
-
-def optimizer_variant(code, hyper):
-    """The variant of optim's (code, hyper vector) that the generated update hard-codes."""
-    if code == optim.SGD:
-        if hyper[optim.MOMENTUM] == 0:
-            return SGD
-        return NESTEROV if hyper[optim.NESTEROV] != 0 else MOMENTUM
-    return ADAMW if code == optim.ADAMW else ADAM
 
 
 # -- the cache of generated modules ----------------------------------------------------------
@@ -104,13 +94,14 @@ def column_scratch(spec, batch_size, dtype):
     return tuple(np.zeros((units, batch_size), dtype) for units in shapes)
 
 
-def for_fit(spec, loss, optimizer, hyper, batch_size, dtype):
+def for_fit(spec, loss, optimizer, batch_size, dtype):
     """(generated train_steps, its extra arguments) for a fit, or (None, ()) where the
-    generic kernel trains: a network too large, or no writable directory for the source."""
+    generic kernel trains: a network too large, or no writable directory for the source.
+    optimizer is an optimizers.Optimizer: its variant is the update rule written in."""
     if not eligible(spec):
         return None, ()
     layout = layout_for(batch_size)
-    found = kernel(spec, loss, optimizer_variant(optimizer, hyper), layout)
+    found = kernel(spec, loss, optimizer.variant, layout)
     if found is None or layout == ROWS:
         return found, ()
     return found, (column_scratch(spec, batch_size, dtype),)
