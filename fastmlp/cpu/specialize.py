@@ -15,16 +15,8 @@ import threading
 import numpy as np
 
 from .. import config
+from ..jitcache import source_digest
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
-
-# Modules the generated source imports, and its generator: their text is part of the file
-# name's hash, so an edit to any of them makes new files (numba's cache cannot see edits in
-# callees).
-_DEPENDENCIES = ("config.py", "activations.py", "losses.py", "optimizers.py", "rng.py",
-                 "status.py", "workspace.py", "cpu/codegen.py", "cpu/mathfn.py",
-                 "cpu/network.py", "cpu/optim.py", "cpu/scalar.py", "cpu/specialize.py",
-                 "cpu/train.py")
-
 
 def eligible(spec):
     """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""
@@ -45,15 +37,6 @@ def cache_dir():
         return os.path.join(root, "kernels")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "fastmlp", "kernels")
-
-
-def _dependency_digest():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    digest = hashlib.sha256()
-    for name in _DEPENDENCIES:
-        with open(os.path.join(here, name), "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()
 
 
 def _write(directory, name, source):
@@ -116,7 +99,9 @@ def kernel(spec, loss, variant, layout=ROWS):
             return _loaded[key]
         generate = generate_columns_source if layout == COLUMNS else generate_rows_source
         source = generate(spec, loss, variant)
-        digest = hashlib.sha256((_dependency_digest() + source).encode()).hexdigest()[:20]
+        # The kernel sources' digest joins the name: numba's cache cannot see edits in the
+        # modules a generated file imports (jitcache.py).
+        digest = hashlib.sha256((source_digest() + source).encode()).hexdigest()[:20]
         module_name = f"fastmlp_kernel_{digest}"
         found = None
         for directory in (cache_dir(),

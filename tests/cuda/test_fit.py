@@ -110,7 +110,7 @@ def test_validation_loss_and_evaluate_match_the_cpu():
 
 
 def test_inference_in_chunks_larger_than_the_workspace(monkeypatch):
-    monkeypatch.setattr(fastmlp.model, "MIN_WORKSPACE_ROWS", 8)
+    monkeypatch.setattr(fastmlp.config, "MIN_WORKSPACE_ROWS", 8)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((20, 2))  # three chunks of the 8-row workspace
     models = [fastmlp.MLP(2, [(3, "relu"), (4, "softmax")], dtype="float64", seed=5,
