@@ -396,8 +396,8 @@ class MLP:
         """Read a model written by save(), on the CPU; ValueError naming the file if it is
         unusable."""
         from . import io
-        meta, arrays, where = io.read(path)
-        return cls._from_parts(meta, arrays, where)
+        meta, arrays = io.read(path)
+        return cls._from_parts(meta, arrays, io.resolve(path))
 
     def __reduce__(self):
         """Pickle as description + buffers (no lock, no compiled objects); unpickles on the
