@@ -43,7 +43,10 @@ def _panels(history):
         if val_loss is not None:
             ax.plot(epochs(val_loss), pick(val_loss), label="validation")
         ax.set_ylabel("loss")
-        if loss is not None and np.all(loss > 0):
+        shown = [v for v in (loss, val_loss) if v is not None]
+        low = min(np.nanmin(v) for v in shown) if shown else 0
+        high = max(np.nanmax(v) for v in shown) if shown else 0
+        if low > 0 and high / low > 20:  # a log axis only where the loss spans decades
             ax.set_yscale("log")
         ax.legend()
 

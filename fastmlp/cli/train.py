@@ -203,7 +203,7 @@ def train(args):
                "validation_rows": 0 if validation is None else int(len(validation[0]))}
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
-    record = dict(summary, command="train", model=None, plot=None)
+    record = {"command": "train", **summary, "model": None, "plot": None}
     if args.save:
         record["model"] = _save(model, args.save, classes, summary)
     if args.plot:
