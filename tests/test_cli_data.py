@@ -45,6 +45,7 @@ def run_json(argv, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A model trained from the shell on train.csv; test.csv and new.csv beside it."""
+    pytest.importorskip("pandas", reason="pip install 'fastmlp[data]'")
     tmp = tmp_path_factory.mktemp("cli")
     X, y = blobs(240, 0)
     write_csv(tmp / "train.csv", X, y)
@@ -145,6 +146,7 @@ def test_export_from_the_shell(trained, capsys):
 
 
 def test_regression_from_a_csv_reports_r2(tmp_path, capsys):
+    pytest.importorskip("pandas", reason="pip install 'fastmlp[data]'")
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (200, 4))
     y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.01 * rng.standard_normal(200)

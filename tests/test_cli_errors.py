@@ -144,6 +144,7 @@ def test_unreadable_inputs_exit_1(tmp_path, capsys):
     assert code == 1 and "no fastmlp model file" in err
     code, err = status_and_err(["info", str(tmp_path / "bad.npz")], capsys)
     assert code == 1 and "not a readable fastmlp model file" in err
+    pytest.importorskip("pandas", reason="pip install 'fastmlp[data]'")
     model = fastmlp.MLP(2, [(1, "sigmoid")]).save(tmp_path / "m.npz")
     code, err = status_and_err(["predict", model, str(tmp_path / "nope.csv")], capsys)
     assert code == 1 and "no such data file" in err

@@ -274,6 +274,7 @@ def test_download_into_path(server, tmp_path):
 # -- load_table ------------------------------------------------------------------------------
 
 def test_csv_with_string_labels(tmp_path):
+    pytest.importorskip("pandas", reason="pip install 'fastmlp[data]'")
     (tmp_path / "t.csv").write_text("a,species,b\n1,cat,2.5\n3,dog,4\n5,cat,6\n")
     X, y = datasets.load_table(tmp_path / "t.csv", "species")
     np.testing.assert_array_equal(X, [[1, 2.5], [3, 4], [5, 6]])
@@ -333,6 +334,7 @@ def test_npz_named_arrays(tmp_path):
 def test_table_errors(tmp_path):
     with pytest.raises(ValueError, match="cannot tell the format"):
         datasets.load_table(tmp_path / "t.xlsx", "y")
+    pytest.importorskip("pandas", reason="pip install 'fastmlp[data]'")
     with pytest.raises(FileNotFoundError, match="no such data file"):
         datasets.load_table(tmp_path / "t.csv", "y")
     (tmp_path / "t.csv").write_text("a,y\n1,\n2,x\n")
@@ -343,3 +345,10 @@ def test_table_errors(tmp_path):
     (tmp_path / "h.csv").write_text("a,y\n")
     with pytest.raises(ValueError, match="no data rows"):
         datasets.load_table(tmp_path / "h.csv", "y")
+
+
+def test_missing_pandas_names_the_extra(tmp_path, monkeypatch):
+    (tmp_path / "t.csv").write_text("a,y\n1,2\n")
+    monkeypatch.setitem(__import__("sys").modules, "pandas", None)  # import pandas fails
+    with pytest.raises(ImportError, match=r"pip install 'fastmlp\[data\]'"):
+        datasets.load_table(tmp_path / "t.csv", "y")

@@ -63,9 +63,11 @@ def load_data(args):
     return name, X, y, None, None, DEFAULTS[name], split
 
 
-def make_schedule(spec):
+def make_schedule(spec, lr):
     """--schedule NAME[:KEY=VALUE,...] -> fastmlp.schedules.<NAME>(KEY=VALUE, ...), given to
-    the optimizer as its lr (the schedule starts from --lr where it takes one)."""
+    the optimizer as its lr; a schedule with an `lr` parameter starts from --lr (or the
+    dataset's default) unless the spec sets it. NAME matches case-insensitively, ignoring
+    underscores (cosine matches Cosine)."""
     try:
         from .. import schedules
     except ImportError:
@@ -82,8 +84,22 @@ def make_schedule(spec):
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--schedule {spec!r}: write options as KEY=VALUE")
-        kwargs[key.strip()] = float(value) if "." in value or "e" in value else int(value)
-    return factory, kwargs
+        kwargs[key.strip()] = _number(value.strip(), spec)
+    try:
+        if "lr" in inspect.signature(factory).parameters:
+            kwargs.setdefault("lr", lr)
+    except (TypeError, ValueError):  # no introspectable signature
+        pass
+    return factory(**kwargs)
+
+
+def _number(text, spec):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    raise UsageError(f"--schedule {spec!r}: {text!r} is not a number")
 
 
 def _fit_extras(model, args, validation):
@@ -138,6 +154,9 @@ def train(args):
     for path, option in ((args.save, "--save"), (args.plot, "--plot")):
         if path is not None:
             check_writable(path, option)
+    if args.plot is not None:
+        from ..plot import _matplotlib
+        _matplotlib()  # an ImportError naming the extra, before the training it would follow
     name, X, y, X_test, y_test, defaults, split = load_data(args)
     classify = labels.is_classification(y, args.task)
     classes = None
@@ -164,8 +183,7 @@ def train(args):
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
     if args.schedule is not None:
-        factory, kwargs = make_schedule(args.schedule)
-        lr = factory(**kwargs)
+        lr = make_schedule(args.schedule, lr)
     optimizer = OPTIMIZERS[opt_name](lr=lr)
     epochs = epochs if args.epochs is None else args.epochs
     batch = batch if args.batch_size is None else args.batch_size
