@@ -193,6 +193,13 @@ def test_train_on_fashion_files(tmp_path, capsys):
                        "16", "--quiet"], capsys)
     assert record["data"] == "fashion" and record["test_rows"] == 20
     assert record["held_out"]["accuracy"] > 0.5
+    assert main(["train", "--dataset", "fashion", "--data-dir", str(tmp_path), "--layers",
+                 "32:relu,10:softmax", "--epochs", "10", "--batch-size", "16", "--quiet",
+                 "--save", str(tmp_path / "f.npz")]) == 0
+    capsys.readouterr()
+    result = run_json(["evaluate", str(tmp_path / "f.npz"), "--dataset", "fashion",
+                       "--data-dir", str(tmp_path)], capsys)
+    assert result["rows"] == 20 and result["accuracy"] == record["held_out"]["accuracy"]
     assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"),
                  "--quiet"]) == 1
     err = capsys.readouterr().err

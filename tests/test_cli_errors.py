@@ -96,7 +96,9 @@ def test_a_save_that_fails_after_training_keeps_the_model(tmp_path, monkeypatch,
     (["train", "--dataset", "xor", "--data-dir", "/tmp"], "are for --dataset mnist or fashion"),
     (["train", "--dataset", "xor", "--data", "x.csv"], "not allowed with argument"),
     (["export", "m.npz"], "one of the arguments --onnx --torch is required"),
-    (["evaluate", "m.npz", "d.csv"], "the following arguments are required: --target"),
+    (["evaluate", "m.npz", "d.csv"], "DATA needs --target COLUMN"),
+    (["evaluate", "m.npz"], "give DATA --target COLUMN, or --dataset mnist|fashion"),
+    (["evaluate", "m.npz", "d.csv", "--dataset", "mnist"], "give DATA --target COLUMN, or"),
     (["download", "cifar"], "invalid choice: 'cifar'"),
 ])
 def test_bad_values_get_a_useful_line_and_status_2(argv, message, capsys, no_training):

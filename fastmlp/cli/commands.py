@@ -55,25 +55,46 @@ def predict(args):
     return 0
 
 
+def _check_labelled(args):
+    if (args.data is None) == (args.dataset is None):
+        raise UsageError("give DATA --target COLUMN, or --dataset mnist|fashion")
+    if args.data is not None and args.target is None:
+        raise UsageError("DATA needs --target COLUMN: the column of true values")
+
+
+def _labelled(args):
+    """(X, y, a name for messages) from DATA --target COLUMN or --dataset."""
+    if args.dataset is not None:
+        from ..datasets import load_mnist
+        try:
+            X, y = load_mnist(args.split, args.dataset, path=args.data_dir)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        return X, y, f"{args.dataset} {args.split}"
+    X, y = load_table(args.data, args.target)
+    return X, y, args.data
+
+
 def evaluate(args):
     from .train import _metrics
+    _check_labelled(args)
     model = load_model(args.model)
     classes = labels.model_classes(model, labels.read_sidecar(args.model))
-    X, y = load_table(args.data, args.target)
+    X, y, name = _labelled(args)
     if X.shape[1] != model.n_inputs:
-        raise Failure(f"{args.data!r} has {X.shape[1]} feature columns besides "
-                      f"{args.target!r} but the model takes {model.n_inputs}")
+        raise Failure(f"{name} has {X.shape[1]} features but the model takes "
+                      f"{model.n_inputs}")
     codes = None
     if classes is not None:
         try:
-            codes = labels.codes_for(classes, y, repr(args.data))
+            codes = labels.codes_for(classes, y, name)
         except ValueError as exc:
             raise Failure(str(exc)) from None
         T = labels.targets(codes, model)
     else:
         T = y
     result = _metrics(model, X, T, codes, classes)
-    text = f"{args.data}: {len(X):,} rows, loss {result['loss']:.4g}"
+    text = f"{name}: {len(X):,} rows, loss {result['loss']:.4g}"
     if "accuracy" in result:
         text += f", accuracy {100 * result['accuracy']:.2f}%"
     if result.get("r2") is not None:

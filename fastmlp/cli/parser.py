@@ -161,10 +161,18 @@ def build_parser():
                          help="a column of DATA to leave out (e.g. the labels)")
     _json_flag(predict)
 
-    evaluate = sub.add_parser("evaluate", help="loss and accuracy (or R²) on labelled data")
+    evaluate = sub.add_parser("evaluate", help="loss and accuracy (or R²) on labelled data",
+                              description="Loss and accuracy (classifiers) or R² "
+                                          "(regressors) on DATA --target COLUMN, or on a "
+                                          "split of --dataset mnist|fashion.")
     evaluate.add_argument("model", metavar="MODEL")
-    evaluate.add_argument("data", metavar="DATA")
-    evaluate.add_argument("--target", metavar="COLUMN", required=True)
+    evaluate.add_argument("data", metavar="DATA", nargs="?",
+                          help="CSV, TSV, Parquet, .npy or .npz holding the target column")
+    evaluate.add_argument("--target", metavar="COLUMN", help="the column of true values")
+    evaluate.add_argument("--dataset", choices=["mnist", "fashion"],
+                          help="instead of DATA: MNIST or Fashion-MNIST's --split")
+    evaluate.add_argument("--split", choices=["train", "test"], default="test")
+    evaluate.add_argument("--data-dir", metavar="DIR", help="where the IDX files are")
     _json_flag(evaluate)
 
     export = sub.add_parser("export", help="write a model as ONNX or a PyTorch program")
