@@ -33,6 +33,12 @@ class History:
     def epochs(self):
         return len(self.loss)
 
+    def plot(self, path=None, ax=None):
+        """Loss, accuracy, learning rate and per-layer gradient norms per epoch (matplotlib);
+        see fastmlp.plot.plot_history. Returns the Figure."""
+        from .plot import plot_history
+        return plot_history(self, path=path, ax=ax)
+
     def __repr__(self):
         last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""
         return f"History({self.epochs} epochs{last})"
