@@ -399,6 +399,28 @@ class MLP:
         meta, arrays = io.read(path)
         return cls._from_parts(meta, arrays, io.resolve(path))
 
+    # -- export and description (fastmlp/export.py, fastmlp/summary.py) ---------------------
+    def to_onnx(self, path):
+        """Write the model as an ONNX graph (Gemm + activation nodes); the `onnx` extra."""
+        from .export import to_onnx
+        return to_onnx(self, path)
+
+    def to_torch(self):
+        """A torch.nn.Sequential computing forward(); the PyTorch extra."""
+        from .export import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """An MLP from a torch.nn.Sequential of Linear layers and supported activations."""
+        from .export import from_torch
+        return from_torch(module, **kwargs)
+
+    def summary(self):
+        """A per-layer table (shapes, parameters, activation) with totals, as a string."""
+        from .summary import summary
+        return summary(self)
+
     def __reduce__(self):
         """Pickle as description + buffers (no lock, no compiled objects); unpickles on the
         device it was on."""
