@@ -44,6 +44,8 @@ def _fspath(path):
         path = os.fsdecode(path)
     if not path:
         raise ValueError("path is empty; give a file name such as 'model.npz'")
+    if "\0" in path:
+        raise ValueError(f"path {path!r} contains a NUL character, which no file name can hold")
     return path
 
 
@@ -195,6 +197,9 @@ def _fsync_directory(directory):
 def _write_error(exc, path, directory):
     """The same kind of OSError, saying what failed and that the old file is intact."""
     kept = "the previous file, if any, is unchanged"
+    if exc.errno == errno.ENAMETOOLONG:  # the argument is at fault, not the system
+        return ValueError(f"cannot save {path!r}: the file name is too long for the file "
+                          f"system; {kept}")
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         message = (f"cannot save {path!r}: no space left on the device (or disk quota "
                    f"exceeded); {kept}. Free some space or save elsewhere")
