@@ -80,11 +80,24 @@ def _object_to_float(arr, what, labels):
     return arr.astype(np.float64)
 
 
-def _check_finite(arr, what):
+def _check_finite(arr, what, fix="remove or impute them before training"):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = np.count_nonzero(~np.isfinite(arr))
         raise ValueError(f"{what} contains {bad} NaN or infinite value(s) (after conversion "
-                         f"to {arr.dtype}); remove or impute them before training")
+                         f"to {arr.dtype}); {fix}")
+
+
+def check_array(a, what, shape, dtype):
+    """a as a C-contiguous array of `shape` and `dtype`, read as X is read (masked values,
+    sparse matrices and text refused; object arrays of numbers converted) and finite: for
+    set_weights' W and b."""
+    arr = _as_real_array(a, what)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} has shape {arr.shape}; expected {tuple(shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, what, fix="weights must be finite")
+    return out
 
 
 def check_inputs(X, n_inputs, dtype, what="X"):

@@ -293,3 +293,18 @@ def test_a_save_removes_temp_files_of_dead_writers_only(tmp_path, trained):
     model.save(tmp_path / "m.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, elsewhere.name, unrelated.name, "m.npz"])
+
+
+def test_impossible_file_names_are_value_errors_naming_the_path(tmp_path, trained):
+    model, _, _ = trained
+    for path, match in [(str(tmp_path / "a\0b.npz"), "NUL"),
+                        (tmp_path / ("x" * 300 + ".npz"), "too long"),
+                        ("", "empty")]:
+        with pytest.raises(ValueError, match=match) as info:
+            model.save(path)
+        assert "path" in str(info.value) or os.fspath(path) in str(info.value)
+    for path, error in [(str(tmp_path / "a\0b.npz"), ValueError), (b"", ValueError),
+                        (None, TypeError), (3, TypeError)]:
+        with pytest.raises(error, match="path"):
+            fastmlp.MLP.load(path)
+    assert os.listdir(tmp_path) == []

@@ -130,3 +130,20 @@ def test_a_softmax_over_one_unit_is_refused():
         fastmlp.MLP(3, [(4, "relu"), (1, "softmax")])
     with pytest.raises(ValueError, match="softmax over 1 unit"):
         fastmlp.MLP(3, [(1, "softmax")], loss="mse")
+
+
+def test_check_array_reads_weights_as_fit_reads_X():
+    from fastmlp.validation import check_array
+    W = np.arange(6.0).reshape(2, 3)
+    out = check_array(np.asfortranarray(W).astype(object), "layer 0 W", (2, 3), np.float32)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, W)
+    for bad, error, match in [
+        (np.ma.masked_array(W, mask=np.eye(2, 3, dtype=bool)), ValueError, "masked"),
+        (W.astype(str), TypeError, "strings"),
+        (W.T, ValueError, r"layer 0 W has shape \(3, 2\); expected \(2, 3\)"),
+        (W * np.nan, ValueError, "layer 0 W contains 6 NaN.*weights must be finite"),
+        (np.full((2, 3), 1e300), ValueError, "after conversion to float32"),
+    ]:
+        with pytest.raises(error, match=match):
+            check_array(bad, "layer 0 W", (2, 3), np.float32)
