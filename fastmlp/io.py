@@ -61,9 +61,8 @@ def _refuse_directory(path, given):
 
 # -- writing ---------------------------------------------------------------------------------
 
-def write(path, meta, arrays):
-    """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
-    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+def _target(path):
+    """(file to write, its directory) for path, or the error a write to it would meet."""
     given = _fspath(path)
     _refuse_directory(given, given)
     path = _npz_path(given)
@@ -76,6 +75,27 @@ def write(path, meta, arrays):
             raise ValueError(f"cannot save {given!r}: {directory!r} is not a directory")
         raise FileNotFoundError(errno.ENOENT, f"cannot save {given!r}: directory "
                                 f"{directory!r} does not exist; create it first", given)
+    return path, directory
+
+
+def check_writable(path):
+    """The path write() would write for path, once a file could be created there: lets a
+    long job (the CLI's training) refuse a bad output path before it starts. Raises what
+    write() would (ValueError, FileNotFoundError, PermissionError...); leaves nothing."""
+    path, directory = _target(path)
+    try:
+        tmp, fd = _create_temp(directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _write_error(exc, path, directory) from exc
+    return path
+
+
+def write(path, meta, arrays):
+    """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
+    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+    path, directory = _target(path)
     entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
     try:
         _remove_stale_temps(directory)

@@ -308,3 +308,19 @@ def test_impossible_file_names_are_value_errors_naming_the_path(tmp_path, traine
         with pytest.raises(error, match="path"):
             fastmlp.MLP.load(path)
     assert os.listdir(tmp_path) == []
+
+
+def test_check_writable_finds_what_a_save_would_meet_and_leaves_nothing(tmp_path,
+                                                                         monkeypatch):
+    assert io.check_writable(tmp_path / "m") == str(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match="names a directory"):
+        io.check_writable(str(tmp_path / "d") + os.sep)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.check_writable(tmp_path / "missing" / "m.npz")
+    monkeypatch.setattr(os, "open", _raise(errno.EROFS))
+    with pytest.raises(OSError, match="read-only") as info:
+        io.check_writable(tmp_path / "m.npz")
+    assert info.value.errno == errno.EROFS
+    assert sorted(os.listdir(tmp_path)) == ["d"]
