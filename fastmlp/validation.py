@@ -59,10 +59,19 @@ def _is_missing(value):
 
 
 def _object_to_float(arr, what, labels):
-    """An object array (mixed pandas columns, lists of Decimals...) as float64 if every
-    element is a real number, else an error naming the first element that is not (text
-    is refused here as in a string array, numeric or not)."""
+    """An object array (mixed pandas columns, lists of Decimals...) as float64 when numpy can
+    convert every element (as scikit-learn does, numeric text included), else an error that
+    names the first element it cannot."""
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        pass
     for value in arr.ravel():
+        try:
+            float(value)
+            continue
+        except (TypeError, ValueError, OverflowError):
+            pass
         if _is_missing(value):
             raise ValueError(f"{what} has missing values ({value!r}); remove or impute them "
                              f"before training")
@@ -71,13 +80,9 @@ def _object_to_float(arr, what, labels):
         if isinstance(value, complex):
             raise TypeError(f"{what} holds complex numbers such as {value!r}; fastmlp trains "
                             f"on real numbers")
-        try:
-            float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise TypeError(f"{what} holds values that are not real numbers, such as "
-                            f"{value!r:.60} ({type(value).__name__}); pass a rectangular "
-                            f"numeric array") from None
-    return arr.astype(np.float64)
+        break
+    raise TypeError(f"{what} holds values that are not real numbers, such as {value!r:.60} "
+                    f"({type(value).__name__}); pass a rectangular numeric array")
 
 
 def _check_finite(arr, what, fix="remove or impute them before training"):
