@@ -179,6 +179,8 @@ def _remove_stale_temps(directory):
         return
     host = _host()
     for name in os.listdir(directory):
+        if not name.startswith(".fastmlp-"):  # the cheap test first: a save may go into a
+            continue                          # directory of many thousand files
         match = _TEMP.match(name)
         if match is None or match.group(2) != host or _process_runs(int(match.group(1))):
             continue
