@@ -119,7 +119,8 @@ def test_info_reports_layers_flops_and_the_run(trained, capsys):
     text = capsys.readouterr().out
     assert "relu" in text and "softmax" in text and "FLOPs per training step" in text
     assert "classes (3): 'setosa', 'versicolor', 'virginica'" in text
-    assert "trained on train.csv: 40 epochs" in text and "held-out" in text
+    assert "trained on train.csv: 40 epochs" in text and "held-out loss" in text
+    assert "accuracy " in text and "%" in text.split("held-out")[1]
     record = run_json(["info", str(tmp / "m.npz"), "--batch-size", "10"], capsys)
     assert record["layers"] == [[64, "relu"], [3, "softmax"]] and record["dtype"] == "float32"
     assert record["parameters"] == 4 * 64 + 64 + 64 * 3 + 3

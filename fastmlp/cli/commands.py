@@ -132,7 +132,8 @@ def info(args):
     if run:
         metrics = run.get("held_out") or run.get("training") or {}
         where = "held-out" if "held_out" in run else "training"
-        parts = [f"{k} {v:.4g}" for k, v in metrics.items() if v is not None]
+        parts = [f"{k} {100 * v:.2f}%" if k == "accuracy" else f"{k} {v:.4g}"
+                 for k, v in metrics.items() if v is not None]
         text += (f"\ntrained on {run.get('data')}: {run.get('epochs')} epochs in "
                  f"{run.get('seconds', 0):.2f} s; {where} {', '.join(parts)}")
     else:

@@ -8,9 +8,10 @@ labels 0..k-1 (softmax) or 0/1 (one sigmoid output).
 """
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from ..files import atomic_write
 
 
 def is_classification(y, task):
@@ -97,16 +98,7 @@ def write_sidecar(model_path, classes, summary):
     record = {"format": "fastmlp-cli", "version": 1,
               "classes": None if classes is None else [plain(c) for c in classes],
               "summary": summary}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: json.dump(record, f, indent=1), text=True)
     return path
 
 
