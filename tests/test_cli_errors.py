@@ -203,3 +203,23 @@ def test_python_dash_m_reports_status_1_without_traceback(tmp_path):
                             timeout=300)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert np.char.startswith(result.stderr, "fastmlp info: error:")
+
+
+def test_regression_on_text_targets_is_a_usage_error(tmp_path, capsys):
+    np.savez(tmp_path / "d.npz", X=np.zeros((10, 2)), y=np.array(["a", "b"] * 5))
+    code, err = status_and_err(["train", "--data", str(tmp_path / "d.npz"), "--target", "y",
+                                "--task", "regress"], capsys)
+    assert code == 2 and "regression needs numeric targets" in err
+
+
+def test_a_closed_pipe_ends_predict_quietly(tmp_path):
+    model = fastmlp.MLP(2, [(1, "identity")], seed=0).save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", np.zeros((50_000, 2)))  # far more output than a pipe buffers
+    process = subprocess.Popen([sys.executable, "-m", "fastmlp", "predict", model,
+                                str(tmp_path / "x.npy")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"prediction\n"
+    process.stdout.close()  # what `| head -1` does
+    err = process.stderr.read().decode()
+    process.wait(timeout=300)
+    assert err == "" and process.returncode == 1

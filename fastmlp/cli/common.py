@@ -103,7 +103,7 @@ def write_rows(path, values, header):
     rows = values.reshape(len(values), -1)
 
     def write(f):
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(row.tolist() for row in rows)
 

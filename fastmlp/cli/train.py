@@ -162,6 +162,9 @@ def train(args):
     classes = None
     if classify:
         classes, codes = labels.encode(y)
+    elif np.asarray(y).dtype.kind not in "biuf":
+        raise UsageError(f"regression needs numeric targets, but the target holds "
+                         f"{np.asarray(y).dtype} values; use --task classify")
     test_codes = None
     if X_test is None and split:
         rows, held = _split(len(X), split, args.seed, codes if classify else None, salt=0)
@@ -169,7 +172,10 @@ def train(args):
         if classify:
             codes, test_codes = codes[rows], codes[held]
     elif classify and X_test is not None:
-        test_codes = labels.codes_for(classes, y_test, "--test")
+        try:
+            test_codes = labels.codes_for(classes, y_test, repr(args.test))
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
     if defaults is None:  # --data: a hidden layer, then the output the targets need
         width, opt_name, lr, epochs, batch = TABLE_DEFAULTS
         out = f"{len(classes)}:softmax" if classify else (
