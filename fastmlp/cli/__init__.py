@@ -31,6 +31,11 @@ def main(argv=None):
     status = 1
     try:
         return _run(args)
+    except BrokenPipeError:
+        # The reader went away (`fastmlp predict ... | head`): stop quietly, and point stdout
+        # at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UsageError, ValueError, TypeError) as exc:
         # ValueError/TypeError come from the library's checks of option values (an lr out of
         # range, a loss that does not fit the output), which run before any training.
@@ -39,11 +44,6 @@ def main(argv=None):
         message = exc
     except KeyboardInterrupt:
         message, status = "interrupted", 130
-    except BrokenPipeError:
-        # The reader went away (`fastmlp predict ... | head`): stop quietly, and point stdout
-        # at /dev/null so the interpreter's final flush does not complain either.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
     text = " ".join(str(message).split()) or type(message).__name__
     print(f"fastmlp {args.command}: error: {text}", file=sys.stderr)
     return status
