@@ -112,10 +112,12 @@ def plot_history(history, path=None, ax=None):
     def pick(values):
         return values[_keep(len(values))]
 
+    from matplotlib.ticker import MaxNLocator
     for axis, (title, draw) in zip(axes, panels):
         draw(axis, epochs, pick)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if path is not None:
         _save(fig, path)
     return fig
