@@ -26,7 +26,7 @@ def _split(n, fraction, seed, stratify, salt):
 
 
 def load_data(args):
-    """(name, X, y, X_test or None, y_test, defaults, held_out) for the chosen data."""
+    """(name, X, y, X_test or None, y_test, defaults, fraction to hold out) for the data."""
     from ..datasets import DATASETS, load_mnist
     if args.data is None and args.target is not None:
         raise UsageError("--target goes with --data FILE")
@@ -147,39 +147,50 @@ def _save(model, path, classes, summary):
                       f"saved to {rescue!r} instead") from None
 
 
-def train(args):
-    from ..model import MLP
-    from ..optimizers import OPTIMIZERS
+class Rows:
+    """Feature rows and their targets: class codes for a classification (into `classes`),
+    the target values for a regression."""
 
-    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
-        if path is not None:
-            check_writable(path, option)
-    if args.plot is not None:
-        from ..plot import _matplotlib
-        _matplotlib()  # an ImportError naming the extra, before the training it would follow
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def take(self, index):
+        return Rows(self.X[index], self.y[index])
+
+    def __len__(self):
+        return len(self.X)
+
+
+def _prepare(args):
+    """(name, training Rows, held-out Rows or None, classes or None, defaults)."""
     name, X, y, X_test, y_test, defaults, split = load_data(args)
-    classify = labels.is_classification(y, args.task)
     classes = None
-    if classify:
-        classes, codes = labels.encode(y)
+    if labels.is_classification(y, args.task):
+        # Labels -> codes 0..k-1 here, until MLP.fit keeps classes_ itself (see labels.py).
+        classes, y = labels.encode(y)
+        if y_test is not None:
+            try:
+                y_test = labels.codes_for(classes, y_test, repr(args.test or name))
+            except ValueError as exc:
+                raise Failure(str(exc)) from None
     elif np.asarray(y).dtype.kind not in "biuf":
         raise UsageError(f"regression needs numeric targets, but the target holds "
                          f"{np.asarray(y).dtype} values; use --task classify")
-    test_codes = None
-    if X_test is None and split:
-        rows, held = _split(len(X), split, args.seed, codes if classify else None, salt=0)
-        X, X_test, y, y_test = X[rows], X[held], y[rows], y[held]
-        if classify:
-            codes, test_codes = codes[rows], codes[held]
-    elif classify and X_test is not None:
-        try:
-            test_codes = labels.codes_for(classes, y_test, repr(args.test))
-        except ValueError as exc:
-            raise Failure(str(exc)) from None
+    rows = Rows(X, y)
+    test = None if X_test is None else Rows(X_test, y_test)
+    if test is None and split:
+        kept, held = _split(len(rows), split, args.seed, y if classes is not None else None,
+                            salt=0)
+        rows, test = rows.take(kept), rows.take(held)
+    return name, rows, test, classes, defaults
+
+
+def _build_model(args, n_inputs, classes, defaults):
+    from ..model import MLP
+    from ..optimizers import OPTIMIZERS
     if defaults is None:  # --data: a hidden layer, then the output the targets need
         width, opt_name, lr, epochs, batch = TABLE_DEFAULTS
-        out = f"{len(classes)}:softmax" if classify else (
-            f"{1 if np.ndim(y) == 1 else np.shape(y)[1]}:identity")
+        out = "1:identity" if classes is None else f"{len(classes)}:softmax"
         defaults = (f"{width}:relu,{out}", opt_name, lr, epochs, batch)
     layers_text, opt_name, lr, epochs, batch = defaults
     layers = args.layers or parse_layers(layers_text)
@@ -190,41 +201,48 @@ def train(args):
     lr = lr if args.lr is None else args.lr
     if args.schedule is not None:
         lr = make_schedule(args.schedule, lr)
-    optimizer = OPTIMIZERS[opt_name](lr=lr)
+    model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
+                l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    if classes is not None:
+        n_out, k = layers[-1][0], len(classes)
+        if not (n_out == k or (n_out == 1 and k <= 2)):
+            raise UsageError(f"the data has {k} classes but the output layer has {n_out} "
+                             f"unit(s); end --layers with {k}:softmax"
+                             + (" (or 1:sigmoid)" if k == 2 else ""))
     epochs = epochs if args.epochs is None else args.epochs
-    batch = batch if args.batch_size is None else args.batch_size
-    model = MLP(X.shape[1], layers, loss=args.loss, optimizer=optimizer, l2=args.l2,
-                dtype=args.dtype, seed=args.seed, device=args.device)
-    if classify:
-        n_out = layers[-1][0]
-        if (n_out == 1 and len(classes) > 2) or (n_out > 1 and n_out < len(classes)):
-            raise UsageError(f"the data has {len(classes)} classes but the output layer has "
-                             f"{n_out} unit(s); end --layers with {len(classes)}:softmax")
-        T = labels.targets(codes, model)
-        T_test = None if X_test is None else labels.targets(test_codes, model)
-    else:
-        T, T_test = y, y_test
+    return model, epochs, batch if args.batch_size is None else args.batch_size
+
+
+def train(args):
+    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    if args.plot is not None:
+        from ..plot import _matplotlib
+        _matplotlib()  # an ImportError naming the extra, before the training it would follow
+    name, rows, test, classes, defaults = _prepare(args)
+    model, epochs, batch = _build_model(args, rows.X.shape[1], classes, defaults)
+
+    def fit_targets(part):  # codes, or one-hot rows for mse/bce on several outputs
+        return part.y if classes is None else labels.targets(part.y, model)
+
     validation = None
     if args.validation_split or args.early_stopping:
-        rows, held = _split(len(X), args.validation_split or 0.1, args.seed,
-                            codes if classify else None, salt=1)
-        validation = (X[held], T[held])
-        X, T = X[rows], T[rows]
-        if classify:
-            codes = codes[rows]
-    history = model.fit(X, T, epochs=epochs, batch_size=batch, progress=not args.quiet,
-                        **_fit_extras(model, args, validation))
-    held_out = X_test is not None
-    if held_out:
-        result = _metrics(model, X_test, T_test, test_codes if classify else None, classes)
-    else:
-        result = _metrics(model, X, T, codes if classify else None, classes)
+        kept, held = _split(len(rows), args.validation_split or 0.1, args.seed,
+                            rows.y if classes is not None else None, salt=1)
+        rows, checked = rows.take(kept), rows.take(held)
+        validation = (checked.X, fit_targets(checked))
+    history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
+                        progress=not args.quiet, **_fit_extras(model, args, validation))
+    scored = rows if test is None else test
+    codes = None if classes is None else scored.y
+    result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
                "final_loss": float(history.loss[-1]) if history.epochs else None,
-               "held_out" if held_out else "training": result,
-               "rows": int(len(X)), "test_rows": int(len(X_test)) if held_out else 0,
-               "validation_rows": 0 if validation is None else int(len(validation[0]))}
+               "training" if test is None else "held_out": result,
+               "rows": len(rows), "test_rows": 0 if test is None else len(test),
+               "validation_rows": 0 if validation is None else len(validation[0])}
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
     record = {"command": "train", **summary, "model": None, "plot": None}
@@ -233,7 +251,7 @@ def train(args):
     if args.plot:
         history.plot(args.plot)
         record["plot"] = os.fspath(args.plot)
-    emit(args, _report(record, held_out), record)
+    emit(args, _report(record, test is not None), record)
     return 0
 
 
