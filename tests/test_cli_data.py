@@ -118,6 +118,7 @@ def test_info_reports_layers_flops_and_the_run(trained, capsys):
     assert main(["info", str(tmp / "m.npz")]) == 0
     text = capsys.readouterr().out
     assert "relu" in text and "softmax" in text and "FLOPs per training step" in text
+    assert "at batch size 32" in text  # the batch size it was trained with
     assert "classes (3): 'setosa', 'versicolor', 'virginica'" in text
     assert "trained on train.csv: 40 epochs" in text and "held-out loss" in text
     assert "accuracy " in text and "%" in text.split("held-out")[1]

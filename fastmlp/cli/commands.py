@@ -124,8 +124,9 @@ def info(args):
     model = load_model(args.model)
     record = labels.read_sidecar(args.model)
     classes = labels.model_classes(model, record)
-    text = summary(model, args.batch_size)
     run = (record or {}).get("summary")
+    batch_size = args.batch_size or (run or {}).get("batch_size") or 32
+    text = summary(model, batch_size)
     if classes is not None:
         shown = ", ".join(map(repr, [labels.plain(c) for c in classes[:20]]))
         text += f"\nclasses ({len(classes)}): {shown}" + (", ..." if len(classes) > 20 else "")
@@ -143,8 +144,7 @@ def info(args):
         "command": "info", "n_inputs": model.n_inputs,
         "layers": [list(layer) for layer in model.layers], "loss": model.loss_name,
         "dtype": model.dtype.name, "optimizer": repr(model.optimizer), "parameters": n_params,
-        "flops_per_step": model.spec.flops_per_step(args.batch_size),
-        "batch_size": args.batch_size,
+        "flops_per_step": model.spec.flops_per_step(batch_size), "batch_size": batch_size,
         "classes": None if classes is None else [labels.plain(c) for c in classes],
         "training": run})
     return 0

@@ -185,8 +185,9 @@ def build_parser():
 
     info = sub.add_parser("info", help="layers, parameters, FLOPs and training summary")
     info.add_argument("model", metavar="MODEL")
-    info.add_argument("--batch-size", type=positive_int, default=32,
-                      help="batch size for the FLOPs per step (default 32)")
+    info.add_argument("--batch-size", type=positive_int, default=None,
+                      help="batch size for the FLOPs per step (default: the one it was "
+                           "trained with, else 32)")
     _json_flag(info)
 
     download = sub.add_parser("download", help="download MNIST or Fashion-MNIST")

@@ -242,6 +242,7 @@ def train(args):
                "final_loss": float(history.loss[-1]) if history.epochs else None,
                "training" if test is None else "held_out": result,
                "rows": len(rows), "test_rows": 0 if test is None else len(test),
+               "batch_size": batch,
                "validation_rows": 0 if validation is None else len(validation[0])}
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
