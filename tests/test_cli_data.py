@@ -229,3 +229,27 @@ def test_download_from_the_shell(monkeypatch, tmp_path, capsys):
         assert len(record["files"]) == 4 and all(os.path.isfile(p) for p in record["files"])
     finally:
         server.close()
+
+
+def test_a_model_with_its_own_classes_predicts_them(tmp_path, capsys, monkeypatch):
+    # A model fitted in Python on labels keeps them as classes_ (saved with it); the CLI
+    # uses them when no labels file lies beside the model.
+    X, y = blobs(60, 3)
+    np.save(tmp_path / "x.npy", X)
+    model = fastmlp.MLP(4, [(3, "softmax")], seed=0)
+    try:
+        model.fit(X, y, epochs=30, progress=False)
+    except TypeError:  # a core without classes_: fit on codes, and give the loaded model
+        model.fit(X, np.searchsorted(SPECIES, y), epochs=30, progress=False)
+        load = fastmlp.MLP.load
+
+        def load_with_classes(path):
+            loaded = load(path)
+            loaded.classes_ = SPECIES
+            return loaded
+
+        monkeypatch.setattr(fastmlp.MLP, "load", staticmethod(load_with_classes))
+    path = model.save(tmp_path / "m.npz")
+    assert main(["predict", path, str(tmp_path / "x.npy")]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[0] == "prediction" and set(out[1:]) <= set(SPECIES) and len(out) == 61

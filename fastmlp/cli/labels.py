@@ -119,10 +119,13 @@ def read_sidecar(model_path):
 
 
 def model_classes(model, record):
-    """The classes a model predicts: from the record, else 0..k-1 for a classifier's
-    outputs, else None (a regressor)."""
+    """The classes a model predicts: from the record beside it, else the model's own
+    classes_ (a model fitted in Python on labels), else 0..k-1 for a classifier's outputs,
+    else None (a regressor)."""
     if record is not None and record.get("classes") is not None:
         return np.asarray(record["classes"])
+    if getattr(model, "classes_", None) is not None:
+        return np.asarray(model.classes_)
     if not model.is_classifier:
         return None
     n_outputs = model.layers[-1][0]
