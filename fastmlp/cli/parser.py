@@ -122,8 +122,9 @@ def _add_train(sub):
     train.add_argument("--optimizer", default=None, help="sgd, adam or adamw")
     train.add_argument("--lr", type=float, default=None, help="learning rate")
     train.add_argument("--schedule", metavar="SPEC", default=None,
-                       help="learning-rate schedule from fastmlp.schedules, NAME or "
-                            "NAME:KEY=VALUE,... (e.g. cosine)")
+                       help="learning-rate schedule scaling --lr: NAME[:KEY=VALUE,...], "
+                            "e.g. cosine, step:step_size=10,gamma=0.5, exponential:gamma=0.95, "
+                            "plateau:patience=5")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights")

@@ -63,52 +63,67 @@ def load_data(args):
     return name, X, y, None, None, DEFAULTS[name], split
 
 
-def make_schedule(spec, lr):
-    """--schedule NAME[:KEY=VALUE,...] -> fastmlp.schedules.<NAME>(KEY=VALUE, ...), given to
-    the optimizer as its lr; a schedule with an `lr` parameter starts from --lr (or the
-    dataset's default) unless the spec sets it. NAME matches case-insensitively, ignoring
-    underscores (cosine matches Cosine)."""
+#: Short names --schedule also takes (the class names work too, in any case).
+SCHEDULE_ALIASES = {"step": "stepdecay", "plateau": "reduceonplateau",
+                    "invscaling": "inversescaling"}
+
+
+def make_schedule(spec, epochs):
+    """--schedule NAME[:KEY=VALUE,...] -> a fastmlp.schedules schedule, e.g. `cosine`,
+    `step:step_size=10,gamma=0.5`, `exponential:gamma=0.95`, `plateau:patience=5`. It scales
+    the optimizer's --lr. NAME matches a schedule class case-insensitively, ignoring `_` and
+    `-`; a schedule that needs its length (Cosine) is given --epochs unless the spec says."""
     try:
         from .. import schedules
     except ImportError:
         raise UsageError("--schedule: this fastmlp has no fastmlp.schedules") from None
     name, _, rest = spec.partition(":")
-    found = {n.lower().replace("_", ""): getattr(schedules, n) for n in dir(schedules)
-             if not n.startswith("_") and callable(getattr(schedules, n))}
-    factory = found.get(name.lower().replace("_", ""))
+    found = {n.lower(): cls for n, cls in vars(schedules).items()
+             if isinstance(cls, type) and issubclass(cls, schedules.Schedule)
+             and cls is not schedules.Schedule}
+    key = name.lower().replace("_", "").replace("-", "")
+    factory = found.get(SCHEDULE_ALIASES.get(key, key))
     if factory is None:
         raise UsageError(f"--schedule {spec!r}: unknown schedule {name!r}; choose one of "
-                         f"{', '.join(sorted(found))}")
+                         f"{', '.join(sorted(found) + sorted(SCHEDULE_ALIASES))}")
     kwargs = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--schedule {spec!r}: write options as KEY=VALUE")
-        kwargs[key.strip()] = _number(value.strip(), spec)
+        kwargs[key.strip()] = _value(value.strip())
+    accepted = inspect.signature(factory).parameters
+    if "total_epochs" in accepted and "total_epochs" not in kwargs \
+            and "total_steps" not in kwargs:
+        kwargs["total_epochs"] = epochs
     try:
-        if "lr" in inspect.signature(factory).parameters:
-            kwargs.setdefault("lr", lr)
-    except (TypeError, ValueError):  # no introspectable signature
-        pass
-    return factory(**kwargs)
+        return factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--schedule {spec!r}: {exc}") from None
 
 
-def _number(text, spec):
+def _value(text):
+    """An option value: an int, else a float, else the text (e.g. counter=samples)."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    raise UsageError(f"--schedule {spec!r}: {text!r} is not a number")
+    return text
 
 
-def _fit_extras(model, args, validation):
-    """Keyword arguments for fit beyond the basics. --early-stopping and --patience need a
-    fit that takes them (checked, so an older fit gives a usage error, not a TypeError)."""
+def _fit_extras(model, args, validation, schedule):
+    """Keyword arguments for fit beyond the basics. --early-stopping, --patience and
+    --schedule need a fit that takes them (checked, so an older fit gives a usage error, not
+    a TypeError)."""
     accepted = inspect.signature(model.fit).parameters
     extras = {}
     if validation is not None:
         extras["validation_data"] = validation
+    if schedule is not None:
+        if "schedule" not in accepted:
+            raise UsageError("--schedule: this fastmlp's MLP.fit takes no schedule")
+        extras["schedule"] = schedule
     if args.early_stopping or args.patience is not None:
         if "early_stopping" not in accepted:
             raise UsageError("--early-stopping: this fastmlp's MLP.fit has no early_stopping")
@@ -199,8 +214,6 @@ def _build_model(args, n_inputs, classes, defaults):
         raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
-    if args.schedule is not None:
-        lr = make_schedule(args.schedule, lr)
     model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
                 l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
     if classes is not None:
@@ -210,7 +223,8 @@ def _build_model(args, n_inputs, classes, defaults):
                              f"unit(s); end --layers with {k}:softmax"
                              + (" (or 1:sigmoid)" if k == 2 else ""))
     epochs = epochs if args.epochs is None else args.epochs
-    return model, epochs, batch if args.batch_size is None else args.batch_size
+    schedule = None if args.schedule is None else make_schedule(args.schedule, epochs)
+    return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
 
 
 def train(args):
@@ -221,7 +235,7 @@ def train(args):
         from ..plot import _matplotlib
         _matplotlib()  # an ImportError naming the extra, before the training it would follow
     name, rows, test, classes, defaults = _prepare(args)
-    model, epochs, batch = _build_model(args, rows.X.shape[1], classes, defaults)
+    model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
     def fit_targets(part):  # codes, or one-hot rows for mse/bce on several outputs
         return part.y if classes is None else labels.targets(part.y, model)
@@ -233,7 +247,7 @@ def train(args):
         rows, checked = rows.take(kept), rows.take(held)
         validation = (checked.X, fit_targets(checked))
     history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
-                        progress=not args.quiet, **_fit_extras(model, args, validation))
+                        progress=not args.quiet, **_fit_extras(model, args, validation, schedule))
     scored = rows if test is None else test
     codes = None if classes is None else scored.y
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
