@@ -260,6 +260,9 @@ def train(args):
                "validation_rows": 0 if validation is None else len(validation[0])}
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
+    lrs = getattr(history, "lr", None)
+    if lrs is not None and len(lrs):
+        summary["final_lr"] = float(lrs[-1])
     record = {"command": "train", **summary, "model": None, "plot": None}
     if args.save:
         record["model"] = _save(model, args.save, classes, summary)
