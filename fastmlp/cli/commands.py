@@ -30,7 +30,7 @@ def predict(args):
         if not args.out.lower().endswith((".csv", ".npy")):
             raise UsageError(f"--out {args.out!r}: write predictions to a .csv or .npy file")
     model = load_model(args.model)
-    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    classes = labels.model_classes(model)
     X = _features(model, args.data, args.target)
     if args.proba:
         if classes is None:
@@ -79,7 +79,7 @@ def evaluate(args):
     from .train import _metrics
     _check_labelled(args)
     model = load_model(args.model)
-    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    classes = labels.model_classes(model)
     X, y, name = _labelled(args)
     if X.shape[1] != model.n_inputs:
         raise Failure(f"{name} has {X.shape[1]} features but the model takes "
@@ -123,7 +123,7 @@ def info(args):
     from ..summary import summary
     model = load_model(args.model)
     record = labels.read_sidecar(args.model)
-    classes = labels.model_classes(model, record)
+    classes = labels.model_classes(model)
     run = (record or {}).get("summary")
     batch_size = args.batch_size or (run or {}).get("batch_size") or 32
     text = summary(model, batch_size)

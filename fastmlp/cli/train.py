@@ -146,18 +146,18 @@ def _metrics(model, X, T, codes, classes):
     return result
 
 
-def _save(model, path, classes, summary):
+def _save(model, path, summary):
     """Save; if that fails after training, put the model somewhere it can be found and say
     where (a Failure), so a long run is never lost to a bad path."""
     try:
         saved = model.save(path)
-        labels.write_sidecar(saved, classes, summary)
+        labels.write_sidecar(saved, summary)
         return saved
     except OSError as exc:
         fd, rescue = tempfile.mkstemp(prefix="fastmlp-unsaved-", suffix=".npz")
         os.close(fd)
         rescue = model.save(rescue)
-        labels.write_sidecar(rescue, classes, summary)
+        labels.write_sidecar(rescue, summary)
         raise Failure(f"could not save the model to {path!r} ({exc.strerror or exc}); it was "
                       f"saved to {rescue!r} instead") from None
 
@@ -181,7 +181,7 @@ def _prepare(args):
     name, X, y, X_test, y_test, defaults, split = load_data(args)
     classes = None
     if labels.is_classification(y, args.task):
-        # Labels -> codes 0..k-1 here, until MLP.fit keeps classes_ itself (see labels.py).
+        # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
         classes, y = labels.encode(y)
         if y_test is not None:
             try:
@@ -237,7 +237,7 @@ def train(args):
     name, rows, test, classes, defaults = _prepare(args)
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
-    def fit_targets(part):  # codes, or one-hot rows for mse/bce on several outputs
+    def fit_targets(part):  # float targets from class codes (labels.targets), or the values
         return part.y if classes is None else labels.targets(part.y, model)
 
     validation = None
@@ -248,6 +248,8 @@ def train(args):
         validation = (checked.X, fit_targets(checked))
     history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
                         progress=not args.quiet, **_fit_extras(model, args, validation, schedule))
+    if classes is not None:
+        model.classes_ = classes  # saved with the model; fit saw float targets, not labels
     scored = rows if test is None else test
     codes = None if classes is None else scored.y
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
@@ -265,7 +267,7 @@ def train(args):
         summary["final_lr"] = float(lrs[-1])
     record = {"command": "train", **summary, "model": None, "plot": None}
     if args.save:
-        record["model"] = _save(model, args.save, classes, summary)
+        record["model"] = _save(model, args.save, summary)
     if args.plot:
         history.plot(args.plot)
         record["plot"] = os.fspath(args.plot)
@@ -287,7 +289,7 @@ def _report(record, held_out):
     if record.get("stopped_early"):
         text += "; stopped early"
     if record["model"]:
-        text += f"\nmodel saved to {record['model']} (labels and summary in " \
+        text += f"\nmodel saved to {record['model']} (run summary in " \
                 f"{labels.sidecar_path(record['model'])})"
     if record["plot"]:
         text += f"\ntraining curves written to {record['plot']}"
