@@ -285,8 +285,9 @@ class StepsRun:
         queued = 0
         while queued < n_steps:
             epoch, b = t.cursor
-            steps = min(n_steps - queued, self.steps_per_launch,
-                        self.slots * n_batches - b)  # the epochs it touches have a slot
+            steps = min(n_steps - queued, self.steps_per_launch)
+            if self.shuffles:  # every epoch it touches needs a permutation slot
+                steps = min(steps, self.slots * n_batches - b)
             epochs = (b + steps - 1) // n_batches + 1
             if self.shuffles:
                 self._send_permutations(b == 0, epochs)
