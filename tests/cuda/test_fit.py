@@ -137,6 +137,8 @@ def test_save_load_and_set_weights_on_cuda(tmp_path):
 
 def test_ctrl_c_keeps_the_steps_that_ran(monkeypatch, capsys):
     from fastmlp.cuda.network import StepPlan
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", False)  # one launch per step (for many
+    # steps per launch: test_fused_multistep.py)
     X, y = regression(16)
     kwargs = dict(optimizer=fastmlp.SGD(lr=0.01), dtype="float64", seed=0)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], device="cuda", **kwargs)
