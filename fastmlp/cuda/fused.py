@@ -81,8 +81,8 @@ def steps_bytes(shape, itemsize):
               + shape.rows * (shape.n_inputs + shape.hidden_width)  # inputs, activations
               + 3 * shape.rows * shape.n_outputs  # logits, outputs, targets
               + 2 * shape.rows * shape.max_width)  # two delta tiles
-    float64s = shape.rows + 3 * shape.n_layers + 4 * shape.n_threads + 1  # losses, sums
-    return values * itemsize + 8 * float64s + 16 * 8  # 16 arrays, aligned to 8 bytes
+    float64s = shape.rows + (1 + 3 * shape.n_layers) * shape.n_threads  # losses, sums
+    return values * itemsize + 8 * float64s + 12 * 8  # 12 arrays, aligned to 8 bytes
 
 
 def _round_up(n, multiple):
@@ -94,10 +94,16 @@ def steps_shape(spec, batch_size, itemsize):
     memory when they fit too; None when even without them the network, a batch and the
     step's buffers exceed SHARED_BYTES."""
     layers = spec.layers
+    # Threads for the largest phase (a layer's outputs over the batch, its weights, the
+    # update), a warp at least and CUDA_FUSED_THREADS at most: a tiny network's barriers
+    # and reductions then span one warp, not four.
+    work = max(batch_size * spec.max_width, max(l.n_in * l.n_out for l in layers),
+               spec.n_params)
+    threads = min(config.CUDA_FUSED_THREADS, max(32, 1 << (work - 1).bit_length()))
     common = dict(n_inputs=spec.n_inputs, n_outputs=spec.n_outputs,
                   hidden_width=sum(l.n_out for l in layers[:-1]),
                   max_width=max(l.n_out for l in layers), n_layers=len(layers),
-                  n_threads=config.CUDA_FUSED_THREADS)
+                  n_threads=threads)
     for moments_shared in (True, False):
         # Rounded sizes first (fewer compiles); the exact ones when only those fit.
         for params, rows in ((_round_up(spec.n_params, 32), _round_up(batch_size, 8)),

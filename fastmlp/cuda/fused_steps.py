@@ -16,8 +16,11 @@ its shared memory, and those networks keep fused.py's one launch per step.
 
 The step is fused.py's arithmetic in the same order (each sum from its first term, rows in
 order, float64 for the squares), and the status word, the step counter and the epoch
-statistics are kept exactly as there (optim.step_verdict): a step whose loss or gradient is
-not finite is not applied, and the launch stops there.
+statistics are kept exactly as optim.step_verdict keeps them: a step whose loss or gradient
+is not finite is not applied, and the launch stops there. The verdict takes one block
+reduction of every quantity at once, so a step passes 2L + 11 barriers (L layers): one
+after the gather, one per layer forward and backward, one after the loss, and the
+reduction's.
 """
 import functools
 import math
@@ -32,7 +35,8 @@ from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from . import device
 from .elementwise import activate, block_sum, derivative_from_output
 from .loss import delta_row, output_row, row_loss
-from .optim import BIAS_SQ, GRAD_SQ, OK, STATUS, WEIGHT_SQ, step_verdict, update_parameter
+from .optim import (BIAS_SQ, GRAD_SQ, NONFINITE_GRADIENT, NONFINITE_LOSS, OK, STATUS,
+                    STEPS_DONE, WEIGHT_SQ, update_parameter)
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,6 +48,7 @@ def kernel(shape):
     moment_size = shape.params if shape.moments_shared else 1
     moments_shared = shape.moments_shared
     acts_size = rows * (n_inputs + shape.hidden_width)
+    n_sums = 1 + 3 * n_layers  # the loss, then each layer's (dW + l2 W)^2, W^2, db^2
     last = n_layers - 1
 
     @cuda.jit(device=True, cache=config.CUDA_CACHE)
@@ -105,9 +110,17 @@ def kernel(shape):
             tile_a, tile_b = tile_b, tile_a
 
     @cuda.jit(device=True, cache=config.CUDA_CACHE)
-    def gradient_sums(tile_sums, sums, grads, params, layers, l2, tid):
-        """tile_sums[l, 0] = ((dW + l2 W)^2, W^2, db^2) of every layer, squares in float64,
-        as the fused kernel's last block fills them: one tile per layer."""
+    def verdict(sums, status, epoch_stats, row_losses, grads, params, layers, m, epoch, l2,
+                tid):
+        """optim.step_verdict with record=True for this block's step, in one reduction:
+        the loss, and each layer's (dW + l2 W)^2, W^2 and db^2 (squares in float64), then
+        True when the loss and the gradients are finite; if so, count the step and add its
+        loss (l2 term included) times m and each ||dW_l + l2 W_l|| to epoch_stats[epoch],
+        else record the failure in status. Every thread gets the same answer."""
+        loss_sum = 0.0
+        for i in range(tid, m, n_threads):
+            loss_sum += row_losses[i]
+        sums[0, tid] = loss_sum
         decay = params.dtype.type(l2)
         for l in range(n_layers):
             w_off = layers[l, W_OFFSET]
@@ -124,19 +137,39 @@ def kernel(shape):
             for i in range(b_off + tid, b_off + n_out, n_threads):
                 v = float(grads[i])
                 bias_sq += v * v
-            sums[GRAD_SQ, tid] = grad_sq
-            sums[WEIGHT_SQ, tid] = weight_sq
-            sums[BIAS_SQ, tid] = bias_sq
-            sums[3, tid] = 0.0
-            block_sum(sums, tid, n_threads)
-            if tid == 0:
-                for q in range(3):
-                    tile_sums[l, 0, q] = sums[q, 0]
-            cuda.syncthreads()  # sums is read before the next layer overwrites it
+            sums[1 + 3 * l + GRAD_SQ, tid] = grad_sq
+            sums[1 + 3 * l + WEIGHT_SQ, tid] = weight_sq
+            sums[1 + 3 * l + BIAS_SQ, tid] = bias_sq
+        block_sum(sums, tid, n_threads)
+        grad_sq = 0.0
+        weight_sq = 0.0
+        bias_sq = 0.0
+        for l in range(n_layers):
+            grad_sq += sums[1 + 3 * l + GRAD_SQ, 0]
+            weight_sq += sums[1 + 3 * l + WEIGHT_SQ, 0]
+            bias_sq += sums[1 + 3 * l + BIAS_SQ, 0]
+        total = sums[0, 0] / m
+        if l2 != 0:
+            total += 0.5 * l2 * weight_sq
+        code = OK
+        if not math.isfinite(params.dtype.type(total)):  # in the model's precision
+            code = NONFINITE_LOSS
+        elif not (math.isfinite(grad_sq) and math.isfinite(bias_sq)):
+            code = NONFINITE_GRADIENT
+        if tid == 0:
+            if code == OK:
+                status[STEPS_DONE] += 1
+                epoch_stats[epoch, 0] += total * m
+                for l in range(n_layers):
+                    epoch_stats[epoch, 1 + l] += math.sqrt(sums[1 + 3 * l + GRAD_SQ, 0])
+            elif status[STATUS] == OK:
+                status[STATUS] = code
+        cuda.syncthreads()  # every thread has read sums before the next step refills it
+        return code == OK
 
     @cuda.jit(cache=config.CUDA_CACHE)
     def fused_steps(params, grads, moment1, moment2, status, epoch_stats, x, targets, perms,
-                    layers, layer_ones, hyper, optimizer, n_weights, loss, l2, batch_size,
+                    layers, hyper, optimizer, n_weights, loss, l2, batch_size,
                     n_batches, per_epoch, first_epoch, first_batch, first_step, n_steps):
         """n_steps steps from batch first_batch of epoch first_epoch; epoch first_epoch + e
         reads rows perms[e] (perms[0] throughout unless per_epoch); first_step is the
@@ -153,8 +186,7 @@ def kernel(shape):
         tile_a = cuda.shared.array((rows, max_width), dtype)
         tile_b = cuda.shared.array((rows, max_width), dtype)
         row_losses = cuda.shared.array(rows, epoch_stats.dtype)
-        tile_sums = cuda.shared.array((n_layers, 1, 3), epoch_stats.dtype)
-        sums = cuda.shared.array((4, n_threads), epoch_stats.dtype)
+        sums = cuda.shared.array((n_sums, n_threads), epoch_stats.dtype)
         tid = cuda.threadIdx.x
         if tid == 0:
             sums[0, 0] = status[STATUS]
@@ -179,7 +211,8 @@ def kernel(shape):
             start = b * batch_size
             m = min(batch_size, n - start)
             perm_row = epoch - first_epoch if per_epoch else 0
-            cuda.syncthreads()  # the last step is done with the inputs and targets
+            # The last step's readers of the inputs and targets (the backward pass, the
+            # loss) passed barriers since: the gather may overwrite them.
             for idx in range(tid, m * width, n_threads):
                 r = idx // width
                 c = idx - r * width
@@ -188,7 +221,7 @@ def kernel(shape):
                     acts[r * n_inputs + c] = x[source, c]
                 else:
                     tbatch[r, c - n_inputs] = targets[source, c - n_inputs]
-            cuda.syncthreads()
+            cuda.syncthreads()  # the batch, and the last update's parameters, are in
             forward(acts, logits, shared_params, layers, m, tid)
             for r in range(tid, m, n_threads):  # loss and output delta, a thread per row
                 output_row(outputs, logits, r, output_activation)
@@ -196,18 +229,17 @@ def kernel(shape):
                 delta_row(tile_a, outputs, tbatch, r, 1.0 / m, loss, output_activation)
             cuda.syncthreads()
             backward(shared_grads, tile_a, tile_b, acts, shared_params, layers, m, tid)
-            gradient_sums(tile_sums, sums, shared_grads, shared_params, layers, l2, tid)
-            ok = step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_ones,
-                              shared_params, m, epoch, l2, True, tid, n_threads)
-            if not ok:  # every thread has the same verdict: the block stops together
-                break
+            # The norms' reads of the weights end before verdict's reduction, so once it
+            # returns the update may overwrite them.
+            if not verdict(sums, status, epoch_stats, row_losses, shared_grads,
+                           shared_params, layers, m, epoch, l2, tid):
+                break  # every thread has the same verdict: the block stops together
             step_size = 0.0
             correction = 1.0
             if optimizer == ADAM or optimizer == ADAMW:  # as optim.adam_scalars
                 t = float(first_step + step + 1)
                 step_size = hyper[LR] / (1.0 - math.pow(hyper[BETA1], t))
                 correction = math.sqrt(1.0 - math.pow(hyper[BETA2], t))
-            cuda.syncthreads()  # every thread has read the weights for the norms
             for i in range(tid, n_params, n_threads):
                 update_parameter(shared_params, shared_grads, m1, m2, i, hyper, optimizer,
                                  n_weights, l2, step_size, correction)
@@ -293,7 +325,7 @@ class StepsRun:
                 self._send_permutations(b == 0, epochs)
             self.kernel[1, self.threads](
                 dws.params, dws.grads, dws.moment1, dws.moment2, dws.status, dws.epoch_stats,
-                t.x, t.t, self.perms, dws.table, dws.layer_ones, dws.hyper,
+                t.x, t.t, self.perms, dws.table, dws.hyper,
                 t.model.optimizer.code, t.model.spec.n_weights, t.model._loss_code,
                 t.model.l2, t.batch_size, n_batches, self.shuffles, epoch, b,
                 dws.opt_step + queued, steps)

@@ -209,6 +209,9 @@ def test_which_networks_run_many_steps_per_launch(monkeypatch):
         assert shape is not None and shape.moments_shared
         assert shape.rows >= 100 and shape.params >= spec.n_params
         assert fused.steps_bytes(shape, itemsize) <= fused.SHARED_BYTES
+        assert shape.n_threads == 128  # 800 outputs a layer: CUDA_FUSED_THREADS
+    xor = NetworkSpec(2, [(2, "relu"), (1, "sigmoid")])
+    assert fused.steps_shape(xor, 4, 4).n_threads == 32  # 9 parameters: one warp
     wide = NetworkSpec(64, [(64, "relu"), (64, "relu"), (10, "softmax")])
     assert fused.steps_shape(wide, 64, 4) is None  # 8906 parameters: too many for 48 KiB
     monkeypatch.setattr(config, "CUDA_FUSED_STEPS", "auto")
@@ -259,8 +262,8 @@ for dtype, itemsize in ((types.float32, 4), (types.float64, 8)):
         shape = fused.steps_shape(spec, 100, itemsize)._replace(moments_shared=moments_shared)
         vec, mat = A(dtype, 1), A(dtype, 2)
         signature = (vec, vec, vec, vec, A(i64, 1), A(f64, 2), mat, mat, A(i64, 2), A(i64, 2),
-                     A(i64, 1), A(f64, 1), i64, i64, i64, f64, i64, i64, types.boolean, i64,
-                     i64, i64, i64)
+                     A(f64, 1), i64, i64, i64, f64, i64, i64, types.boolean, i64, i64, i64,
+                     i64)
         ptx, _ = cuda.compile_ptx(fused_steps.kernel(shape).py_func, signature, cc=(9, 0))
         used = sum(int(n) for n in re.findall(r"\\.shared \\.align \\d+ \\.b8 \\w+\\[(\\d+)\\]", ptx))
         print(itemsize, moments_shared, used, fused.steps_bytes(shape, itemsize))
