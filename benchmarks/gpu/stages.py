@@ -26,10 +26,11 @@ PACKAGES = ["numba", "numba-cuda", "llvmlite", "numpy", "scipy", "scikit-learn",
 SIMULATE_TESTS = ["tests/cuda/test_fused_multistep.py::"
                   "test_a_launch_after_a_failed_step_changes_nothing",
                   "tests/cuda/test_bench.py::test_time_train_steps_on_xor"]
-# Compile-only tests: CI runs them; on the GPU they would spend the budget compiling.
-COMPILE_ONLY_TESTS = ["tests/cuda/test_ptx.py",
-                      "tests/cuda/test_fused_multistep.py::"
-                      "test_kernel_compiles_for_sm_90_within_its_shared_memory_estimate"]
+# Tests that need no GPU and that CI runs: compiling to PTX, and this script's own test
+# (which runs it with --simulate); on the GPU they would spend its budget.
+CI_ONLY_TESTS = ["tests/cuda/test_ptx.py", "tests/cuda/test_check_script.py",
+                 "tests/cuda/test_fused_multistep.py::"
+                 "test_kernel_compiles_for_sm_90_within_its_shared_memory_estimate"]
 SANITIZER_ERRORS = 86  # compute-sanitizer's exit status when it found errors or hazards
 REFUSALS = ["device not supported", "not supported on this", "error 999",
             "cuda_error_not_supported", "unable to initialize", "no supported devices",
@@ -261,7 +262,7 @@ def stage_tests(ctx, budget):
     if ctx.simulate:
         command += SIMULATE_TESTS
     else:
-        command += ["tests/cuda"] + [f"--deselect={test}" for test in COMPILE_ONLY_TESTS]
+        command += ["tests/cuda"] + [f"--deselect={test}" for test in CI_ONLY_TESTS]
     rc, timed_out, _ = run_logged(command, log, budget, ctx.env())
     text = tail(log, 200000)
     counts = pytest_counts(text)
@@ -274,7 +275,7 @@ def stage_tests(ctx, budget):
     result["counts"] = counts
     result["failures"] = re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.M)[:30]
     if not ctx.simulate:
-        result["deselected_compile_only"] = COMPILE_ONLY_TESTS
+        result["deselected_ci_only"] = CI_ONLY_TESTS
     return result
 
 

@@ -15,6 +15,11 @@ The parameter-sized buffers are flat; layer l's rows of the activation buffer st
 rows * width_offset[l], as in the CPU code. Shared memory holds MAX_WIDTH^2 weights, two
 (ROWS, MAX_WIDTH) row tiles and the reduction buffer, so `rows_per_block` keeps the total
 within 48 KiB, the static shared memory limit.
+
+When the parameters, a whole batch and the step's buffers fit one block's shared memory
+(steps_shape, StepsShape), fused_steps.py runs many steps per launch instead; use_steps
+makes that choice (config.CUDA_FUSED_STEPS), and this kernel serves the networks too big
+for it.
 """
 import functools
 from typing import NamedTuple

@@ -18,9 +18,9 @@ The step is fused.py's arithmetic in the same order (each sum from its first ter
 order, float64 for the squares), and the status word, the step counter and the epoch
 statistics are kept exactly as optim.step_verdict keeps them: a step whose loss or gradient
 is not finite is not applied, and the launch stops there. The verdict takes one block
-reduction of every quantity at once, so a step passes 2L + 11 barriers (L layers): one
-after the gather, one per layer forward and backward, one after the loss, and the
-reduction's.
+reduction of every quantity at once, so a step passes 2L + 4 + log2(threads) barriers (L
+layers): one after the gather, one per layer forward and backward, one after the loss, and
+the reduction's.
 """
 import functools
 import math
