@@ -5,6 +5,7 @@ it found. Logs go to the run's folder; nothing else is written there.
 """
 import glob
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -31,6 +32,8 @@ SIMULATE_TESTS = ["tests/cuda/test_fused_multistep.py::"
 CI_ONLY_TESTS = ["tests/cuda/test_ptx.py", "tests/cuda/test_check_script.py",
                  "tests/cuda/test_fused_multistep.py::"
                  "test_kernel_compiles_for_sm_90_within_its_shared_memory_estimate"]
+TEST_WORKERS = 8     # pytest-xdist processes for tests/cuda on the GPU
+TEST_TIMEOUT = 150   # seconds one test may take there (a cold compile takes tens)
 SANITIZER_ERRORS = 86  # compute-sanitizer's exit status when it found errors or hazards
 REFUSALS = ["device not supported", "not supported on this", "error 999",
             "cuda_error_not_supported", "unable to initialize", "no supported devices",
@@ -263,15 +266,23 @@ def stage_tests(ctx, budget):
         command += SIMULATE_TESTS
     else:
         command += ["tests/cuda"] + [f"--deselect={test}" for test in CI_ONLY_TESTS]
+        # A fresh machine compiles every CPU and CUDA kernel cold, most of the stage's time:
+        # spread the tests over worker processes (each with its own CUDA context) where
+        # pytest-xdist is installed, and stop a test that hangs (a kernel waiting at a
+        # barrier some threads never reach) with a dump of its stacks.
+        if importlib.util.find_spec("xdist") is not None:
+            command += ["-n", str(TEST_WORKERS)]
+        if importlib.util.find_spec("pytest_timeout") is not None:
+            command += ["--timeout", str(TEST_TIMEOUT), "--timeout-method", "thread"]
     rc, timed_out, _ = run_logged(command, log, budget, ctx.env())
     text = tail(log, 200000)
     counts = pytest_counts(text)
     result = outcome(rc, timed_out, budget, "tests.log", "pytest")
     if rc == 1 and not timed_out:
         result["reason"] = f"{counts.get('failed', 0)} test(s) failed; see tests.log"
-    if timed_out:  # -v names each test as it starts: the last one named was running
+    if timed_out:  # run serially, -v names each test as it starts: the last was running
         started = re.findall(r"^(tests/\S+::\S+)", text, re.M)
-        result["reason"] += f"; last test started: {started[-1] if started else '?'}"
+        result["reason"] += f"; last test named: {started[-1] if started else '?'}"
     result["counts"] = counts
     result["failures"] = re.findall(r"^(?:FAILED|ERROR) (\S+)", text, re.M)[:30]
     if not ctx.simulate:
