@@ -355,9 +355,9 @@ def stage_bench(ctx, budget):
     command = [sys.executable, os.path.join(HERE, "bench_cuda.py"), "--json", out]
     if ctx.simulate:
         command += ["--simulate", "--workload", "xor", "--seconds", "0.01", "--repeats", "1"]
-    else:  # four workloads, three runners, two samples each, warm-ups and compiles
+    else:  # four workloads, three runners, three samples each, warm-ups and compiles
         seconds = min(0.5, max(0.05, budget / 60))
-        command += ["--seconds", f"{seconds:.2f}", "--repeats", "2"]
+        command += ["--seconds", f"{seconds:.2f}", "--repeats", "3"]
     result = outcome(*run_logged(command, log, budget, ctx.env())[:2], budget, "bench.log",
                      "bench_cuda.py")
     if os.path.exists(out):
