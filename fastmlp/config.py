@@ -15,6 +15,8 @@ import functools
 
 import numba
 
+from . import jitcache
+
 CACHE = True
 FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
@@ -55,6 +57,9 @@ MIN_WORKSPACE_ROWS = 256
 #: and let Ctrl-C through.
 PROGRESS_INTERVAL = 0.1
 
+# Editing this file (or any other kernel source) invalidates every cached fastmlp kernel:
+# jitcache.py adds a digest of those files to numba's cache stamps.
+jitcache.install()
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
 

@@ -64,7 +64,7 @@ def data(n_inputs, layers, rows, seed):
 
 def path_of(model, batch):
     from fastmlp.cuda import fused
-    dws = model._device_ws
+    dws = model.backend.dws
     if not dws.fused:
         return "tiled"
     steps = fused.use_steps(model.spec, True, batch, dws.dtype.itemsize, resident=True)

@@ -29,8 +29,8 @@ import numpy as np
 from numba import cuda
 
 from .. import config
-from ..cpu.optim import ADAM, ADAMW, BETA1, BETA2, LR
-from ..cpu.train import shuffle
+from ..optimizers import ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, LR
+from ..rng import shuffle
 from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from . import device
 from .elementwise import activate, block_sum, derivative_from_output
@@ -269,9 +269,11 @@ class StepsRun:
     copy of those rows; perms has room for the epochs of a full launch.
     """
 
-    def __init__(self, trainer, shape):
+    def __init__(self, trainer, shape, optimizer):
+        """optimizer: the optimizer's code (optimizers.SGD_CODE, ...)."""
         cuda = device.cuda_module()
         self.trainer = trainer
+        self.optimizer = optimizer
         self.kernel = kernel(shape)
         self.threads = shape.n_threads
         self.launches = 0
@@ -325,9 +327,9 @@ class StepsRun:
                 self._send_permutations(b == 0, epochs)
             self.kernel[1, self.threads](
                 dws.params, dws.grads, dws.moment1, dws.moment2, dws.status, dws.epoch_stats,
-                t.x, t.t, self.perms, dws.table, dws.hyper,
-                t.model.optimizer.code, t.model.spec.n_weights, t.model._loss_code,
-                t.model.l2, t.batch_size, n_batches, self.shuffles, epoch, b,
+                t.x, t.t, self.perms, dws.table, dws.hyper, self.optimizer,
+                dws.spec.n_weights, t.loss, t.l2, t.batch_size, n_batches, self.shuffles,
+                epoch, b,
                 dws.opt_step + queued, steps)
             self.launches += 1
             queued += steps

@@ -18,7 +18,6 @@ import fastmlp
 from fastmlp import config
 from fastmlp.cuda import fused
 from fastmlp.cuda.fused_steps import StepsRun
-from fastmlp.cuda.train import Trainer
 from fastmlp.spec import NetworkSpec
 from tests.cuda.test_allocations import counted, traffic  # noqa: F401 (a fixture)
 from tests.cuda.test_parity import (TOL, TRAINABLE, assert_same_training_gradients,
@@ -43,6 +42,13 @@ def launches(monkeypatch):
     return counts
 
 
+def begin_fit(model, X, T, batch_size, shuffle, epochs):
+    """The cuda Trainer of a fit that has begun, as training.fit begins one."""
+    model.backend.begin_fit(X, T, batch_size, shuffle, epochs, model.loss_code,
+                            model.optimizer, model.l2)
+    return model.backend.trainer
+
+
 def fit_both(models, X, y, **kwargs):
     return [model.fit(X, y, progress=False, **kwargs) for model in models]
 
@@ -52,7 +58,7 @@ def assert_same_training(cpu, gpu, h_cpu, h_gpu, tol):
     np.testing.assert_allclose(h_gpu.loss, h_cpu.loss, **tol)
     np.testing.assert_allclose(h_gpu.grad_norms, h_cpu.grad_norms, **tol)
     assert_same_training_gradients(cpu, gpu, tol)
-    assert gpu._device_ws.opt_step == int(cpu._host.opt_step[0])
+    assert gpu.backend.dws.opt_step == int(cpu.backend.get_state()["opt_step"][0])
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -139,7 +145,8 @@ def test_nonfinite_step_stops_inside_a_launch_as_on_the_cpu(monkeypatch, launche
     assert errors[1] == errors[0]
     assert_same_weights(models[0], models[1], TOL["float64"])
     assert launches["launches"] == 1  # stopped inside the one launch of all four steps
-    assert models[1]._device_ws.opt_step == int(models[0]._host.opt_step[0])
+    assert models[1].backend.dws.opt_step == \
+        int(models[0].backend.get_state()["opt_step"][0])
 
 
 def test_a_launch_after_a_failed_step_changes_nothing(monkeypatch):
@@ -147,10 +154,10 @@ def test_a_launch_after_a_failed_step_changes_nothing(monkeypatch):
     rng = np.random.default_rng(1)
     model = fastmlp.MLP(2, [(3, "relu"), (1, "identity")], dtype="float64", seed=0,
                         device="cuda")
-    X, T = model._data(rng.standard_normal((6, 2)), rng.standard_normal(6))
-    trainer = Trainer(model, X, T, 3, True, 2, np.zeros(2), np.zeros((2, 2)), None)
+    X, T = model.as_arrays(rng.standard_normal((6, 2)), rng.standard_normal(6))
+    trainer = begin_fit(model, X, T, 3, True, 2)
     assert trainer.steps_run is not None
-    dws = model._device_ws
+    dws = model.backend.dws
     before = dws.params.copy_to_host()
     dws.status.copy_to_device(np.array([1, 0]))  # as if an earlier step had been NaN
     status, ran = trainer.train_steps(4)
@@ -163,8 +170,8 @@ def test_train_steps_allocate_nothing_and_send_one_copy_per_launch(monkeypatch, 
     monkeypatch.setattr(config, "CUDA_FUSED_STEPS_PER_LAUNCH", 4)
     rng = np.random.default_rng(2)
     model = fastmlp.MLP(2, [(3, "tanh"), (1, "sigmoid")], seed=0, device="cuda")
-    X, T = model._data(rng.standard_normal((6, 2)), rng.integers(0, 2, 6))
-    trainer = Trainer(model, X, T, 2, True, 4, np.zeros(4), np.zeros((4, 2)), None)
+    X, T = model.as_arrays(rng.standard_normal((6, 2)), rng.integers(0, 2, 6))
+    trainer = begin_fit(model, X, T, 2, True, 4)
     assert trainer.steps_run is not None
     one = counted(traffic, lambda: trainer.train_steps(1))
     many = counted(traffic, lambda: trainer.train_steps(9))  # launches of 4, 4 and 1 steps
@@ -173,11 +180,11 @@ def test_train_steps_allocate_nothing_and_send_one_copy_per_launch(monkeypatch, 
         assert "pinned host allocation" not in counts
         assert counts["host to device"] == n_launches  # the epochs each launch shuffled
         assert counts["device to host"] == 2  # the status word and the epoch statistics
-    quiet = Trainer(model, X, T, 2, False, 4, np.zeros(4), np.zeros((4, 2)), None)
+    quiet = begin_fit(model, X, T, 2, False, 4)
     assert "host to device" not in counted(traffic, lambda: quiet.train_steps(9))
 
 
-def test_ctrl_c_keeps_the_launches_that_were_queued(monkeypatch, capsys):
+def test_ctrl_c_keeps_the_launches_that_were_queued(monkeypatch):
     monkeypatch.setattr(config, "CUDA_FUSED_STEPS_PER_LAUNCH", 2)
     rng = np.random.default_rng(4)
     X, y = rng.standard_normal((8, 3)), rng.standard_normal(8)
@@ -193,9 +200,10 @@ def test_ctrl_c_keeps_the_launches_that_were_queued(monkeypatch, capsys):
         return real(self, *args)
 
     monkeypatch.setattr(StepsRun, "_send_permutations", interrupted_at_the_third_launch)
-    history = model.fit(X, y, epochs=10, batch_size=4, progress=False)
-    assert history.interrupted and "interrupted" in capsys.readouterr().out
-    assert model._device_ws.opt_step == 4  # two launches of two steps ran and count
+    with pytest.warns(RuntimeWarning, match="interrupted"):  # a warning, not a print
+        history = model.fit(X, y, epochs=10, batch_size=4, progress=False)
+    assert history.interrupted
+    assert model.backend.dws.opt_step == 4  # two launches of two steps ran and count
     replay = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], **kwargs)
     replay.fit(X, y, epochs=2, batch_size=4, progress=False)
     assert_same_weights(replay, model, dict(rtol=1e-12))
@@ -232,8 +240,8 @@ def test_streamed_data_keeps_one_launch_per_step(monkeypatch):
     rng = np.random.default_rng(3)
     model = fastmlp.MLP(3, [(4, "sigmoid"), (1, "identity")], dtype="float64", seed=2,
                         device="cuda")
-    X, T = model._data(rng.standard_normal((14, 3)), rng.standard_normal(14))
-    trainer = Trainer(model, X, T, 4, True, 2, np.zeros(2), np.zeros((2, 1)), None)
+    X, T = model.as_arrays(rng.standard_normal((14, 3)), rng.standard_normal(14))
+    trainer = begin_fit(model, X, T, 4, True, 2)
     assert trainer.chunk_rows < 14 and trainer.steps_run is None
 
 
