@@ -65,12 +65,11 @@ class Context:
 
     def env(self):
         """The children's environment: this checkout first on the path, the simulator on
-        only with --simulate, Numba's cache and JAX's memory kept to themselves."""
+        only with --simulate, and JAX kept from taking most of the GPU's memory."""
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         env["PYTHONUNBUFFERED"] = "1"
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
-        env.setdefault("NUMBA_CACHE_DIR", os.path.join("/tmp", "fastmlp-check-numba-cache"))
         if self.simulate:
             env["NUMBA_ENABLE_CUDASIM"] = "1"
         else:
