@@ -196,9 +196,9 @@ def stage_env(ctx, budget):
     if ctx.simulate:
         commands.append([sys.executable, "-c", PROBE])
     else:
-        query = "name,driver_version,memory.total,compute_cap,clocks.sm,clocks.max.sm"
-        commands += [["nvidia-smi"], ["nvidia-smi", f"--query-gpu={query}",
-                                      "--format=csv"],
+        query = "name,driver_version,memory.total,compute_cap,clocks.max.sm"
+        commands += [["nvidia-smi"], ["nvidia-smi", "-L"],
+                     ["nvidia-smi", f"--query-gpu={query}", "--format=csv"],
                      [sys.executable, "-c", PROBE], ["nvcc", "--version"],
                      [sanitizer() or "compute-sanitizer", "--version"],
                      [sys.executable, "-c", TORCH_PROBE], [sys.executable, "-c", JAX_PROBE]]
@@ -209,7 +209,9 @@ def stage_env(ctx, budget):
                                                    f"{command[0]}", "versions": found}
         run_logged(command, log, left, ctx.env())
     if not ctx.simulate:
-        match = re.search(r"^name, driver_version.*\n(.+)$", tail(log, 20000), re.M)
+        text = tail(log, 40000)
+        match = re.search(r"^name, driver_version.*\n(.+)$", text, re.M) \
+            or re.search(r"^GPU 0: (.+?)(?: \(UUID.*)?$", text, re.M)
         gpu = match.group(1).strip() if match else None
     if ctx.no_gpu:
         return {"status": "failed", "reason": ctx.no_gpu, "versions": found, "gpu": None}
