@@ -167,13 +167,13 @@ def _activation_name(module, nn):
     return None
 
 
-def from_torch(module, **mlp_kwargs):
-    """An MLP with the layers and weights of `module`: a torch.nn.Sequential (nested ones
-    are flattened) of Linear layers, each followed by at most one ReLU, LeakyReLU(0.01),
-    Sigmoid, Tanh or Softmax(dim=-1); nn.Identity is skipped. mlp_kwargs go to MLP (loss,
-    optimizer, dtype, ...); dtype defaults to the Linear weights' dtype."""
+def read_torch(module, mlp_kwargs):
+    """(n_inputs, layers, weights, mlp_kwargs) of a torch.nn.Sequential (nested ones are
+    flattened) of Linear layers, each followed by at most one ReLU, LeakyReLU(0.01),
+    Sigmoid, Tanh or Softmax(dim=-1); nn.Identity is skipped. mlp_kwargs (for MLP: loss,
+    optimizer, dtype, ...) come back with dtype defaulting to the Linear weights' dtype.
+    MLP.from_torch builds the model."""
     torch = _torch()
-    from .model import MLP
     nn = torch.nn
     if not isinstance(module, nn.Module):
         raise TypeError(f"from_torch takes a torch.nn.Sequential; got {type(module).__name__}")
@@ -204,8 +204,7 @@ def from_torch(module, **mlp_kwargs):
         layers[-1][1] = name
     if not weights:
         raise ValueError(f"the module has no Linear layer; supported: {supported}")
+    mlp_kwargs = dict(mlp_kwargs)
     if "dtype" not in mlp_kwargs:
         mlp_kwargs["dtype"] = "float64" if weights[0][0].dtype == np.float64 else "float32"
-    model = MLP(weights[0][0].shape[0], [tuple(x) for x in layers], **mlp_kwargs)
-    model.set_weights(weights)
-    return model
+    return weights[0][0].shape[0], [tuple(x) for x in layers], weights, mlp_kwargs
