@@ -249,7 +249,6 @@ SHARED_CHECK = """
 import re, sys
 from numba import cuda, types
 from numba.cuda import dispatcher
-from fastmlp import config
 from fastmlp.cuda import fused, fused_steps
 from fastmlp.spec import NetworkSpec
 
@@ -263,6 +262,7 @@ except Exception as exc:
     print(f"cannot compile CUDA here: {exc}", file=sys.stderr)
     sys.exit(3)
 A = lambda dtype, ndim: types.Array(dtype, ndim, "C")
+SHARED_ARRAY = r"\\.shared \\.align \\d+ \\.b8 \\w+\\[(\\d+)\\]"  # its size in bytes
 i64, f64 = types.int64, types.float64
 spec = NetworkSpec(1, [(8, "relu"), (8, "relu"), (1, "identity")])
 for dtype, itemsize in ((types.float32, 4), (types.float64, 8)):
@@ -273,7 +273,7 @@ for dtype, itemsize in ((types.float32, 4), (types.float64, 8)):
                      A(f64, 1), i64, i64, i64, f64, i64, i64, types.boolean, i64, i64, i64,
                      i64)
         ptx, _ = cuda.compile_ptx(fused_steps.kernel(shape).py_func, signature, cc=(9, 0))
-        used = sum(int(n) for n in re.findall(r"\\.shared \\.align \\d+ \\.b8 \\w+\\[(\\d+)\\]", ptx))
+        used = sum(int(n) for n in re.findall(SHARED_ARRAY, ptx))
         print(itemsize, moments_shared, used, fused.steps_bytes(shape, itemsize))
 """
 
