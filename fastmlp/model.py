@@ -162,7 +162,7 @@ class MLP:
 
     # -- training ------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            progress=True):
+            progress=True, comm=None):
         """Train; returns a History (per-epoch loss, val_loss, grad_norms, seconds).
 
         A second call continues from the current weights and optimizer state."""
@@ -183,7 +183,12 @@ class MLP:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError("validation_data must be an (X_val, y_val) pair")
             validation = self.as_arrays(*validation_data, what="validation X")
-        return fit(self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+        backend = self._backend
+        if comm is not None:  # TEMPORARY hook for issue 13 (branch mpi): the lead wires it
+            from .distributed import MpiBackend
+            backend = MpiBackend(self._backend, comm)
+            progress = progress and backend.rank == 0
+        return fit(backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                    validation=validation, progress=progress, loss=self._loss_code,
                    optimizer=self.optimizer, l2=self.l2)
 
