@@ -122,10 +122,12 @@ class MpiBackend:
         for rank, theirs in enumerate(everyone):
             for key, value in settings.items():
                 if theirs[key] != everyone[0][key]:
+                    values = ("" if key.endswith("data") else
+                              f" ({theirs[key]!r} != {everyone[0][key]!r})")
                     raise ValueError(
-                        f"data-parallel fit: rank {rank}'s {key} differs from rank 0's "
-                        f"({theirs[key]!r} != {everyone[0][key]!r}); every rank must build "
-                        f"the same model and call fit with the same data and arguments")
+                        f"data-parallel fit: rank {rank}'s {key} differs from rank 0's"
+                        f"{values}; every rank must build the same model and call fit with "
+                        f"the same data and arguments")
 
     def train_steps(self, n_steps):
         """Up to n_steps global minibatch steps: (status, steps done), the same on every rank.
