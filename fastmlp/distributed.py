@@ -140,12 +140,14 @@ class MpiBackend:
         inner.ws.save_backup()
         state = inner.ws.train_state()._replace(grads=self.grads)
         fit, config = inner.fit_state, inner.config
-        X, T, sums, n = self.X, self.T, self.sums, self.X.shape[0]
+        X, T, sums = self.X, self.T, self.sums
         rank, size, comm = self.rank, self.size, self.comm
-        for step in range(n_steps):
+        if n_steps > 0:
             split.local_gradient_sums(state, fit, X, T, config, rank, size, sums)
+        for step in range(n_steps):
             comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
-            status = split.apply_reduced_step(state, fit, config, sums, n)
+            status = split.apply_and_begin_next(state, fit, X, T, config, rank, size, sums,
+                                                step + 1 < n_steps)
             if status != OK:
                 return int(status), step
         return OK, n_steps

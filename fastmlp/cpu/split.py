@@ -11,6 +11,8 @@ the update, for one MPI Allreduce of those sums. So the step is cut in two aroun
   apply_reduced_step    divide by the global row count, add the l2 term once, check that
                         loss and gradient are finite, take the norms, update, move the cursor
 
+apply_and_begin_next runs the second half of one step and the first of the next in one call.
+
 Every rank draws the same permutation from the same rng state (rank 0 broadcasts it first)
 and takes the rows rank_rows gives it, so the ranks together cover each global batch exactly
 once. The pieces are those of train.train_steps (next_batch, gather_rows, batch_loss,
@@ -100,6 +102,17 @@ def apply_reduced_step(state, fit, config, sums, n):
     finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms,
                 np.float64(total_loss), np.int64(m), n, c.batch_size)
     return OK
+
+
+@jit
+def apply_and_begin_next(state, fit, x, targets, config, rank, size, sums, begin_next):
+    """apply_reduced_step, then (if it succeeded and begin_next) local_gradient_sums for the
+    next step: one compiled call between two Allreduces, so a step costs the dispatch of one
+    call (about 4 us with these bundles, numba 0.68) rather than two."""
+    status = apply_reduced_step(state, fit, config, sums, x.shape[0])
+    if status == OK and begin_next:
+        local_gradient_sums(state, fit, x, targets, config, rank, size, sums)
+    return status
 
 
 @jit

@@ -1,0 +1,86 @@
+"""Time data-parallel training (docs/scaling.md has the figures and the model fitted to them).
+
+Not an asv benchmark (asv runs one process; this directory has no __init__.py, so asv does
+not collect it). Run from the repository root, one BLAS thread per rank, OpenBLAS's slowdown
+variables unset:
+
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
+      python benchmarks/mpi/scaling.py overhead x2 mnist-small mnist-wide
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \\
+      mpiexec -n 2 python -m mpi4py benchmarks/mpi/scaling.py ranks mnist-wide
+
+overhead: in one process, seconds per step of fit() against fit(comm=MPI.COMM_SELF), which runs
+  the split step (two compiled calls, an Allreduce over one rank) on the same rows.
+ranks: under mpiexec, seconds per step of fit(comm=COMM_WORLD), and its two parts measured
+  apart: the Allreduce of the gradient buffer alone, and a step's compute on 1/N of the batch.
+  With one rank it times fit() without comm.
+"""
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.getcwd())  # this checkout's fastmlp, run from the repository root
+
+from fastmlp.workloads import WORKLOADS  # noqa: E402
+
+EPOCHS = 3
+
+
+def seconds_per_step(model, X, y, batch_size, comm=None, repeats=3):
+    """The fastest of `repeats` fits of EPOCHS epochs, per step (compile excluded)."""
+    steps = EPOCHS * -(-X.shape[0] // batch_size)
+    model.fit(X[:2 * batch_size], y[:2 * batch_size], batch_size=batch_size, progress=False,
+              comm=comm)  # compiles
+    best = np.inf
+    for _ in range(repeats):
+        if comm is not None:
+            comm.Barrier()
+        start = time.perf_counter()
+        model.fit(X, y, epochs=EPOCHS, batch_size=batch_size, progress=False, comm=comm)
+        best = min(best, time.perf_counter() - start)
+    return best / steps
+
+
+def overhead(names):
+    from mpi4py import MPI
+    for name in names:
+        w = WORKLOADS[name]
+        X, y = w.make_data(n_samples=max(16 * w.batch_size, 2048))
+        alone = seconds_per_step(w.build(), X, y, w.batch_size)
+        split = seconds_per_step(w.build(), X, y, w.batch_size, comm=MPI.COMM_SELF)
+        print(f"{name:12s} one process {alone * 1e6:10.1f} us/step   split step, one rank "
+              f"{split * 1e6:10.1f} us/step   overhead {(split - alone) * 1e6:8.1f} us/step")
+
+
+def ranks(names, repeats=5):
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    rank, size = comm.Get_rank(), comm.Get_size()
+    for name in names:
+        w = WORKLOADS[name]
+        X, y = w.make_data(n_samples=16 * w.batch_size)
+        model = w.build()
+        step = seconds_per_step(model, X, y, w.batch_size, comm=comm if size > 1 else None)
+        # The parts apart: an Allreduce of the gradient buffer, and a one-process step on a
+        # batch of batch_size / size rows (the compute each rank does).
+        buf = np.ones(model.spec.n_params + 2, np.float32)
+        comm.Barrier()
+        start = time.perf_counter()
+        for _ in range(repeats * 10):
+            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        reduce = (time.perf_counter() - start) / (repeats * 10)
+        share = -(-w.batch_size // size)
+        compute = seconds_per_step(w.build(), X, y, share, repeats=repeats)
+        figures = np.array(comm.gather((step, reduce, compute), root=0))
+        if rank == 0:
+            step, reduce, compute = figures.max(axis=0)  # the slowest rank sets the pace
+            print(f"{name:12s} ranks {size}  step {step * 1e3:8.2f} ms  ({w.batch_size / step:8.0f}"
+                  f" samples/s)   allreduce of {buf.nbytes / 1e6:.2f} MB {reduce * 1e3:7.2f} ms"
+                  f"   compute on {share} rows {compute * 1e3:8.2f} ms")
+
+
+if __name__ == "__main__":
+    what, names = sys.argv[1], sys.argv[2:] or ["mnist-wide"]
+    {"overhead": overhead, "ranks": ranks}[what](names)
