@@ -165,6 +165,11 @@ class MpiBackend:
         return float(part[0] / Xv.shape[0] + l2_forward(ws.params, self.spec.n_weights,
                                                        self.l2))
 
+    def any_rank(self, flag):
+        """True on every rank if `flag` is true on any: for a decision each rank takes alone
+        (a callback asking to stop), which must come out the same on all of them."""
+        return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
+
     def restore_if_overflowed(self):
         """Every rank holds the same weights and backup: each restores alone, alike."""
         return self.inner.restore_if_overflowed()

@@ -10,7 +10,8 @@ variables unset:
       mpiexec -n 2 python -m mpi4py benchmarks/mpi/scaling.py ranks mnist-wide
 
 overhead: in one process, seconds per step of fit() against fit(comm=MPI.COMM_SELF), which runs
-  the split step (two compiled calls, an Allreduce over one rank) on the same rows.
+  the split step (one compiled call and one Allreduce, over one rank) on the same rows.
+batches: in one process, seconds per step against rows per step (a rank's compute).
 ranks: under mpiexec, seconds per step of fit(comm=COMM_WORLD), and its two parts measured
   apart: the Allreduce of the gradient buffer alone, and a step's compute on 1/N of the batch.
   With one rank it times fit() without comm.
@@ -23,9 +24,13 @@ import numpy as np
 
 sys.path.insert(0, os.getcwd())  # this checkout's fastmlp, run from the repository root
 
-from fastmlp.workloads import WORKLOADS  # noqa: E402
+from fastmlp.workloads import WORKLOADS, Workload  # noqa: E402
 
 EPOCHS = 3
+#: A wider net for the model's predictions: 20 M parameters (mnist-wide has 1.9 M).
+WORKLOADS = dict(WORKLOADS, **{"wide-4096": Workload(
+    "wide-4096", 784, ((4096, "relu"), (4096, "relu"), (10, "softmax")), "cross_entropy",
+    "sgd", 0.05, 256)})
 
 
 def seconds_per_step(model, X, y, batch_size, comm=None, repeats=3):
@@ -81,6 +86,18 @@ def ranks(names, repeats=5):
                   f"   compute on {share} rows {compute * 1e3:8.2f} ms")
 
 
+def batches(names):
+    """One process: seconds per step against the rows per step, the compute a rank does when
+    a batch of batch_size rows is split N ways."""
+    for name in names:
+        w = WORKLOADS[name]
+        for rows in (w.batch_size, w.batch_size // 2, w.batch_size // 4, w.batch_size // 16,
+                     w.batch_size // 64):
+            X, y = w.make_data(n_samples=4 * rows)
+            step = seconds_per_step(w.build(), X, y, rows, repeats=2)
+            print(f"{name:12s} rows {rows:5d}  step {step * 1e3:9.3f} ms")
+
+
 if __name__ == "__main__":
     what, names = sys.argv[1], sys.argv[2:] or ["mnist-wide"]
-    {"overhead": overhead, "ranks": ranks}[what](names)
+    {"overhead": overhead, "ranks": ranks, "batches": batches}[what](names)
