@@ -93,6 +93,10 @@ def main(case, outdir):
         except ValueError as exc:
             message = f"ValueError: {exc}"
         write("mismatch", message=np.array(message))
+        # A stop asked for on rank 1 alone is seen by both.
+        from fastmlp.distributed import MpiBackend
+        backend = MpiBackend(model.backend, comm)
+        write("any_rank", stops=np.array([backend.any_rank(rank == 1), backend.any_rank(False)]))
     else:
         raise SystemExit(f"unknown case {case!r}")
 

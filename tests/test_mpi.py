@@ -112,6 +112,11 @@ def test_ranks_passing_different_data_are_refused_on_every_rank(failures):
             "ValueError: data-parallel fit: rank 1's data differs from rank 0's")
 
 
+def test_a_flag_raised_on_one_rank_is_seen_on_every_rank(failures):
+    for result in ranks(failures, "any_rank"):
+        assert result["stops"].tolist() == [True, False]
+
+
 # -- in this process: one rank (MPI.COMM_SELF) ----------------------------------------------
 
 def test_one_rank_equals_fit_without_comm():

@@ -11,6 +11,7 @@ variables unset:
 
 overhead: in one process, seconds per step of fit() against fit(comm=MPI.COMM_SELF), which runs
   the split step (one compiled call and one Allreduce, over one rank) on the same rows.
+allreduce: under mpiexec, seconds per Allreduce by message size (float32 counts as arguments).
 batches: in one process, seconds per step against rows per step (a rank's compute).
 ranks: under mpiexec, seconds per step of fit(comm=COMM_WORLD), and its two parts measured
   apart: the Allreduce of the gradient buffer alone, and a step's compute on 1/N of the batch.
@@ -34,29 +35,35 @@ WORKLOADS = dict(WORKLOADS, **{"wide-4096": Workload(
 
 
 def seconds_per_step(model, X, y, batch_size, comm=None, repeats=3):
-    """The fastest of `repeats` fits of EPOCHS epochs, per step (compile excluded)."""
+    """(wall, cpu): the fastest of `repeats` fits of EPOCHS epochs, per step (compile
+    excluded). CPU time is this process's: what the step takes on a core of its own, since a
+    rank waiting in a collective polls (MPICH does) and so is counted while it waits."""
     steps = EPOCHS * -(-X.shape[0] // batch_size)
     model.fit(X[:2 * batch_size], y[:2 * batch_size], batch_size=batch_size, progress=False,
               comm=comm)  # compiles
-    best = np.inf
+    wall = cpu = np.inf
     for _ in range(repeats):
         if comm is not None:
             comm.Barrier()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         model.fit(X, y, epochs=EPOCHS, batch_size=batch_size, progress=False, comm=comm)
-        best = min(best, time.perf_counter() - start)
-    return best / steps
+        wall = min(wall, time.perf_counter() - start)
+        cpu = min(cpu, time.process_time() - start_cpu)
+    return wall / steps, cpu / steps
 
 
-def overhead(names):
+def overhead(names, repeats=5):
     from mpi4py import MPI
     for name in names:
         w = WORKLOADS[name]
         X, y = w.make_data(n_samples=max(16 * w.batch_size, 2048))
-        alone = seconds_per_step(w.build(), X, y, w.batch_size)
-        split = seconds_per_step(w.build(), X, y, w.batch_size, comm=MPI.COMM_SELF)
-        print(f"{name:12s} one process {alone * 1e6:10.1f} us/step   split step, one rank "
-              f"{split * 1e6:10.1f} us/step   overhead {(split - alone) * 1e6:8.1f} us/step")
+        alone = seconds_per_step(w.build(), X, y, w.batch_size, repeats=repeats)
+        split = seconds_per_step(w.build(), X, y, w.batch_size, comm=MPI.COMM_SELF,
+                                 repeats=repeats)
+        print(f"{name:12s} one process wall {alone[0] * 1e6:9.1f} cpu {alone[1] * 1e6:9.1f} "
+              f"us/step   split step, one rank wall {split[0] * 1e6:9.1f} cpu "
+              f"{split[1] * 1e6:9.1f} us/step   overhead (cpu) {(split[1] - alone[1]) * 1e6:8.1f}"
+              f" us/step", flush=True)
 
 
 def ranks(names, repeats=5):
@@ -78,12 +85,35 @@ def ranks(names, repeats=5):
         reduce = (time.perf_counter() - start) / (repeats * 10)
         share = -(-w.batch_size // size)
         compute = seconds_per_step(w.build(), X, y, share, repeats=repeats)
-        figures = np.array(comm.gather((step, reduce, compute), root=0))
+        figures = np.array(comm.gather((*step, reduce, *compute), root=0))
         if rank == 0:
-            step, reduce, compute = figures.max(axis=0)  # the slowest rank sets the pace
-            print(f"{name:12s} ranks {size}  step {step * 1e3:8.2f} ms  ({w.batch_size / step:8.0f}"
-                  f" samples/s)   allreduce of {buf.nbytes / 1e6:.2f} MB {reduce * 1e3:7.2f} ms"
-                  f"   compute on {share} rows {compute * 1e3:8.2f} ms")
+            wall, cpu, reduce, compute_wall, compute_cpu = figures.max(axis=0)  # the slowest
+            print(f"{name:12s} ranks {size}  step wall {wall * 1e3:8.2f} ms cpu "
+                  f"{cpu * 1e3:8.2f} ms   allreduce of {buf.nbytes / 1e6:.2f} MB "
+                  f"{reduce * 1e3:7.2f} ms   compute on {share} rows wall "
+                  f"{compute_wall * 1e3:8.2f} ms cpu {compute_cpu * 1e3:8.2f} ms", flush=True)
+
+
+def allreduce(sizes=None, repeats=30):
+    """Under mpiexec: seconds per in-place Allreduce (SUM, float32) by message size, the
+    fastest and the median of `repeats`, each started together after a barrier."""
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    for n in [int(s) for s in sizes] if sizes else [2, 2 ** 10, 2 ** 14, 2 ** 18, 1863692,
+                                                  2 ** 22]:
+        buf = np.ones(n, np.float32)
+        times = []
+        for _ in range(repeats):
+            comm.Barrier()
+            start = time.perf_counter()
+            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            times.append(time.perf_counter() - start)
+        gathered = comm.gather(times, root=0)
+        if comm.Get_rank() == 0:
+            slowest = np.max(gathered, axis=0)  # a reduction ends when its slowest rank's does
+            print(f"allreduce ranks {comm.Get_size()} {buf.nbytes:10d} bytes  fastest "
+                  f"{slowest.min() * 1e6:9.1f} us  median {np.median(slowest) * 1e6:9.1f} us",
+                  flush=True)
 
 
 def batches(names):
@@ -94,10 +124,13 @@ def batches(names):
         for rows in (w.batch_size, w.batch_size // 2, w.batch_size // 4, w.batch_size // 16,
                      w.batch_size // 64):
             X, y = w.make_data(n_samples=4 * rows)
-            step = seconds_per_step(w.build(), X, y, rows, repeats=2)
-            print(f"{name:12s} rows {rows:5d}  step {step * 1e3:9.3f} ms")
+            wall, cpu = seconds_per_step(w.build(), X, y, rows, repeats=2)
+            print(f"{name:12s} rows {rows:5d}  step wall {wall * 1e3:9.3f} ms cpu "
+                  f"{cpu * 1e3:9.3f} ms", flush=True)
 
 
 if __name__ == "__main__":
-    what, names = sys.argv[1], sys.argv[2:] or ["mnist-wide"]
-    {"overhead": overhead, "ranks": ranks, "batches": batches}[what](names)
+    what = sys.argv[1]
+    names = sys.argv[2:] or ([] if what == "allreduce" else ["mnist-wide"])
+    {"overhead": overhead, "ranks": ranks, "batches": batches,
+     "allreduce": allreduce}[what](names)
