@@ -18,6 +18,7 @@ rather than a hang), each call runs the smallest step count any rank asked for, 
 non-finite loss or gradient is seen after the reduction, so all ranks stop at the same step.
 """
 import hashlib
+import os
 
 import numpy as np
 
@@ -49,6 +50,21 @@ def check_comm(comm):
         raise TypeError(f"comm must be an mpi4py communicator such as MPI.COMM_WORLD; got "
                         f"{type(comm).__name__}")
     return comm
+
+
+#: Set for each process by the launchers: MPICH's hydra (and Slurm's PMI), Open MPI, MVAPICH.
+WORLD_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launched_comm(environ=None):
+    """MPI.COMM_WORLD when this process is one of several that mpiexec (or srun) started,
+    else None, without importing mpi4py in a plain run: for a command line tool, such as
+    `fastmlp train`, that trains data-parallel when it is launched that way."""
+    environ = os.environ if environ is None else environ
+    for name in WORLD_SIZE_VARIABLES:
+        if environ.get(name, "1").strip() not in ("", "1"):
+            return load_mpi().COMM_WORLD
+    return None
 
 
 def fingerprint(X, T):

@@ -97,6 +97,8 @@ def main(case, outdir):
         from fastmlp.distributed import MpiBackend
         backend = MpiBackend(model.backend, comm)
         write("any_rank", stops=np.array([backend.any_rank(rank == 1), backend.any_rank(False)]))
+        from fastmlp.distributed import launched_comm
+        write("launched", size=np.array(launched_comm().Get_size()))
     else:
         raise SystemExit(f"unknown case {case!r}")
 

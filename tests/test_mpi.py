@@ -117,6 +117,16 @@ def test_a_flag_raised_on_one_rank_is_seen_on_every_rank(failures):
         assert result["stops"].tolist() == [True, False]
 
 
+def test_a_process_started_by_mpiexec_finds_its_world(failures):
+    for result in ranks(failures, "launched"):
+        assert int(result["size"]) == RANKS
+
+
+def test_a_plain_run_has_no_world_to_join():
+    assert distributed.launched_comm({}) is None
+    assert distributed.launched_comm({"PMI_SIZE": "1", "OMPI_COMM_WORLD_SIZE": "1"}) is None
+
+
 # -- in this process: one rank (MPI.COMM_SELF) ----------------------------------------------
 
 def test_one_rank_equals_fit_without_comm():
