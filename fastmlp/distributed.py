@@ -88,7 +88,7 @@ class MpiBackend:
             raise ValueError(f"data-parallel training (comm=...) runs on the CPU; this model "
                              f"is on {getattr(backend, 'device', '?')!r}: call model.to('cpu')")
         self.comm = check_comm(comm)
-        self.MPI = load_mpi()
+        self.mpi = load_mpi()
         self.inner = backend
         self.spec, self.dtype = backend.spec, backend.dtype
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
@@ -110,10 +110,6 @@ class MpiBackend:
         """As CpuBackend.begin_fit, after checking that every rank passes the same settings
         and data, then with rank 0's weights, optimizer state and rng on every rank."""
         batch_size = min(batch_size, X.shape[0])
-        if self.dtype == np.float32 and batch_size > MAX_FLOAT32_BATCH:
-            raise ValueError(f"batch_size {batch_size} is above {MAX_FLOAT32_BATCH}, the "
-                             f"largest row count a float32 model counts exactly across ranks; "
-                             f"use a smaller batch or dtype='float64'")
         settings = {
             "architecture": (self.spec.n_inputs, tuple(self.spec.as_list()), self.dtype.str),
             "data": fingerprint(X, T),
@@ -121,7 +117,11 @@ class MpiBackend:
             "batch_size": batch_size, "shuffle": shuffle, "epochs": epochs, "loss": loss,
             "optimizer": optimizer.config(), "l2": l2,
         }
-        self._agree(settings)
+        self._agree(settings)  # from here on, every rank takes the same branches
+        if self.dtype == np.float32 and batch_size > MAX_FLOAT32_BATCH:
+            raise ValueError(f"batch_size {batch_size} is above {MAX_FLOAT32_BATCH}, the "
+                             f"largest row count a float32 model counts exactly across ranks; "
+                             f"use a smaller batch or dtype='float64'")
         self.inner.begin_fit(X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
                              validation)
         ws = self.inner.ws
@@ -136,7 +136,7 @@ class MpiBackend:
         """ValueError on every rank, naming what differs, unless all ranks passed the same."""
         everyone = self.comm.allgather(settings)
         for rank, theirs in enumerate(everyone):
-            for key, value in settings.items():
+            for key in settings:
                 if theirs[key] != everyone[0][key]:
                     values = ("" if key.endswith("data") else
                               f" ({theirs[key]!r} != {everyone[0][key]!r})")
@@ -150,7 +150,7 @@ class MpiBackend:
 
         Each rank's caller sizes its calls by its own clock; the smallest request runs, so
         that every rank makes the same calls and reaches each epoch's end together."""
-        MPI = self.MPI
+        MPI = self.mpi
         n_steps = self.comm.allreduce(n_steps, op=MPI.MIN)
         inner = self.inner
         inner.ws.save_backup()
@@ -177,14 +177,14 @@ class MpiBackend:
         part = np.zeros(1)
         part[0] = split.loss_sum_rows(ws.acts, ws.logits, ws.deltas, Xv[lo:hi], Tv[lo:hi],
                                       ws.params, self.spec.table, ws.rows, inner.loss)
-        self.comm.Allreduce(self.MPI.IN_PLACE, part, op=self.MPI.SUM)
+        self.comm.Allreduce(self.mpi.IN_PLACE, part, op=self.mpi.SUM)
         return float(part[0] / Xv.shape[0] + l2_forward(ws.params, self.spec.n_weights,
                                                        self.l2))
 
     def any_rank(self, flag):
         """True on every rank if `flag` is true on any: for a decision each rank takes alone
         (a callback asking to stop), which must come out the same on all of them."""
-        return bool(self.comm.allreduce(bool(flag), op=self.MPI.LOR))
+        return bool(self.comm.allreduce(bool(flag), op=self.mpi.LOR))
 
     def restore_if_overflowed(self):
         """Every rank holds the same weights and backup: each restores alone, alike."""

@@ -159,3 +159,22 @@ def test_only_the_cpu_backend_trains_over_mpi():
 
     with pytest.raises(ValueError, match="runs on the CPU"):
         distributed.MpiBackend(OnTheGpu(), MPI.COMM_SELF)
+
+
+def test_without_mpi4py_the_error_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `from mpi4py import MPI` fails
+    model = mpi_fit.build_model(fastmlp.SGD(), 0.0)
+    X, y = mpi_fit.data(8)
+    with pytest.raises(ImportError, match=r"fastmlp\[mpi\]"):
+        model.fit(X, y, progress=False, comm=object())
+
+
+def test_a_float32_batch_must_be_counted_exactly():
+    from mpi4py import MPI
+    model = fastmlp.MLP(2, [(3, "relu"), (1, "identity")], dtype="float32", seed=0)
+    backend = distributed.MpiBackend(model.backend, MPI.COMM_SELF)
+    rows = distributed.MAX_FLOAT32_BATCH + 1
+    X = np.broadcast_to(np.zeros((1, 2), np.float32), (rows, 2))  # no memory behind the rows
+    T = np.broadcast_to(np.zeros((1, 1), np.float32), (rows, 1))
+    with pytest.raises(ValueError, match="largest row count a float32 model counts exactly"):
+        backend.begin_fit(X, T, rows, True, 1, model.loss_code, model.optimizer, 0.0)
