@@ -107,8 +107,9 @@ def apply_reduced_step(state, fit, config, sums, n):
 @jit
 def apply_and_begin_next(state, fit, x, targets, config, rank, size, sums, begin_next):
     """apply_reduced_step, then (if it succeeded and begin_next) local_gradient_sums for the
-    next step: one compiled call between two Allreduces, so a step costs the dispatch of one
-    call (about 4 us with these bundles, numba 0.68) rather than two."""
+    next step: one compiled call between two Allreduces, so a step pays for unboxing the
+    bundles once rather than twice (most of the ~12 us a split step costs over
+    train.train_steps; docs/scaling.md)."""
     status = apply_reduced_step(state, fit, config, sums, x.shape[0])
     if status == OK and begin_next:
         local_gradient_sums(state, fit, x, targets, config, rank, size, sums)
