@@ -15,6 +15,8 @@ import functools
 
 import numba
 
+from . import jitcache
+
 CACHE = True
 FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
@@ -47,6 +49,10 @@ SPECIALIZE_COLUMNS_MIN_BATCH = 16
 #: with one thread, 82 ms with two). Set 1 on machines whose cores are not your own.
 BLAS_THREADS = None
 
+#: Entries a History keeps at most: a longer fit merges neighbouring epochs in pairs
+#: (History.epoch_stride), so its memory stays under ~40 bytes x this x (layers + 4).
+HISTORY_MAX_ENTRIES = 1 << 17
+
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
 #: models trained with tiny batches. forward on 10,000 rows of mnist-wide, one BLAS thread
 #: (AMD EPYC, 2 vCPUs): 466 ms in chunks of 256 rows, 394 ms of 1024, 379 ms of 4096
@@ -57,6 +63,9 @@ MIN_WORKSPACE_ROWS = 1024
 #: and let Ctrl-C through.
 PROGRESS_INTERVAL = 0.1
 
+# Editing this file (or any other kernel source) invalidates every cached fastmlp kernel:
+# jitcache.py adds a digest of those files to numba's cache stamps.
+jitcache.install()
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
 
@@ -94,6 +103,17 @@ CUDA_FUSED_MAX_WIDTH = 64
 #: the weights and two row tiles fit in 48 KiB of shared memory), and threads per block.
 CUDA_FUSED_ROWS = 64
 CUDA_FUSED_THREADS = 128
+
+#: Many training steps per launch of the fused kernel (cuda/fused_steps.py): "auto" when the
+#: data is on the device and the network, a whole batch and the step's buffers fit one
+#: block's shared memory; False: one launch per step; True: like "auto", but an error when
+#: it cannot be used.
+CUDA_FUSED_STEPS = "auto"
+#: Most steps one such launch runs: bounds a launch's duration (and so how long Ctrl-C and
+#: a display watchdog wait), at a launch's host overhead per this many steps.
+CUDA_FUSED_STEPS_PER_LAUNCH = 4096
+#: Bytes of shuffled row permutations sent up per launch, one per epoch the launch touches.
+CUDA_FUSED_PERM_BYTES = 8 << 20
 
 #: Device bytes the training data (X and targets) may take; None: half the free memory.
 #: Larger data is streamed to the device in chunks of whole batches, once per epoch.

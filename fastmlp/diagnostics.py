@@ -8,11 +8,9 @@ be used for that: how many calls it makes depends on how long steps take.
 import contextlib
 import math
 
-import numpy as np
 from numba.core.runtime import _nrt_python, rtsys
 
-from .cpu import train as cpu_train
-from .training import CpuRun
+from .status import OK
 
 
 @contextlib.contextmanager
@@ -40,7 +38,7 @@ def nrt_allocations(fn):
 def allocations_per_step(model, X, y, batch_size, steps=8):
     """NRT allocations per CPU training step on (X, y), shuffled as fit does: must be 0.
 
-    Runs the compiled training loop fit uses (training.CpuRun) once for 1 step and once for
+    Runs the compiled training loop fit uses (the CPU backend's train_steps) once for 1 step and once for
     `steps` steps: (count(steps) - count(1)) / (steps - 1). When `steps` spans several epochs,
     an allocation made once per epoch (a reshuffle that copies, say) shows as a fraction.
     Trains the model; the first call compiles if needed.
@@ -50,17 +48,18 @@ def allocations_per_step(model, X, y, batch_size, steps=8):
     if model.device != "cpu":
         raise ValueError(f"NRT allocations are counted on the CPU; the model is on "
                          f"{model.device!r}")
-    X, T = model._data(X, y)
+    X, T = model.as_arrays(X, y)
     batch_size = min(batch_size, X.shape[0])
     # One warm-up step, one counted step, then `steps`: as many epochs as that can touch.
     epochs = math.ceil((steps + 2) / math.ceil(X.shape[0] / batch_size)) + 1
-    run = CpuRun(model, X, T, batch_size, True, np.zeros(epochs),
-                 np.zeros((epochs, len(model.spec.layers))), None)
+    run = model.backend
+    run.begin_fit(X, T, batch_size, True, epochs, model.loss_code,
+                  model.optimizer, model.l2)
 
     def train(n):
         def call():
             status, done = run.train_steps(n)
-            if status != cpu_train.OK or done != n:
+            if status != OK or done != n:
                 raise FloatingPointError(f"training stopped after {done} of {n} steps "
                                          f"(status {status}): the count would be partial")
         return call

@@ -1,4 +1,6 @@
 """Gradient checking by central finite differences."""
+import math
+
 import numpy as np
 
 
@@ -10,33 +12,42 @@ def gradcheck(model, X, y, eps=None):
     balances truncation error against rounding). For each weight matrix and bias vector the
     error is ||analytic - numeric|| / (||analytic|| + ||numeric||) (0 when both vanish); the
     maximum over all of them is returned. Below ~1e-6 in float64 means the gradients are right; a
-    float32 model's analytic gradients are only good to ~1e-4.
+    float32 model's analytic gradients are only good to ~1e-4. A NaN or infinite gradient or
+    difference gives inf: never a passing figure.
     """
     from .model import MLP
 
     eps = 1e-5 if eps is None else float(eps)
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0; got {eps}")
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number > 0; got {eps}")
     analytic = model.gradients(X, y)
     ref = MLP(model.n_inputs, model.layers, loss=model.loss_name, l2=model.l2,
-              dtype="float64")
+              dtype="float64", device="cpu")
     ref.set_weights(model.get_weights())
-    X, T = ref._data(X, y)
-    params = ref._ws.params
+    X, T = ref.as_arrays(X, y)
+    backend = ref.backend
+    params = backend.ws.params  # the CPU backend's flat parameters, perturbed in place
+
+    def loss():
+        return backend.loss_rows(X, T, ref.loss_code, ref.l2)
+
     numeric = np.zeros_like(params)
     for i in range(params.shape[0]):
         saved = params[i]
         params[i] = saved + eps
-        plus = ref._loss(X, T)
+        plus = loss()
         params[i] = saved - eps
-        minus = ref._loss(X, T)
+        minus = loss()
         params[i] = saved
         numeric[i] = (plus - minus) / (2 * eps)
     worst = 0.0
-    for (dW, db), (nW, nb) in zip(analytic, ref._ws.pairs(numeric)):
+    for (dW, db), (nW, nb) in zip(analytic, ref.spec.pairs(numeric)):
         for a, b in ((dW, nW), (db, nb)):
             a = a.astype(np.float64)
+            if not (np.isfinite(a).all() and np.isfinite(b).all()):
+                return math.inf
             scale = np.linalg.norm(a) + np.linalg.norm(b)
             if scale > 0:
                 worst = max(worst, float(np.linalg.norm(a - b) / scale))
     return worst
+

@@ -5,6 +5,7 @@ Definitions (mean over the m rows of a batch):
   binary_cross_entropy  -(1/m) sum_i sum_k [t log a + (1-t) log(1-a)], from the logits
   cross_entropy         -(1/m) sum_i sum_k t_ik log a_ik on a softmax output, via log-sum-exp
 """
+from .activations import ACTIVATIONS
 
 MSE = 0
 BINARY_CROSS_ENTROPY = 1
@@ -17,6 +18,10 @@ NAMES = {code: name for name, code in LOSSES.items()}
 #: Output activation -> loss whose gradient w.r.t. the logits is exactly (A - T)/m.
 CANONICAL = {"sigmoid": "binary_cross_entropy", "softmax": "cross_entropy",
              "identity": "mse"}
+#: The same pairs as (loss code, activation code), for the kernels: for these the output
+#: delta skips the chain rule through the activation.
+CANONICAL_PAIRS = tuple((LOSSES[loss], ACTIVATIONS[activation])
+                        for activation, loss in sorted(CANONICAL.items()))
 
 #: Output activations each loss is defined on. BCE and CE are computed from the logits, so
 #: they need the activation whose log they can take stably; MSE takes any output.

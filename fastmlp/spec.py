@@ -63,6 +63,11 @@ class NetworkSpec:
                 raise ValueError(f"layer {i} uses {activation!r}, which is allowed only on "
                                  f"the output layer; use relu, tanh or sigmoid in hidden "
                                  f"layers")
+            if activation == "softmax" and size == 1:
+                raise ValueError(f"layer {i} is a softmax over 1 unit: its output is always 1 "
+                                 f"and its loss always 0, so it cannot learn; for binary "
+                                 f"classification use (1, 'sigmoid'), or (2, 'softmax') with "
+                                 f"labels 0 and 1")
             specs.append(LayerSpec(n_in, size, activation))
             n_in = size
         self.n_inputs = n_inputs
@@ -119,6 +124,11 @@ class NetworkSpec:
     def bias_slice(self, l):
         off = int(self.table[l, B_OFFSET])
         return slice(off, off + self.layers[l].n_out)
+
+    def pairs(self, flat):
+        """[(W, b), ...] views of a flat parameter-sized vector, W shaped (n_in, n_out)."""
+        return [(flat[self.weight_slice(l)].reshape(layer.n_in, layer.n_out),
+                 flat[self.bias_slice(l)]) for l, layer in enumerate(self.layers)]
 
     def flops_per_step(self, batch):
         """DESIGN.md's count: forward + weight gradients + deltas of all but the first layer."""

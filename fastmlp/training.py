@@ -1,4 +1,7 @@
-"""The fit loop: hands the compiled train_steps whole runs of minibatches.
+"""The fit loop: hands a backend's compiled train_steps whole runs of minibatches.
+
+`fit` drives any backend (cpu/backend.py, cuda/backend.py) through its methods alone and
+imports neither twin; the model has validated every input before it calls fit.
 
 Python returns from compiled code only to update the progress bar (about every
 config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
@@ -7,15 +10,15 @@ a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batc
 import contextlib
 import math
 import time
+import warnings
 
 import numpy as np
 
 from . import config
 from .config import PROGRESS_INTERVAL
-from .cpu import specialize
-from .cpu import train as cpu_train
+from .epochlog import EpochLog
 from .history import History
-from .validation import check_bool, check_int
+from .status import OK, describe
 
 QUIET_INTERVAL = 1.0
 FIRST_QUIET_STEPS = 4096
@@ -32,15 +35,6 @@ def _quiet_chunk(steps, steps_per_epoch):
     return steps // steps_per_epoch * steps_per_epoch
 
 
-def _check_validation(model, validation_data):
-    if validation_data is None:
-        return None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise TypeError("validation_data must be an (X_val, y_val) pair")
-    Xv = model._inputs(validation_data[0], "validation X")
-    return Xv, model._targets(validation_data[1], Xv.shape[0], "validation y")
-
-
 @contextlib.contextmanager
 def blas_threads(limit):
     """Limit the BLAS libraries' threads (threadpoolctl, a dependency of scikit-learn) for
@@ -53,103 +47,207 @@ def blas_threads(limit):
         yield
 
 
-def fit(model, X, y, epochs, batch_size, shuffle, validation_data, progress):
-    epochs = check_int(epochs, "epochs", 0)
-    batch_size = check_int(batch_size, "batch_size", 1)
-    shuffle = check_bool(shuffle, "shuffle")
-    progress = check_bool(progress, "progress")
-    frozen = model.spec.inference_only_layers()
-    if frozen:
-        names = ", ".join(f"layer {i} ({model.spec.layers[i].activation})" for i in frozen)
-        raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
-                         f"everywhere, so gradients cannot train it; use sigmoid or relu to "
-                         f"train, and 'step' only for hand-set weights with set_weights")
-    X, T = model._data(X, y)
-    validation = _check_validation(model, validation_data)
+class StopTraining(Exception):
+    """Raise in a callback to end training after the current epoch (as returning False)."""
+
+
+#: Epochs whose statistics one begin_fit holds: a longer fit runs in segments, so that memory
+#: follows the epochs completed, never the epochs asked for.
+SEGMENT_EPOCHS = 1 << 16
+
+
+class EarlyStopping:
+    """Stop when the monitored loss (validation loss, else training loss) has not improved
+    by more than min_delta for `patience` epochs; optionally restore the best epoch's
+    weights and optimizer state."""
+
+    def __init__(self, patience, min_delta, restore_best_weights):
+        self.patience, self.min_delta = patience, min_delta
+        self.restore = restore_best_weights
+        self.best, self.best_epoch, self.wait, self.snapshot = math.inf, None, 0, None
+
+    def epoch_end(self, epoch, monitored, backend):
+        """True when training should stop after this epoch."""
+        if monitored < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = monitored, epoch, 0
+            if self.restore:
+                self.snapshot = backend.get_state()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
+def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, loss, optimizer,
+        l2, weights=None, schedule=None, l2_per_sample=False, early_stopping=None,
+        callbacks=(), owner=None, accuracy=None):
+    """Train the backend's model on (X, T) (the kernels' arrays); returns a History.
+
+    validation: None or (X_val, T_val[, W_val]); loss: a loss code; optimizer: an
+    optimizers.Optimizer; weights: None or per-row sample weights; schedule: None or a
+    schedules.Schedule; early_stopping: None or an EarlyStopping; callbacks: callables
+    cb(owner, history) run at each epoch end (False or StopTraining ends training);
+    accuracy: None or fn(X, T, W) -> accuracy on the validation data (classifiers).
+    A FloatingPointError carries the History of the epochs completed before it (.history).
+    """
     n = X.shape[0]
     batch_size = min(batch_size, n)
-    n_layers = len(model.spec.layers)
-    history = History(grad_norms=np.zeros((0, n_layers)))
+    spec = backend.spec
+    log = EpochLog(len(spec.layers))
     if epochs == 0:
-        return history
-
-    epoch_loss = np.zeros(epochs)
-    epoch_grad_norm = np.zeros((epochs, n_layers))
-    epoch_seconds = np.zeros(epochs)
-    val_loss = []
-    if model.device == "cuda":
-        from .cuda.train import Trainer
-        run = Trainer(model, X, T, batch_size, shuffle, epochs, epoch_loss, epoch_grad_norm,
-                      validation)
-    else:
-        run = CpuRun(model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
-                     validation)
+        return _history(log)
     steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
+    epoch_hook = bool(validation is not None or early_stopping is not None or callbacks
+                      or (schedule is not None and schedule.needs_epoch_end))
     interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs * n, unit="samples", unit_scale=True, leave=True,
                    desc=f"epoch 1/{epochs}")
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // spec.flops_per_step(batch_size))
+    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
+    stop = False
+    try:
+        with blas_threads(config.BLAS_THREADS if backend.device == "cpu" else None):
+            for seg_start in range(0, epochs, SEGMENT_EPOCHS):
+                seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
+                backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,
+                                  validation, weights=weights, schedule=schedule,
+                                  l2_per_sample=l2_per_sample)
+                seg = _Segment(backend, seg_start, seg_epochs, steps_per_epoch)
+                while seg.done < seg.total and not stop:
+                    steps = min(chunk, seg.total - seg.done)
+                    if epoch_hook:  # stop at the epoch's end to evaluate
+                        steps = min(steps, steps_per_epoch - seg.done % steps_per_epoch)
+                    start = time.perf_counter()
+                    try:
+                        status, ran = backend.train_steps(steps)
+                    except KeyboardInterrupt:
+                        seg.interrupted(time.perf_counter() - start)
+                        raise
+                    elapsed = time.perf_counter() - start
+                    before = seg.done
+                    seg.advance(ran, elapsed)
+                    if status != OK:
+                        _add_epochs(log, seg, n)
+                        _raise_nonfinite(backend, status, seg_start * steps_per_epoch + seg.done,
+                                         steps_per_epoch, _history(log))
+                    if epoch_hook and seg.done % steps_per_epoch == 0:
+                        stop = _epoch_end(backend, log, seg, n, validation, early_stopping,
+                                          schedule, callbacks, owner, accuracy)
+                    if bar is not None:
+                        _update_bar(bar, seg.done - before, seg.done, steps_per_epoch,
+                                    batch_size, n, epochs, backend.epoch_loss, seg_start)
+                    per_step = elapsed / max(ran, 1)
+                    chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+                    if not progress:
+                        chunk = _quiet_chunk(chunk, steps_per_epoch)
+                if not epoch_hook:
+                    _add_epochs(log, seg, n)
+                if stop:
+                    break
+    except KeyboardInterrupt:
+        log.interrupted = True
+        _add_epochs(log, seg, n)
+        warnings.warn(f"fastmlp: training interrupted after {log.epochs} whole epoch(s); the "
+                      f"model keeps the weights of the last whole batch", RuntimeWarning,
+                      stacklevel=3)
+    finally:
+        if bar is not None:
+            bar.close()
+    history = _history(log)
+    if early_stopping is not None:
+        history.best_epoch = early_stopping.best_epoch
+        history.stopped_early = stop and early_stopping.wait >= early_stopping.patience
+        if early_stopping.restore and early_stopping.snapshot is not None:
+            backend.set_state(early_stopping.snapshot)
+    return history
 
-    def record(done_before, done, seconds):
+
+def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callbacks, owner,
+               accuracy):
+    """The work at an epoch's end; True when training should stop."""
+    epoch = log.epochs  # the 0-based index of the epoch that just ended
+    done = seg.done // seg.steps_per_epoch
+    train_loss = backend.epoch_loss[done - 1] / n
+    extra = {}
+    if validation is not None:
+        extra["val_loss"] = [backend.validation_loss()]
+        if accuracy is not None:
+            extra["val_accuracy"] = [accuracy(*validation)]
+    _add_epochs(log, seg, n, upto=done, **extra)
+    monitored = extra["val_loss"][0] if validation is not None else train_loss
+    if schedule is not None and schedule.needs_epoch_end:
+        schedule.epoch_end(monitored)
+    stop = False
+    if early_stopping is not None:
+        stop = early_stopping.epoch_end(epoch, monitored, backend)
+    if callbacks:
+        history = _history(log)
+        for callback in callbacks:
+            try:
+                if callback(owner, history) is False:
+                    stop = True
+            except StopTraining:
+                stop = True
+    if hasattr(backend, "any_rank"):  # data-parallel: every rank stops if one does
+        stop = backend.any_rank(stop)
+    return stop
+
+
+class _Segment:
+    """Step accounting of one begin_fit: steps done, and wall time spread over epochs."""
+
+    def __init__(self, backend, first_epoch, epochs, steps_per_epoch):
+        self.backend, self.first_epoch = backend, first_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.total = epochs * steps_per_epoch
+        self.done = 0
+        self.seconds = np.zeros(epochs)
+        self.taken = 0  # epochs of this segment already moved into the log
+
+    def advance(self, ran, elapsed):
         # Spread a call's wall time evenly over the steps it ran: whole epochs get
         # steps_per_epoch steps' worth, the first and last the part they ran (in O(1)
         # Python: an xor call runs a hundred thousand one-step epochs).
-        if done == done_before:
-            return
-        per_step = seconds / (done - done_before)
-        first, last = done_before // steps_per_epoch, (done - 1) // steps_per_epoch
-        epoch_seconds[first:last + 1] += per_step * steps_per_epoch
-        epoch_seconds[first] -= per_step * (done_before - first * steps_per_epoch)
-        epoch_seconds[last] -= per_step * ((last + 1) * steps_per_epoch - done)
+        if ran:
+            per_step = elapsed / ran
+            spe = self.steps_per_epoch
+            first, last = self.done // spe, (self.done + ran - 1) // spe
+            self.seconds[first:last + 1] += per_step * spe
+            self.seconds[first] -= per_step * (self.done - first * spe)
+            self.seconds[last] -= per_step * ((last + 1) * spe - self.done - ran)
+        self.done += ran
 
-    done = 0
-    # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
-    # Without: see _quiet_chunk; the first call plans for about a second of FLOPs, at most
-    # FIRST_QUIET_STEPS steps.
-    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // model.spec.flops_per_step(batch_size))
-    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
-    with blas_threads(config.BLAS_THREADS if model.device == "cpu" else None):
-        try:
-            while done < total_steps:
-                steps = min(chunk, total_steps - done)
-                if validation is not None:  # stop at the epoch's end to evaluate
-                    steps = min(steps, steps_per_epoch - done % steps_per_epoch)
-                start = time.perf_counter()
-                status, ran = run.train_steps(steps)
-                elapsed = time.perf_counter() - start
-                record(done, done + ran, elapsed)
-                before = done
-                done += ran
-                if status != cpu_train.OK:
-                    _raise_nonfinite(run, status, done, steps_per_epoch)
-                if validation is not None and done % steps_per_epoch == 0:
-                    val_loss.append(run.validation_loss())
-                if bar is not None:
-                    _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
-                                epoch_loss)
-                # Grow the run length toward `interval` seconds per call (at most x10 a call).
-                per_step = elapsed / max(ran, 1)
-                chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
-                if not progress:
-                    chunk = _quiet_chunk(chunk, steps_per_epoch)
-        except KeyboardInterrupt:
-            history.interrupted = True
-        finally:
-            if bar is not None:
-                bar.close()
-    completed = min(done // steps_per_epoch, epochs)
-    history.loss = epoch_loss[:completed] / n
-    history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch
-    history.seconds = epoch_seconds[:completed]
-    history.val_loss = np.array(val_loss[:completed], dtype=np.float64)
-    if history.interrupted:
-        print(f"fastmlp: training interrupted after {completed} whole epoch(s); the model "
-              f"keeps the weights of the last whole batch")
-    return history
+    def interrupted(self, elapsed):
+        """Ctrl-C during a compiled call: the steps it ran are read from the backend."""
+        epoch, batch = self.backend.cursor()
+        ran = epoch * self.steps_per_epoch + batch - self.done
+        self.advance(max(ran, 0), elapsed)
+
+
+def _add_epochs(log, seg, n, upto=None, **extra):
+    """Move the segment's completed epochs (up to `upto`) into the log."""
+    upto = min(seg.done // seg.steps_per_epoch if upto is None else upto, len(seg.seconds))
+    lo = seg.taken
+    if upto <= lo:
+        return
+    backend = seg.backend
+    lr = getattr(backend, "epoch_lr", None)
+    log.add(loss=backend.epoch_loss[lo:upto] / n,
+            grad_norms=backend.epoch_grad_norm[lo:upto] / seg.steps_per_epoch,
+            seconds=seg.seconds[lo:upto], lr=lr[lo:upto] if lr is not None else (), **extra)
+    seg.taken = upto
+
+
+def _history(log):
+    h = History(loss=log.series("loss"), grad_norms=log.series("grad_norms"),
+                seconds=log.series("seconds"), val_loss=log.series("val_loss"))
+    h.lr = log.series("lr")
+    h.val_accuracy = log.series("val_accuracy")
+    h.interrupted = log.interrupted
+    h.completed, h.epoch_stride = log.epochs, log.stride
+    return h
 
 
 def _samples(steps, steps_per_epoch, batch_size, n):
@@ -158,69 +256,23 @@ def _samples(steps, steps_per_epoch, batch_size, n):
     return whole * n + min(part * batch_size, n)
 
 
-def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_loss):
+def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_loss,
+                first_epoch=0):
     whole, part = divmod(done, steps_per_epoch)
     if part == 0:  # an epoch just ended: show its mean loss
         epoch, seen = whole - 1, n
     else:
         epoch, seen = whole, min(part * batch_size, n)
-    bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+    bar.set_description(f"epoch {first_epoch + epoch + 1}/{epochs}", refresh=False)
     bar.set_postfix(loss=f"{epoch_loss[epoch] / seen:.4g}", refresh=False)
     bar.update(_samples(done, steps_per_epoch, batch_size, n)
                - _samples(done - ran, steps_per_epoch, batch_size, n))
 
 
-class CpuRun:
-    """One fit's compiled calls on the CPU. cuda/train.Trainer has the same three methods.
-
-    A small network trains with the kernel generated for its architecture
-    (cpu/specialize.py); any other with cpu_train.train_steps, looked up at each call (tests
-    replace it)."""
-
-    def __init__(self, model, X, T, batch_size, shuffle, epoch_loss, epoch_grad_norm,
-                 validation):
-        self.model, self.X, self.T = model, X, T
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
-        self.validation = validation
-        self.ws = model._ws
-        self.rows = model._rows(batch_size)
-        self.hyper = model.optimizer.hyper()
-        self.perm = np.arange(X.shape[0], dtype=np.int64)
-        self.cursor = np.zeros(2, np.int64)
-        self.grad_norms = np.zeros(len(model.spec.layers))
-        self.specialized, self.extra = specialize.for_fit(
-            model.spec, model._loss_code, model.optimizer.code, self.hyper, batch_size,
-            model.dtype)
-
-    def train_steps(self, steps):
-        """Up to `steps` minibatch updates in one compiled call: (status, steps done)."""
-        ws, model = self.ws, self.model
-        ws.save_backup()
-        kernel = self.specialized or cpu_train.train_steps
-        return kernel(
-            ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
-            ws.deltas, ws.xbatch, ws.tbatch, self.perm, ws.rng, self.cursor, self.epoch_loss,
-            self.epoch_grad_norm, self.grad_norms, self.X, self.T, model.spec.table,
-            self.rows, model.spec.n_weights, model._loss_code, model.optimizer.code,
-            self.hyper, model.l2, self.batch_size, self.shuffle, steps, *self.extra)
-
-    def validation_loss(self):
-        return self.model._loss(*self.validation)
-
-    def restore_if_overflowed(self):
-        """After a failed step: if an update overflowed the weights themselves, go back to
-        the copy taken when the last compiled call started; True if it did."""
-        if np.isfinite(self.ws.params).all():
-            return False
-        self.ws.restore_backup()
-        return True
-
-
-def _raise_nonfinite(run, status, done, steps_per_epoch):
+def _raise_nonfinite(run, status, done, steps_per_epoch, history):
     epoch, batch = divmod(done, steps_per_epoch)
     where = f"at epoch {epoch + 1}, batch {batch + 1}"
-    what = "the training loss" if status == cpu_train.NONFINITE_LOSS else "a gradient"
+    what = describe(status)
     if run.restore_if_overflowed():
         message = (f"{what} became NaN or infinite {where} after an update overflowed the "
                    f"weights; training stopped and the model was restored to its weights from "
@@ -229,5 +281,7 @@ def _raise_nonfinite(run, status, done, steps_per_epoch):
     else:
         message = (f"{what} became NaN or infinite {where}; training stopped and the model "
                    f"keeps the weights from before that step")
-    raise FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or add "
-                             f"l2 regularisation.")
+    error = FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or "
+                               f"add l2 regularisation.")
+    error.history = history  # the epochs completed before it
+    raise error

@@ -3,8 +3,63 @@
 Parameter-sized kinds (params, grads, moment1, moment2 and their backups) live as long as the
 model. Row-sized kinds (activations, deltas, output logits, the gathered input and target
 batch) hold `rows` rows and are rebuilt only when a larger batch is asked for.
+
+The compiled training loops (cpu/train.py and the generated kernels of cpu/codegen.py) take
+their buffers as three bundles, so that their signature is written once: TrainState (the
+model's buffers), FitState (one fit's bookkeeping) and StepConfig (sizes, codes and
+hyper-parameters). A bundle costs about 1 us more to unbox than its arrays passed one by one
+(measured with numba 0.68: 2.4 us against 1.3 us a call for eleven arrays), once per compiled
+call of many steps.
 """
+from typing import NamedTuple
+
 import numpy as np
+
+
+class TrainState(NamedTuple):
+    """The model's buffers a training step reads and writes."""
+    params: np.ndarray
+    grads: np.ndarray
+    moment1: np.ndarray
+    moment2: np.ndarray
+    opt_step: np.ndarray
+    rng: np.ndarray
+    acts: np.ndarray
+    logits: np.ndarray
+    deltas: np.ndarray
+    xbatch: np.ndarray
+    tbatch: np.ndarray
+
+
+class FitState(NamedTuple):
+    """One fit's bookkeeping: the row permutation, the cursor [epoch, batch] and the
+    per-epoch statistics the loop adds to."""
+    perm: np.ndarray
+    cursor: np.ndarray
+    epoch_loss: np.ndarray
+    epoch_grad_norm: np.ndarray
+    grad_norms: np.ndarray
+
+
+class StepConfig(NamedTuple):
+    """What a step needs besides buffers: the spec's layer table, the row capacity of the
+    buffers, the codes and the hyper-parameters."""
+    layers: np.ndarray
+    rows: int
+    n_weights: int
+    loss: int
+    optimizer: int
+    hyper: np.ndarray
+    l2: float
+    batch_size: int
+    shuffle: bool
+
+
+def step_config(spec, rows, loss, optimizer, l2, batch_size, shuffle):
+    """A StepConfig with every scalar of a fixed type, so that it compiles once."""
+    return StepConfig(spec.table, int(rows), int(spec.n_weights), int(loss),
+                      int(optimizer.code), optimizer.hyper(), float(l2), int(batch_size),
+                      bool(shuffle))
 
 
 
@@ -38,6 +93,12 @@ class Workspace:
         self.xbatch = np.zeros(rows * spec.n_inputs, self.dtype)
         self.tbatch = np.zeros(rows * spec.n_outputs, self.dtype)
 
+    def train_state(self):
+        """The TrainState bundle of these buffers (call ensure_rows first)."""
+        return TrainState(self.params, self.grads, self.moment1, self.moment2, self.opt_step,
+                          self.rng, self.acts, self.logits, self.deltas, self.xbatch,
+                          self.tbatch)
+
     # -- named views ---------------------------------------------------------------------
     def weights(self, l, buf=None):
         layer = self.spec.layers[l]
@@ -50,7 +111,7 @@ class Workspace:
 
     def pairs(self, buf):
         """[(W, b), ...] views of a parameter-sized buffer (params or grads)."""
-        return [(self.weights(l, buf), self.bias(l, buf)) for l in range(len(self.spec.layers))]
+        return self.spec.pairs(buf)
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_backup(self):

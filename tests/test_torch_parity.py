@@ -74,9 +74,9 @@ def test_loss_and_gradients_match_autograd(layers, loss, dtype):
     rng = np.random.default_rng(3)
     model = fastmlp.MLP(36, layers, loss=loss, l2=0.05, dtype=dtype, seed=4)
     X, y = data(model, rng, 45)
-    T = model._targets(y, 45)
+    T = model.as_arrays(np.zeros((45, model.n_inputs)), y)[1]
     params = torch_params(model)
-    value = torch_loss(model, params, model._inputs(X), T)
+    value = torch_loss(model, params, model.as_arrays(X), T)
     value.backward()
     assert model.loss(X, y) == pytest.approx(value.item(), rel=TOL[dtype]["rtol"] * 10)
     for (dW, db), l in zip(model.gradients(X, y), range(len(layers))):
@@ -109,7 +109,7 @@ def test_optimizer_steps_match_torch(layers, loss, optimizer, make_torch, dtype)
     model = fastmlp.MLP(36, layers, loss=loss, optimizer=optimizer, l2=0.01, dtype=dtype,
                         seed=6)
     X, y = data(model, rng, 10)
-    Xc, T = model._data(X, y)
+    Xc, T = model.as_arrays(X, y)
     params = torch_params(model)
     opt = make_torch(params)
     for _ in range(4):

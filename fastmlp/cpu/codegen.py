@@ -19,21 +19,36 @@ The formulas are those of the generic kernels (tests compare the two to the last
 only the sizes and the order of some sums differ. cpu/specialize.py chooses, caches and
 loads these modules.
 """
-from ..activations import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX
+from ..activations import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, STEP, TANH
 from ..activations import NAMES as ACTIVATION_NAMES
-from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from ..losses import NAMES as LOSS_NAMES
-from ..spec import B_OFFSET, W_OFFSET
+from ..optimizers import VARIANTS
+from ..spec import ACTIVATION, B_OFFSET, W_OFFSET
 
 # The two layouts of a generated kernel: ROWS runs each row's forward and backward in scalar
 # locals (batches of a few rows), COLUMNS each unit across the batch (config.
 # SPECIALIZE_COLUMNS_MIN_BATCH rows or more), in loops LLVM vectorises.
 ROWS, COLUMNS = "rows", "columns"
 
-# The optimizer variants a kernel is generated for; the hyper-parameter values stay inputs.
-SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = "sgd", "momentum", "nesterov", "adam", "adamw"
+# The optimizer variants a kernel is generated for (optimizers.VARIANTS: each optimizer
+# names its own); the hyper-parameter values stay inputs.
+SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = VARIANTS
 
-_CANONICAL = {(BINARY_CROSS_ENTROPY, SIGMOID), (CROSS_ENTROPY, SOFTMAX), (MSE, IDENTITY)}
+_CANONICAL = frozenset(CANONICAL_PAIRS)
+
+
+def _check(spec, loss, variant):
+    """Refuse, before any source is written, a code or variant this generator has no
+    branch for: it must not be generated as some other loss, activation or update."""
+    if variant not in VARIANTS:
+        raise ValueError(f"codegen: no update rule for optimizer variant {variant!r}")
+    if loss not in (MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY):
+        raise ValueError(f"codegen: no branch for loss code {loss!r}")
+    known = (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, STEP, SOFTMAX)
+    for l, code in enumerate(spec.table[:, ACTIVATION]):
+        if code not in known:
+            raise ValueError(f"codegen: no branch for activation code {code} (layer {l})")
 
 def _activation(act, z, a):
     """Lines computing a = act(z) for one unit (softmax is done per layer, not here)."""
@@ -60,6 +75,7 @@ def _describe(spec, loss, variant):
 
 def generate_rows_source(spec, loss, variant):
     """The source of a module whose `train_steps` is specialised to the arguments (ROWS)."""
+    _check(spec, loss, variant)
     layers = spec.layers
     last = len(layers) - 1
     w_off = [int(spec.table[l, W_OFFSET]) for l in range(len(layers))]
@@ -110,7 +126,7 @@ def generate_rows_source(spec, loss, variant):
             z = f"z{last}_{j}"
             body.append(f"data_loss += max({z}, 0.0) - {z} * t_{j} "
                         f"+ fast_log1p(fast_exp(-abs({z})))")
-    else:  # cross-entropy on the softmax output: log-sum-exp from the softmax's own sums
+    elif loss == CROSS_ENTROPY:  # on the softmax output: log-sum-exp from the softmax's sums
         body.append("lse = top + fast_log(total)")
         for j in range(n_out):
             body.append(f"data_loss += cross_entropy_term(t_{j}, lse, z{last}_{j})")
@@ -197,6 +213,7 @@ def generate_columns_source(spec, loss, variant):
     separate arrays, not views of one buffer: LLVM vectorises a loop that reads one layer and
     writes the next only when it can tell them apart with a run-time check of two pointers.
     """
+    _check(spec, loss, variant)
     layers = spec.layers
     n_layers = len(layers)
     last = n_layers - 1
@@ -247,7 +264,7 @@ def generate_columns_source(spec, loss, variant):
             lines += [f"    v{j} = Z[{j}, i]",
                       f"    data_loss += max(v{j}, 0.0) - v{j} * TT[{j}, i] "
                       f"+ fast_log1p(fast_exp(-abs(v{j})))"]
-    else:  # cross-entropy: log-sum-exp over the row's logits
+    elif loss == CROSS_ENTROPY:  # log-sum-exp over the row's logits
         lines.append("    ltop0 = Z[0, i]")
         lines += [f"    ltop{j} = larger(Z[{j}, i], ltop{j - 1})" for j in range(1, n_out)]
         top = f"ltop{n_out - 1}"
@@ -329,16 +346,19 @@ from fastmlp.cpu.network import l2_forward
 from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
                                adam_update, momentum_update, nesterov_update)
 from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger
-from fastmlp.cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK, finish_step, next_batch
+from fastmlp.cpu.train import finish_step, next_batch
+from fastmlp.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 
 
 @jit
-def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, xbatch,
-                tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms, x, targets,
-                layers, rows, n_weights, loss, optimizer, hyper, l2, batch_size, shuffle_rows,
-                n_steps{extra_argument}):
+def train_steps(state, fit, x, targets, config, n_steps{extra_argument}):
     """train.train_steps for this architecture: the layer table, loss and optimizer are
     written into the code. {docstring}"""
+    params, grads, moment1, moment2 = state.params, state.grads, state.moment1, state.moment2
+    opt_step, rng, xbatch, tbatch = state.opt_step, state.rng, state.xbatch, state.tbatch
+    perm, cursor, epoch_loss, epoch_grad_norm, grad_norms = fit
+    hyper, l2, n_weights = config.hyper, config.l2, config.n_weights
+    batch_size, shuffle_rows = config.batch_size, config.shuffle
     dt = params.dtype.type
     zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
     decay = dt(l2)
@@ -400,11 +420,13 @@ def _update_lines(variant, spec):
         elif variant in (MOMENTUM, NESTEROV):
             rule = "nesterov_update" if variant == NESTEROV else "momentum_update"
             lines.append(f"    params[i], moment1[i] = {rule}(p, g, moment1[i], lr, momentum)")
-        else:
+        elif variant in (ADAM, ADAMW):
             decoupled = variant == ADAMW and is_weights
             lines += [
                 "    params[i], moment1[i], moment2[i] = adam_update(",
                 "        p, g, moment1[i], moment2[i], step_size, one_minus_beta1, beta2,",
                 f"        one_minus_beta2, bias_correction2_sqrt, eps, decay_w, {decoupled})",
             ]
+        else:
+            raise ValueError(f"codegen: no update rule for optimizer variant {variant!r}")
     return lines

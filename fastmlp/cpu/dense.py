@@ -83,6 +83,8 @@ def activation_forward(out, z, bias, activation):
             inv = dt(1) / total
             for j in range(n):
                 out[i, j] *= inv
+    else:  # an activation in activations.ACTIVATIONS without a branch here
+        raise ValueError("cpu/dense.activation_forward: unknown activation code")
 
 
 @jit
@@ -119,8 +121,10 @@ def activation_backward(delta, a, activation):
                 delta[i, j] *= one - v * v
     elif activation == STEP:
         delta[:, :] = 0
-    # IDENTITY: derivative 1. SOFTMAX only ever sits on the output layer, whose delta
-    # loss_backward computes with the full Jacobian.
+    elif activation != IDENTITY:  # identity: derivative 1
+        # SOFTMAX only ever sits on the output layer, whose delta loss_backward computes
+        # with the full Jacobian; anything else is a code without a branch here.
+        raise ValueError("cpu/dense.activation_backward: unknown activation code")
 
 
 @jit

@@ -1,9 +1,9 @@
 """Loss kernels: loss_forward (summed over rows) and loss_backward (the output layer's delta)."""
 import math
 
-from ..activations import IDENTITY, SIGMOID, SOFTMAX
+from ..activations import SOFTMAX
 from ..config import jit
-from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from .dense import activation_backward
 from .mathfn import fast_exp, fast_log1p
 
@@ -42,14 +42,18 @@ def loss_forward(outputs, logits, targets, loss):
                 t = targets[i, j]
                 if t != 0:
                     total += t * (lse - logits[i, j])
+    else:  # a loss in losses.LOSSES without a branch here
+        raise ValueError("cpu/loss.loss_forward: unknown loss code")
     return total
 
 
 @jit
 def is_canonical(loss, activation):
-    return (loss == BINARY_CROSS_ENTROPY and activation == SIGMOID) \
-        or (loss == CROSS_ENTROPY and activation == SOFTMAX) \
-        or (loss == MSE and activation == IDENTITY)
+    """True for the pairs of losses.CANONICAL_PAIRS, whose dL/dZ is (A - T)/m."""
+    for pair in CANONICAL_PAIRS:
+        if pair[0] == loss and pair[1] == activation:
+            return True
+    return False
 
 
 @jit

@@ -11,11 +11,9 @@ import math
 import numpy as np
 
 from ..config import jit
+from ..optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
+                          MOMENTUM, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
 from ..spec import N_IN, N_OUT, W_OFFSET
-
-SGD, ADAM, ADAMW = 0, 1, 2
-# Layout of the float64 hyper-parameter vector handed to the kernels.
-LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, WEIGHT_DECAY, N_HYPER = range(8)
 
 
 # Per-element update rules, inlined into the loops below and into the generated kernels of
@@ -110,10 +108,12 @@ def update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, st
     if optimizer == SGD:
         sgd_step(params, grads, moment1, lo, hi, hyper[LR], hyper[MOMENTUM],
                  hyper[NESTEROV] != 0, l2)
-    else:
+    elif optimizer == ADAM or optimizer == ADAMW:
         decay = hyper[WEIGHT_DECAY] if optimizer == ADAMW and is_weights else 0.0
         adam_step(params, grads, moment1, moment2, lo, hi, hyper[LR], hyper[BETA1],
                   hyper[BETA2], hyper[EPS], decay, step, l2)
+    else:  # a code in optimizers.CODES without a branch here must not train as something else
+        raise ValueError("cpu/optim.update_segment: unknown optimizer code")
 
 
 @jit

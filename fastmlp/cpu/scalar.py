@@ -9,7 +9,7 @@ tests/cpu/test_specialize.py checks the two against each other for every activat
 """
 import math
 
-from ..activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
+from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
 from ..config import jit
 from .mathfn import cast_like, fast_exp
 
@@ -28,7 +28,9 @@ def activate(v, activation):
         return math.tanh(v)
     if activation == STEP:
         return one if v > zero else zero
-    return v
+    if activation == IDENTITY:
+        return v
+    raise ValueError("cpu/scalar.activate: unknown activation code")
 
 
 @jit
@@ -45,7 +47,9 @@ def activation_grad(d, a, activation):
         return d * (one - a * a)
     if activation == STEP:
         return zero
-    return d
+    if activation == IDENTITY:
+        return d
+    raise ValueError("cpu/scalar.activation_grad: unknown activation code")
 
 
 @jit

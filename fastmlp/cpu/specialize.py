@@ -15,30 +15,13 @@ import threading
 import numpy as np
 
 from .. import config
-from . import optim
-from .codegen import (ADAM, ADAMW, COLUMNS, MOMENTUM, NESTEROV, ROWS, SGD,
-                      generate_columns_source, generate_rows_source)
-
-# Modules the generated source imports, and its generator: their text is part of the file
-# name's hash, so an edit to any of them makes new files (numba's cache cannot see edits in
-# callees).
-_DEPENDENCIES = ("config.py", "activations.py", "cpu/codegen.py", "cpu/mathfn.py",
-                 "cpu/network.py", "cpu/optim.py", "cpu/scalar.py", "cpu/specialize.py",
-                 "cpu/train.py")
-
+from ..files import cache_root
+from ..jitcache import source_digest
+from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
 
 def eligible(spec):
     """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""
     return config.SPECIALIZE and spec.n_weights <= config.SPECIALIZE_MAX_WEIGHTS
-
-
-def optimizer_variant(code, hyper):
-    """The variant of optim's (code, hyper vector) that the generated update hard-codes."""
-    if code == optim.SGD:
-        if hyper[optim.MOMENTUM] == 0:
-            return SGD
-        return NESTEROV if hyper[optim.NESTEROV] != 0 else MOMENTUM
-    return ADAMW if code == optim.ADAMW else ADAM
 
 
 # -- the cache of generated modules ----------------------------------------------------------
@@ -50,30 +33,27 @@ _lock = threading.Lock()
 def cache_dir():
     """Where generated sources (and numba's cache of them) go: $FASTMLP_CACHE_DIR, else
     $XDG_CACHE_HOME/fastmlp or ~/.cache/fastmlp, else a directory in the temp dir."""
-    root = os.environ.get("FASTMLP_CACHE_DIR")
-    if root:
-        return os.path.join(root, "kernels")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "fastmlp", "kernels")
+    return os.path.join(cache_root(), "kernels")
 
 
-def _dependency_digest():
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    digest = hashlib.sha256()
-    for name in _DEPENDENCIES:
-        with open(os.path.join(here, name), "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()
+def _holds(path, source):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read() == source
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _write(directory, name, source):
-    """Write source to directory/name atomically, unless that file is already there."""
+    """directory/name holding exactly source: written atomically when missing, and replaced
+    when it holds anything else (a file truncated by a full disk or a crash, a hand edit),
+    which would otherwise fail to import on every later fit."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
-    if not os.path.exists(path):
+    if not _holds(path, source):
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(source)
             os.replace(tmp, path)  # another process may have written the same text: fine
         except BaseException:
@@ -83,12 +63,50 @@ def _write(directory, name, source):
     return path
 
 
-def _import(path, module_name):
+def _import(path, module_name, source):
+    """The module of the generated source, executed from the text just checked (not from a
+    .pyc, which could be stale or damaged) under the file's path, so numba's cache finds it."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # numba's cache finds functions through their module
-    spec.loader.exec_module(module)
+    try:
+        exec(compile(source, path, "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return module
+
+
+def _tolerate_damaged_cache(dispatcher):
+    """Make a damaged entry in numba's on-disk cache of a generated kernel (a truncated
+    index or data file) a cache miss that is compiled and rewritten; numba itself unpickles
+    it unguarded, so every later call would raise."""
+    cache = getattr(dispatcher, "_cache", None)
+    load, save = getattr(cache, "load_overload", None), getattr(cache, "save_overload", None)
+    if load is None or save is None or not hasattr(cache, "flush"):
+        return dispatcher  # a numba whose cache works differently: left as it is
+    damaged = []
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:  # unpickling a cut-off file raises any of several kinds
+            damaged.append(exc)
+            try:
+                cache.flush()  # an empty index: the new entry replaces the damaged one
+            except OSError:
+                pass
+            return None
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except Exception:
+            if not damaged:
+                raise  # only a cache found damaged (and not repaired) may fail to save
+
+    cache.load_overload, cache.save_overload = load_overload, save_overload
+    return dispatcher
 
 
 def layout_for(batch_size):
@@ -104,13 +122,14 @@ def column_scratch(spec, batch_size, dtype):
     return tuple(np.zeros((units, batch_size), dtype) for units in shapes)
 
 
-def for_fit(spec, loss, optimizer, hyper, batch_size, dtype):
+def for_fit(spec, loss, optimizer, batch_size, dtype):
     """(generated train_steps, its extra arguments) for a fit, or (None, ()) where the
-    generic kernel trains: a network too large, or no writable directory for the source."""
+    generic kernel trains: a network too large, or no writable directory for the source.
+    optimizer is an optimizers.Optimizer: its variant is the update rule written in."""
     if not eligible(spec):
         return None, ()
     layout = layout_for(batch_size)
-    found = kernel(spec, loss, optimizer_variant(optimizer, hyper), layout)
+    found = kernel(spec, loss, optimizer.variant, layout)
     if found is None or layout == ROWS:
         return found, ()
     return found, (column_scratch(spec, batch_size, dtype),)
@@ -125,7 +144,9 @@ def kernel(spec, loss, variant, layout=ROWS):
             return _loaded[key]
         generate = generate_columns_source if layout == COLUMNS else generate_rows_source
         source = generate(spec, loss, variant)
-        digest = hashlib.sha256((_dependency_digest() + source).encode()).hexdigest()[:20]
+        # The kernel sources' digest joins the name: numba's cache cannot see edits in the
+        # modules a generated file imports (jitcache.py).
+        digest = hashlib.sha256((source_digest() + source).encode()).hexdigest()[:20]
         module_name = f"fastmlp_kernel_{digest}"
         found = None
         for directory in (cache_dir(),
@@ -135,7 +156,7 @@ def kernel(spec, loss, variant, layout=ROWS):
                 path = _write(directory, module_name + ".py", source)
             except OSError:
                 continue
-            found = _import(path, module_name).train_steps
+            found = _tolerate_damaged_cache(_import(path, module_name, source).train_steps)
             break
         _loaded[key] = found
         return found

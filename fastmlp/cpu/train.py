@@ -9,36 +9,11 @@ import math
 import numpy as np
 
 from ..config import jit
+from ..rng import shuffle
+from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import gradient_norms, optimizer_step
 from .views import view2d
-
-# splitmix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator whose whole state is one
-# uint64 kept in the workspace, so shuffles are reproducible from the model's seed.
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-# Status codes returned by train_steps.
-OK, NONFINITE_LOSS, NONFINITE_GRADIENT = 0, 1, 2
-
-
-@jit
-def random_u64(rng):
-    z = rng[0] + _GOLDEN
-    rng[0] = z
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
-    return z ^ (z >> _S31)
-
-
-@jit
-def shuffle(perm, rng):
-    """In-place Fisher-Yates shuffle of perm (modulo bias < n / 2**64, negligible)."""
-    for i in range(perm.shape[0] - 1, 0, -1):
-        j = np.int64(random_u64(rng) % np.uint64(i + 1))
-        perm[i], perm[j] = perm[j], perm[i]
 
 
 @jit
@@ -80,37 +55,40 @@ def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, 
 
 
 @jit
-def train_steps(params, grads, moment1, moment2, opt_step, acts, logits, deltas, xbatch,
-                tbatch, perm, rng, cursor, epoch_loss, epoch_grad_norm, grad_norms,
-                x, targets, layers, rows, n_weights, loss, optimizer, hyper, l2, batch_size,
-                shuffle_rows, n_steps):
-    """Run up to n_steps minibatch updates; returns (status, steps done).
+def train_steps(state, fit, x, targets, config, n_steps):
+    """Run up to n_steps minibatch updates; returns (status, steps done) (status.py's codes).
 
-    cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a fresh
-    shuffle when shuffle_rows. epoch_loss[e] accumulates the per-row loss (l2 term included)
-    summed over rows, epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch whose loss or
-    gradient is not finite is not applied: training stops with the weights from before it.
-    (Only an update that itself overflows the weights gets past this; the next step's loss
-    shows it, and the caller restores the copy it made before the call.)
+    state, fit and config are the bundles of workspace.py (TrainState, FitState, StepConfig).
+    fit.cursor = [epoch, batch within epoch] is advanced in place; each epoch starts with a
+    fresh shuffle when config.shuffle. fit.epoch_loss[e] accumulates the per-row loss (l2 term
+    included) summed over rows, fit.epoch_grad_norm[e, l] the per-batch norm of dW_l. A batch
+    whose loss or gradient is not finite is not applied: training stops with the weights from
+    before it. (Only an update that itself overflows the weights gets past this; the next
+    step's loss shows it, and the caller restores the copy it made before the call.)
     The last batch of an epoch is the remainder and may be smaller than batch_size.
     """
+    s, c = state, config
+    params, grads, layers, rows = s.params, s.grads, c.layers, c.rows
     n = x.shape[0]
     for step in range(n_steps):
-        start, m = next_batch(cursor, perm, rng, n, batch_size, shuffle_rows)
-        xb = view2d(xbatch, 0, m, x.shape[1])
-        tb = view2d(tbatch, 0, m, targets.shape[1])
-        gather_rows(xb, x, perm, start, m)
-        gather_rows(tb, targets, perm, start, m)
-        data_loss = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss) / m
-        total_loss = data_loss + l2_forward(params, n_weights, l2)
+        start, m = next_batch(fit.cursor, fit.perm, s.rng, n, c.batch_size, c.shuffle)
+        xb = view2d(s.xbatch, 0, m, x.shape[1])
+        tb = view2d(s.tbatch, 0, m, targets.shape[1])
+        gather_rows(xb, x, fit.perm, start, m)
+        gather_rows(tb, targets, fit.perm, start, m)
+        data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
+                               c.loss) / m
+        total_loss = data_loss + l2_forward(params, c.n_weights, c.l2)
         if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
             return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
-        network_backward(grads, deltas, acts, xb, tb, params, layers, rows, 1.0 / m, loss)
-        if not gradient_norms(grad_norms, grads, params, layers, l2):
+        network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows, 1.0 / m,
+                         c.loss)
+        if not gradient_norms(fit.grad_norms, grads, params, layers, c.l2):
             return NONFINITE_GRADIENT, step  # nothing updated either
-        optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2)
-        finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
-                    batch_size)
+        optimizer_step(params, grads, s.moment1, s.moment2, s.opt_step, layers, c.optimizer,
+                       c.hyper, c.l2)
+        finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms,
+                    total_loss, m, n, c.batch_size)
     return OK, n_steps
 
 

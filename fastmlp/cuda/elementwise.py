@@ -8,7 +8,8 @@ import math
 
 from numba import cuda
 
-from ..activations import LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
+from ..activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, STEP,
+                           TANH)
 from ..config import CUDA_CACHE
 
 
@@ -19,6 +20,12 @@ def sigmoid(z):
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
+
+
+#: The activation codes `activate` and `derivative_from_output` (and loss.output_row, for
+#: softmax) have branches for. Device code cannot raise, so cuda/backend.py refuses any other
+#: code before the first launch: keep this tuple beside the branches it lists.
+HANDLED_ACTIVATIONS = (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, STEP, SOFTMAX)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)

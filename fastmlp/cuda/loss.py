@@ -16,7 +16,7 @@ from numba import cuda
 from ..activations import IDENTITY, SIGMOID, SOFTMAX
 from .. import config
 from ..config import CUDA_CACHE
-from ..losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from . import device
 from .elementwise import activate, derivative_from_output
 
@@ -40,6 +40,11 @@ def output_row(outputs, logits, i, activation):
     else:
         for j in range(n):
             outputs[i, j] = activate(logits[i, j], activation)
+
+
+#: The loss codes row_loss has branches for; cuda/backend.py refuses any other before the
+#: first launch (device code cannot raise).
+HANDLED_LOSSES = (MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)
@@ -75,9 +80,11 @@ def row_loss(outputs, logits, targets, i, loss):
 
 @cuda.jit(device=True, cache=CUDA_CACHE)
 def is_canonical(loss, activation):
-    return (loss == BINARY_CROSS_ENTROPY and activation == SIGMOID) \
-        or (loss == CROSS_ENTROPY and activation == SOFTMAX) \
-        or (loss == MSE and activation == IDENTITY)
+    """True for the pairs of losses.CANONICAL_PAIRS, whose dL/dZ is (A - T)/m."""
+    for pair in CANONICAL_PAIRS:
+        if pair[0] == loss and pair[1] == activation:
+            return True
+    return False
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)

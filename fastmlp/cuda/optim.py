@@ -21,19 +21,24 @@ from numba import cuda
 
 from .. import config
 from ..config import CUDA_CACHE
-from ..cpu.optim import (ADAM, ADAMW, BETA1, BETA2, EPS, LR, MOMENTUM, N_HYPER, NESTEROV, SGD,
-                         WEIGHT_DECAY)
-from ..cpu.train import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
+                          MOMENTUM, N_HYPER, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
+from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..spec import N_IN, N_OUT, W_OFFSET
 from . import device
 from .elementwise import block_sum
 
 # status[STATUS]: OK while every step so far was finite, else the code of the first failure
-# (cpu/train.py's codes, NONFINITE_LOSS or NONFINITE_GRADIENT); status[STEPS_DONE]: steps
+# (status.py's codes, NONFINITE_LOSS or NONFINITE_GRADIENT); status[STEPS_DONE]: steps
 # applied.
 STATUS, STEPS_DONE = 0, 1
 # Columns of a tile_sums row.
 GRAD_SQ, WEIGHT_SQ, BIAS_SQ = 0, 1, 2
+
+
+#: The optimizer codes update_parameter has branches for (anything not SGD is taken as Adam
+#: there); cuda/backend.py refuses any other before the first launch.
+HANDLED_OPTIMIZERS = (SGD, ADAM, ADAMW)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)

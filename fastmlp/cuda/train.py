@@ -4,7 +4,7 @@ gradient_rows.
 
 Per training step the host only launches kernels (network.StepPlan): nothing is allocated
 and nothing is copied. Per epoch, with shuffle, the host shuffles the row permutation with
-cpu/train.shuffle, exactly as the CPU path does (so both see the same batches for the same
+rng.shuffle, exactly as the CPU kernels do (so both see the same batches for the same
 seed), and queues an asynchronous copy of it (8 bytes a row) from pinned memory. Data too big
 for the device budget (config.CUDA_DATA_BYTES) is streamed instead: the host gathers each
 chunk of whole batches in permutation order and queues its copy, and the device reads it in
@@ -14,9 +14,10 @@ epoch statistics: a few numbers.
 import numpy as np
 
 from .. import config
-from ..cpu.train import shuffle
-from . import device
+from ..rng import shuffle
+from . import device, fused
 from .elementwise import l2_backward_kernel
+from .fused_steps import StepsRun
 from .network import StepPlan, network_backward, network_loss, network_output
 from .optim import STATUS, STEPS_DONE, kernels as optimizer_kernels
 
@@ -71,19 +72,22 @@ class Trainer:
     done), the host arrays epoch_loss and epoch_grad_norm filled for the epochs touched.
     """
 
-    def __init__(self, model, X, T, batch_size, shuffle_rows, epochs, epoch_loss,
-                 epoch_grad_norm, validation):
-        dws = model._device_ws
-        self.model, self.dws = model, dws
+    def __init__(self, dws, rng, X, T, batch_size, shuffle_rows, epochs, epoch_loss,
+                 epoch_grad_norm, validation, loss, optimizer, l2, perm=None):
+        """dws: the DeviceWorkspace, which holds a batch already (ensure_rows); rng: the
+        host's shuffling state (rng.shuffle advances it in place); loss: a loss code;
+        optimizer: an optimizers.Optimizer; perm: the row permutation to continue from
+        (shuffled in place; default the identity)."""
+        self.dws = dws
+        self.loss, self.l2 = loss, l2
         self.n = n = X.shape[0]
         self.batch_size, self.shuffle_rows = batch_size, shuffle_rows
         self.n_batches = -(-n // batch_size)
         self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
         self.X, self.T = X, T
-        self.rng = model._host.rng
-        self.perm = np.arange(n, dtype=np.int64)
-        self.hyper = model.optimizer.hyper()
-        model._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
+        self.rng = rng
+        self.perm = np.arange(n, dtype=np.int64) if perm is None else perm
+        self.hyper = optimizer.hyper()
         dws.ensure_epochs(epochs)
         dws.hyper.copy_to_device(self.hyper)
         device.fill(dws.status, 0)
@@ -101,8 +105,8 @@ class Trainer:
             self.perm_device = device.upload(np.arange(self.chunk_rows, dtype=np.int64))
             self.x_upload, self.t_upload = Uploader(self.x), Uploader(self.t)
         last = n - (self.n_batches - 1) * batch_size
-        self.plans = {m: StepPlan(dws, self.x, self.t, self.perm_device, m, model._loss_code,
-                                  model.optimizer.code, model.l2)
+        self.plans = {m: StepPlan(dws, self.x, self.t, self.perm_device, m, loss,
+                                  optimizer.code, l2)
                       for m in {batch_size, last}}
         self.validation = None
         if validation is not None:
@@ -110,6 +114,14 @@ class Trainer:
             fits = self.chunk_rows == n and Xv.nbytes + Tv.nbytes + X.nbytes + T.nbytes \
                 <= data_budget()
             self.validation = (device.upload(Xv), device.upload(Tv)) if fits else validation
+        self.steps_run = self._steps_run(optimizer.code)
+
+    def _steps_run(self, optimizer):
+        """A fused_steps.StepsRun (many steps per launch) where the network and a batch fit
+        one block, else None (one launch per step, below)."""
+        shape = fused.use_steps(self.dws.spec, self.dws.fused, self.batch_size,
+                                self.X.dtype.itemsize, self.chunk_rows == self.n)
+        return None if shape is None else StepsRun(self, shape, optimizer)
 
     @property
     def launches_per_step(self):
@@ -138,8 +150,11 @@ class Trainer:
         first_epoch = self.cursor[0]
         batches_per_chunk = self.chunk_rows // self.batch_size
         try:
-            for i in range(n_steps):
-                self._launch_step(i, batches_per_chunk)
+            if self.steps_run is not None:
+                self.steps_run.launch_steps(n_steps)
+            else:
+                for i in range(n_steps):
+                    self._launch_step(i, batches_per_chunk)
         except KeyboardInterrupt:  # the queued steps still run: account for them, then stop
             self._collect(first_epoch)
             raise
@@ -173,7 +188,7 @@ class Trainer:
         return int(status[STATUS]), ran
 
     def validation_loss(self):
-        return loss_rows(self.dws, *self.validation, self.model._loss_code, self.model.l2)
+        return loss_rows(self.dws, *self.validation, self.loss, self.l2)
 
     def restore_if_overflowed(self):
         """After a failed step: if an update overflowed the weights themselves, go back to

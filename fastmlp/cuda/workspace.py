@@ -8,11 +8,11 @@ per-block gradient partials. Everything is allocated here, when the model moves 
 device or the batch grows; nothing is allocated per step.
 
 The step count stays on the host (the kernels get it as an argument), and so does the
-shuffling RNG: the host shuffles with cpu/train.shuffle, exactly as the CPU path does.
+shuffling RNG: the host shuffles with rng.shuffle, exactly as the CPU kernels do.
 """
 import numpy as np
 
-from ..cpu.optim import N_HYPER
+from ..optimizers import N_HYPER
 from ..spec import N_OUT, WIDTH_OFFSET
 from . import device, fused, gemm
 
@@ -103,6 +103,13 @@ class DeviceWorkspace:
 
     def upload_params(self, host):
         self.params.copy_to_device(host.params)
+
+    def upload(self, host):
+        """Copy parameters and optimizer state from a host Workspace of the same spec."""
+        self.params.copy_to_device(host.params)
+        self.moment1.copy_to_device(host.moment1)
+        self.moment2.copy_to_device(host.moment2)
+        self.opt_step = int(host.opt_step[0])
 
     # -- checkpoints (device to device: nothing crosses to the host) ---------------------
     def save_backup(self):

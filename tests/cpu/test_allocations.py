@@ -9,6 +9,8 @@ from numba.core.runtime import _nrt_python, rtsys
 
 import fastmlp
 from fastmlp.cpu import train as cpu_train
+from fastmlp.status import OK
+from fastmlp.workspace import FitState, step_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,23 +47,18 @@ def make(n_inputs, layers, optimizer, n, dtype):
 @pytest.mark.parametrize("n_inputs,layers,optimizer", MODELS)
 def test_train_steps_allocates_nothing_per_step(n_inputs, layers, optimizer, dtype):
     model, X, y = make(n_inputs, layers, optimizer, 300, dtype)
-    X, T = model._data(X, y)
-    ws = model._ws
-    rows = model._rows(32)
+    X, T = model.as_arrays(X, y)
+    ws = model.backend.ws
+    ws.ensure_rows(32)
+    config = step_config(model.spec, ws.rows, model.loss_code, model.optimizer, 0.01, 32, True)
 
     def run(steps):
-        perm = np.arange(300)
-        cursor = np.zeros(2, np.int64)
-        epoch_loss, epoch_norms = np.zeros(20), np.zeros((20, len(layers)))
-        norms = np.zeros(len(layers))
+        fit = FitState(np.arange(300), np.zeros(2, np.int64), np.zeros(20),
+                       np.zeros((20, len(layers))), np.zeros(len(layers)))
 
         def call():
-            status, done = cpu_train.train_steps(
-                ws.params, ws.grads, ws.moment1, ws.moment2, ws.opt_step, ws.acts, ws.logits,
-                ws.deltas, ws.xbatch, ws.tbatch, perm, ws.rng, cursor, epoch_loss, epoch_norms,
-                norms, X, T, model.spec.table, rows, model.spec.n_weights, model._loss_code,
-                model.optimizer.code, model.optimizer.hyper(), 0.01, 32, True, steps)
-            assert (status, done) == (cpu_train.OK, steps)
+            status, done = cpu_train.train_steps(ws.train_state(), fit, X, T, config, steps)
+            assert (status, done) == (OK, steps)
         return call
 
     run(1)()  # compile

@@ -12,7 +12,6 @@ import fastmlp
 from fastmlp import config
 from fastmlp.cpu import codegen, specialize
 from fastmlp.cpu import train as cpu_train
-from fastmlp.training import CpuRun
 
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=2e-6)}
 
@@ -53,27 +52,38 @@ def make(n_inputs, layers, loss, optimizer, dtype, l2, n=37, seed=0):
     return model, X, y
 
 
+def fitted_kernel(model, X, y, batch_size):
+    """The generated kernel a fit of model on (X, y) would use, or None for the generic."""
+    backend = model.backend
+    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, 1, model.loss_code,
+                      model.optimizer, model.l2)
+    return backend.kernel
+
+
 def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
     """Run `steps` steps with the given kernel ("generic" or "specialized") on a copy of
     model's buffers; returns everything the call leaves behind."""
-    Xc, T = model._data(X, y)
+    Xc, T = model.as_arrays(X, y)
     epochs = steps + 2
-    run = CpuRun(model, Xc, T, batch_size, shuffle, np.zeros(epochs),
-                 np.zeros((epochs, len(model.layers))), None)
+    run = model.backend
+    run.begin_fit(Xc, T, batch_size, shuffle, epochs, model.loss_code, model.optimizer,
+                  model.l2)
     if kernel == "generic":
-        run.specialized, run.extra = None, ()
+        run.kernel, run.extra = None, ()
     else:
-        assert run.specialized is not None
-    ws = model._ws
+        assert run.kernel is not None
+    ws = run.ws
     saved = {name: getattr(ws, name).copy() for name in ("params", "moment1", "moment2",
                                                          "opt_step", "rng")}
+    start_perm = run.perm.copy()
     status, done = run.train_steps(steps)
-    out = {"status": status, "done": done, "cursor": run.cursor.copy(),
-           "perm": run.perm.copy(), "epoch_loss": run.epoch_loss.copy(),
+    out = {"status": status, "done": done, "cursor": run.fit_state.cursor.copy(),
+           "perm": run.fit_state.perm.copy(), "epoch_loss": run.epoch_loss.copy(),
            "epoch_grad_norm": run.epoch_grad_norm.copy()}
     for name in saved:
         out[name] = getattr(ws, name).copy()
         getattr(ws, name)[...] = saved[name]  # the next run starts from the same state
+    run.perm[...] = start_perm
     return out
 
 
@@ -110,7 +120,7 @@ def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimi
     special = run_kernel(model, X, y, batch, 12, "specialized")
     assert generic["status"] == cpu_train.OK and generic["done"] == 12
     assert_same(generic, special, dtype)
-    assert not np.array_equal(special["params"], model._ws.params)  # it trained
+    assert not np.array_equal(special["params"], model.backend.ws.params)  # it trained
 
 
 def test_generated_kernel_without_shuffle_and_l2():
@@ -139,29 +149,27 @@ def test_generated_kernel_stops_where_the_generic_one_does(what):
 def test_fit_uses_a_generated_kernel_only_for_small_networks():
     small = fastmlp.MLP(2, [(2, "relu"), (1, "sigmoid")])
     X, y = np.zeros((4, 2)), np.zeros(4)
-    assert CpuRun(small, *small._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)),
-                  None).specialized is not None
+    assert fitted_kernel(small, X, y, 4) is not None
     big = fastmlp.MLP(20, [(20, "relu"), (1, "sigmoid")])
     assert big.spec.n_weights > config.SPECIALIZE_MAX_WEIGHTS
     X = np.zeros((4, 20))
-    assert CpuRun(big, *big._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)),
-                  None).specialized is None
+    assert fitted_kernel(big, X, y, 4) is None
 
 
 def test_generated_source_is_deterministic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(specialize, "_loaded", {})
     model = fastmlp.MLP(3, [(2, "tanh"), (2, "softmax")])
-    first = specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
+    first = specialize.kernel(model.spec, model.loss_code, codegen.ADAM)
     files = sorted(p.name for p in (tmp_path / "kernels").glob("*.py"))
     assert len(files) == 1
-    assert specialize.kernel(model.spec, model._loss_code, specialize.ADAM) is first
+    assert specialize.kernel(model.spec, model.loss_code, codegen.ADAM) is first
     monkeypatch.setattr(specialize, "_loaded", {})  # as a new process would
-    specialize.kernel(model.spec, model._loss_code, specialize.ADAM)
+    specialize.kernel(model.spec, model.loss_code, codegen.ADAM)
     assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == files
     text = (tmp_path / "kernels" / files[0]).read_text()
-    assert text == codegen.generate_rows_source(model.spec, model._loss_code,
-                                                   specialize.ADAM)
+    assert text == codegen.generate_rows_source(model.spec, model.loss_code,
+                                                   codegen.ADAM)
     assert "3 -> (2, tanh) -> (2, softmax)" in text
 
 
@@ -179,7 +187,7 @@ def test_unwritable_cache_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(specialize, "_write", read_only_cache)
     os.makedirs(tmp_path / "tmp")
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")])
-    assert specialize.kernel(model.spec, model._loss_code, specialize.SGD) is not None
+    assert specialize.kernel(model.spec, model.loss_code, codegen.SGD) is not None
     assert not (tmp_path / "cache").exists()
     assert len(list((tmp_path / "tmp").glob("fastmlp-*/fastmlp_kernel_*.py"))) == 1
 
@@ -190,8 +198,7 @@ def test_without_a_writable_directory_fit_uses_the_generic_kernel(tmp_path, monk
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
     y = np.array([0, 1, 1, 0])
-    run = CpuRun(model, *model._data(X, y), 4, True, np.zeros(1), np.zeros((1, 2)), None)
-    assert run.specialized is None
+    assert fitted_kernel(model, X, y, 4) is None
     h = model.fit(X, y, epochs=3, batch_size=4, progress=False)
     assert h.epochs == 3 and np.isfinite(h.loss).all()
 
@@ -201,9 +208,7 @@ def test_generated_kernels_allocate_nothing_per_step(batch_size):
     from fastmlp.diagnostics import allocations_per_step
     model, X, y = make(3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "adam",
                        "float32", l2=0.01, n=40)
-    run = CpuRun(model, *model._data(X, y), batch_size, True, np.zeros(1), np.zeros((1, 2)),
-                 None)
-    assert run.specialized is not None
+    assert fitted_kernel(model, X, y, batch_size) is not None
     expected = specialize.ROWS if batch_size < 16 else specialize.COLUMNS
     assert specialize.layout_for(batch_size) == expected
     assert allocations_per_step(model, X, y, batch_size=batch_size, steps=12) == 0

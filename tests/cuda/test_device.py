@@ -36,7 +36,7 @@ def test_without_numba_cuda_the_error_says_what_to_install(monkeypatch):
     model = fastmlp.MLP(2, [(1, "sigmoid")])
     with pytest.raises(RuntimeError, match="numba-cuda"):
         model.to("cuda")
-    assert model.device == "cpu" and model._device_ws is None
+    assert model.device == "cpu" and not hasattr(model.backend, "dws")
 
 
 def test_numba_builtin_cuda_target_is_refused(monkeypatch):

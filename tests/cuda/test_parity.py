@@ -50,8 +50,8 @@ def assert_same_weights(a, b, tol):
 def assert_same_training_gradients(cpu, gpu, tol):
     """The grads buffers after fit hold the last step's data gradient on both devices
     (the l2 term is added inside the update, not written into grads)."""
-    for (dW, db), (cW, cb) in zip(gpu._host.pairs(gpu._device_ws.grads.copy_to_host()),
-                                  cpu._host.pairs(cpu._host.grads)):
+    for (dW, db), (cW, cb) in zip(gpu.spec.pairs(gpu.backend.dws.grads.copy_to_host()),
+                                  cpu.spec.pairs(cpu.backend.ws.grads)):
         np.testing.assert_allclose(dW, cW, **tol)
         np.testing.assert_allclose(db, cb, **tol)
 
@@ -80,8 +80,10 @@ def test_tiled_path_matches_cpu(monkeypatch, index, loss, out, dtype):
 @pytest.mark.parametrize("index,loss,out", [(i, *pair) for i, pair in enumerate(TRAINABLE)])
 def test_fused_path_matches_cpu(monkeypatch, index, loss, out, dtype):
     monkeypatch.setattr(config, "CUDA_FUSED", "auto")  # the test networks fit: fused
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", False)  # one launch per step (many
+    # steps per launch: test_fused_multistep.py)
     (cpu, gpu), X, y = problem(index, loss, out, dtype)
-    assert gpu._device_ws.fused
+    assert gpu.backend.dws.fused
     tol = TOL[dtype]
     h_cpu = cpu.fit(X, y, epochs=2, batch_size=5, progress=False)
     h_gpu = gpu.fit(X, y, epochs=2, batch_size=5, progress=False)
@@ -101,7 +103,7 @@ def test_fused_and_tiled_paths_agree(monkeypatch):
         monkeypatch.setattr(config, "CUDA_FUSED", fused)
         model = fastmlp.MLP(6, [(7, "relu"), (4, "softmax")], optimizer=fastmlp.Adam(lr=0.05),
                             dtype="float64", seed=3, device="cuda")
-        assert model._device_ws.fused == fused
+        assert model.backend.dws.fused == fused
         history = model.fit(X, y, epochs=2, batch_size=6, progress=False)
         results.append((model.get_weights(), history.loss))
     (tiled, tiled_loss), (fused, fused_loss) = results

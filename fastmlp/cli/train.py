@@ -1,0 +1,303 @@
+"""`fastmlp train`: data in, a trained model, held-out metrics, a saved model and a plot out."""
+import inspect
+import os
+import tempfile
+
+import numpy as np
+
+from . import labels
+from .common import Failure, UsageError, check_writable, emit, load_table
+from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
+
+
+def _split(n, fraction, seed, stratify, salt):
+    """(train rows, held rows): a seeded split, stratified by class where every class has two
+    rows. Seeds up to 2**63 (and the salt that tells two splits apart) map onto the 32-bit
+    range scikit-learn takes."""
+    from sklearn.model_selection import train_test_split
+    if stratify is not None and np.bincount(stratify).min(initial=0) < 2:
+        stratify = None
+    state = int(np.random.default_rng([seed, salt]).integers(0, 2**32))
+    try:
+        return train_test_split(np.arange(n), test_size=fraction, stratify=stratify,
+                                random_state=state)
+    except ValueError as exc:  # e.g. a fraction that leaves no row on one side
+        raise UsageError(f"cannot hold out {fraction} of {n} rows: {exc}") from None
+
+
+def load_data(args):
+    """(name, X, y, X_test or None, y_test, defaults, fraction to hold out) for the data."""
+    from ..datasets import DATASETS, load_mnist
+    if args.data is None and args.target is not None:
+        raise UsageError("--target goes with --data FILE")
+    if args.data is not None:
+        if args.target is None:
+            raise UsageError("--data needs --target COLUMN: the column to predict")
+        X, y = load_table(args.data, args.target)
+        name, defaults = os.path.basename(args.data), None
+        X_test = y_test = None
+        if args.test is not None:
+            X_test, y_test = load_table(args.test, args.target)
+        split = DEFAULT_TEST_SPLIT if args.test_split is None and args.test is None \
+            else args.test_split
+        return name, X, y, X_test, y_test, defaults, split
+    name = args.dataset or "digits"
+    if args.test is not None:
+        raise UsageError("--test FILE goes with --data FILE; with --dataset use --test-split")
+    if (args.data_dir or args.download) and name not in ("mnist", "fashion"):
+        raise UsageError("--data-dir and --download are for --dataset mnist or fashion")
+    if name in ("mnist", "fashion"):
+        try:
+            X, y = load_mnist("train", name, path=args.data_dir, download=args.download)
+            X_test = y_test = None
+            if args.test_split is None:
+                X_test, y_test = load_mnist("test", name, path=args.data_dir,
+                                            download=args.download)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        return name, X, y, X_test, y_test, DEFAULTS[name], args.test_split
+    X, y = DATASETS[name]()
+    # digits is held out by a quarter; the toy sets are their own test (they are the seeds').
+    split = args.test_split if args.test_split is not None else (
+        0.25 if name == "digits" else 0)
+    return name, X, y, None, None, DEFAULTS[name], split
+
+
+#: Short names --schedule also takes (the class names work too, in any case).
+SCHEDULE_ALIASES = {"step": "stepdecay", "plateau": "reduceonplateau",
+                    "invscaling": "inversescaling"}
+
+
+def make_schedule(spec, epochs):
+    """--schedule NAME[:KEY=VALUE,...] -> a fastmlp.schedules schedule, e.g. `cosine`,
+    `step:step_size=10,gamma=0.5`, `exponential:gamma=0.95`, `plateau:patience=5`. It scales
+    the optimizer's --lr. NAME matches a schedule class case-insensitively, ignoring `_` and
+    `-`; a schedule that needs its length (Cosine) is given --epochs unless the spec says."""
+    try:
+        from .. import schedules
+    except ImportError:
+        raise UsageError("--schedule: this fastmlp has no fastmlp.schedules") from None
+    name, _, rest = spec.partition(":")
+    found = {n.lower(): cls for n, cls in vars(schedules).items()
+             if isinstance(cls, type) and issubclass(cls, schedules.Schedule)
+             and cls is not schedules.Schedule}
+    key = name.lower().replace("_", "").replace("-", "")
+    factory = found.get(SCHEDULE_ALIASES.get(key, key))
+    if factory is None:
+        raise UsageError(f"--schedule {spec!r}: unknown schedule {name!r}; choose one of "
+                         f"{', '.join(sorted(found) + sorted(SCHEDULE_ALIASES))}")
+    kwargs = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--schedule {spec!r}: write options as KEY=VALUE")
+        kwargs[key.strip()] = _value(value.strip())
+    accepted = inspect.signature(factory).parameters
+    if "total_epochs" in accepted and "total_epochs" not in kwargs \
+            and "total_steps" not in kwargs:
+        kwargs["total_epochs"] = epochs
+    try:
+        return factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--schedule {spec!r}: {exc}") from None
+
+
+def _value(text):
+    """An option value: an int, else a float, else the text (e.g. counter=samples)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _fit_extras(model, args, validation, schedule):
+    """Keyword arguments for fit beyond the basics. --early-stopping, --patience and
+    --schedule need a fit that takes them (checked, so an older fit gives a usage error, not
+    a TypeError)."""
+    accepted = inspect.signature(model.fit).parameters
+    extras = {}
+    if validation is not None:
+        extras["validation_data"] = validation
+    if schedule is not None:
+        if "schedule" not in accepted:
+            raise UsageError("--schedule: this fastmlp's MLP.fit takes no schedule")
+        extras["schedule"] = schedule
+    if args.early_stopping or args.patience is not None:
+        if "early_stopping" not in accepted:
+            raise UsageError("--early-stopping: this fastmlp's MLP.fit has no early_stopping")
+        extras["early_stopping"] = args.early_stopping
+        if args.patience is not None:
+            extras["patience"] = args.patience
+    return extras
+
+
+def _metrics(model, X, T, codes, classes):
+    """{'loss', 'accuracy'} for classification, {'loss', 'r2'} for regression."""
+    result = {"loss": float(model.loss(X, T))}
+    if classes is not None:
+        result["accuracy"] = float(np.mean(labels.decide(model, X) == codes))
+    else:
+        y = np.asarray(T, dtype=np.float64).reshape(len(X), -1)
+        pred = model.forward(X).astype(np.float64).reshape(len(X), -1)
+        total = ((y - y.mean(axis=0)) ** 2).sum()
+        result["r2"] = float(1 - ((y - pred) ** 2).sum() / total) if total > 0 else None
+    return result
+
+
+def _save(model, path, summary):
+    """Save; if that fails after training, put the model somewhere it can be found and say
+    where (a Failure), so a long run is never lost to a bad path."""
+    try:
+        saved = model.save(path)
+        labels.write_sidecar(saved, summary)
+        return saved
+    except OSError as exc:
+        fd, rescue = tempfile.mkstemp(prefix="fastmlp-unsaved-", suffix=".npz")
+        os.close(fd)
+        rescue = model.save(rescue)
+        labels.write_sidecar(rescue, summary)
+        raise Failure(f"could not save the model to {path!r} ({exc.strerror or exc}); it was "
+                      f"saved to {rescue!r} instead") from None
+
+
+class Rows:
+    """Feature rows and their targets: class codes for a classification (into `classes`),
+    the target values for a regression."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def take(self, index):
+        return Rows(self.X[index], self.y[index])
+
+    def __len__(self):
+        return len(self.X)
+
+
+def _prepare(args):
+    """(name, training Rows, held-out Rows or None, classes or None, defaults)."""
+    name, X, y, X_test, y_test, defaults, split = load_data(args)
+    classes = None
+    if labels.is_classification(y, args.task):
+        # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
+        classes, y = labels.encode(y)
+        if y_test is not None:
+            try:
+                y_test = labels.codes_for(classes, y_test, repr(args.test or name))
+            except ValueError as exc:
+                raise Failure(str(exc)) from None
+    elif np.asarray(y).dtype.kind not in "biuf":
+        raise UsageError(f"regression needs numeric targets, but the target holds "
+                         f"{np.asarray(y).dtype} values; use --task classify")
+    rows = Rows(X, y)
+    test = None if X_test is None else Rows(X_test, y_test)
+    if test is None and split:
+        kept, held = _split(len(rows), split, args.seed, y if classes is not None else None,
+                            salt=0)
+        rows, test = rows.take(kept), rows.take(held)
+    return name, rows, test, classes, defaults
+
+
+def _build_model(args, n_inputs, classes, defaults):
+    from ..model import MLP
+    from ..optimizers import OPTIMIZERS
+    if defaults is None:  # --data: a hidden layer, then the output the targets need
+        width, opt_name, lr, epochs, batch = TABLE_DEFAULTS
+        out = "1:identity" if classes is None else f"{len(classes)}:softmax"
+        defaults = (f"{width}:relu,{out}", opt_name, lr, epochs, batch)
+    layers_text, opt_name, lr, epochs, batch = defaults
+    layers = args.layers or parse_layers(layers_text)
+    opt_name = (args.optimizer or opt_name).lower()
+    if opt_name not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
+                         f"{', '.join(sorted(OPTIMIZERS))}")
+    lr = lr if args.lr is None else args.lr
+    model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
+                l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    if classes is not None:
+        n_out, k = layers[-1][0], len(classes)
+        if not (n_out == k or (n_out == 1 and k <= 2)):
+            raise UsageError(f"the data has {k} classes but the output layer has {n_out} "
+                             f"unit(s); end --layers with {k}:softmax"
+                             + (" (or 1:sigmoid)" if k == 2 else ""))
+    epochs = epochs if args.epochs is None else args.epochs
+    schedule = None if args.schedule is None else make_schedule(args.schedule, epochs)
+    return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
+
+
+def train(args):
+    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    if args.plot is not None:
+        from ..plot import _matplotlib
+        _matplotlib()  # an ImportError naming the extra, before the training it would follow
+    name, rows, test, classes, defaults = _prepare(args)
+    model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
+
+    def fit_targets(part):  # float targets from class codes (labels.targets), or the values
+        return part.y if classes is None else labels.targets(part.y, model)
+
+    validation = None
+    if args.validation_split or args.early_stopping:
+        kept, held = _split(len(rows), args.validation_split or 0.1, args.seed,
+                            rows.y if classes is not None else None, salt=1)
+        rows, checked = rows.take(kept), rows.take(held)
+        validation = (checked.X, fit_targets(checked))
+    # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
+    # rank 0 writes the model, the plot and the report.
+    from ..distributed import launched_comm
+    comm = launched_comm()
+    history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
+                        progress=not args.quiet, comm=comm,
+                        **_fit_extras(model, args, validation, schedule))
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
+    if classes is not None:
+        model.classes_ = classes  # saved with the model; fit saw float targets, not labels
+    scored = rows if test is None else test
+    codes = None if classes is None else scored.y
+    result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
+    summary = {"data": name, "epochs": int(history.epochs),
+               "seconds": float(np.sum(history.seconds)),
+               "final_loss": float(history.loss[-1]) if history.epochs else None,
+               "training" if test is None else "held_out": result,
+               "rows": len(rows), "test_rows": 0 if test is None else len(test),
+               "batch_size": batch,
+               "validation_rows": 0 if validation is None else len(validation[0])}
+    if getattr(history, "stopped_early", False):
+        summary["stopped_early"] = True
+    lrs = getattr(history, "lr", None)
+    if lrs is not None and len(lrs):
+        summary["final_lr"] = float(lrs[-1])
+    record = {"command": "train", **summary, "model": None, "plot": None}
+    if args.save:
+        record["model"] = _save(model, args.save, summary)
+    if args.plot:
+        history.plot(args.plot)
+        record["plot"] = os.fspath(args.plot)
+    emit(args, _report(record, test is not None), record)
+    return 0
+
+
+def _report(record, held_out):
+    prefix = "held-out " if held_out else ""
+    metrics = record["held_out" if held_out else "training"]
+    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s, "
+            f"{prefix}loss {metrics['loss']:.4g}")
+    if "accuracy" in metrics:
+        text += f", {prefix}accuracy {100 * metrics['accuracy']:.2f}%"
+    if metrics.get("r2") is not None:
+        text += f", {prefix}R² {metrics['r2']:.4f}"
+    if held_out:
+        text += f" ({record['test_rows']:,} held-out rows)"
+    if record.get("stopped_early"):
+        text += "; stopped early"
+    if record["model"]:
+        text += f"\nmodel saved to {record['model']} (run summary in " \
+                f"{labels.sidecar_path(record['model'])})"
+    if record["plot"]:
+        text += f"\ntraining curves written to {record['plot']}"
+    return text

@@ -1,0 +1,136 @@
+"""The CUDA backend: a model's buffers on the device and the launches over them.
+
+The twin of cpu/backend.py, with the same methods and results; model.py holds one of the two
+and training.py drives either. The host keeps a Workspace mirror for what stays on the host
+(the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has the
+drivers (Trainer, forward_rows, loss_rows, gradient_rows).
+"""
+import numpy as np
+
+from .. import config
+from ..spec import ACTIVATION
+from ..workspace import Workspace
+from . import train
+from .device import require_cuda
+from .elementwise import HANDLED_ACTIVATIONS
+from .loss import HANDLED_LOSSES
+from .optim import HANDLED_OPTIMIZERS
+from .workspace import DeviceWorkspace
+
+#: The buffers that make up a model's training state (as cpu/backend.STATE).
+STATE = ("params", "moment1", "moment2", "opt_step", "rng")
+
+
+def check_codes(spec, loss=None, optimizer=None):
+    """Refuse, before any launch, a code the device kernels have no branch for: device code
+    cannot raise, and a missing branch would compute something else."""
+    for l, code in enumerate(spec.table[:, ACTIVATION]):
+        if int(code) not in HANDLED_ACTIVATIONS:
+            raise ValueError(f"the CUDA kernels have no branch for activation code {code} "
+                             f"(layer {l}); add it to cuda/elementwise.py")
+    if loss is not None and loss not in HANDLED_LOSSES:
+        raise ValueError(f"the CUDA kernels have no branch for loss code {loss}; add it to "
+                         f"cuda/loss.py")
+    if optimizer is not None and optimizer.code not in HANDLED_OPTIMIZERS:
+        raise ValueError(f"the CUDA kernels have no update for optimizer "
+                         f"{type(optimizer).__name__} (code {optimizer.code}); add it to "
+                         f"cuda/optim.py")
+
+
+class CudaBackend:
+    device = "cuda"
+
+    def __init__(self, spec, dtype, state=None):
+        require_cuda()  # a RuntimeError that says what to install or set
+        check_codes(spec)
+        self.spec = spec
+        self.dtype = np.dtype(dtype)
+        self.host = Workspace(spec, self.dtype)
+        if state is not None:
+            for name in STATE:
+                getattr(self.host, name)[:] = state[name]
+        self.dws = DeviceWorkspace(self.host)
+        self.trainer = None
+        self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
+        if state is not None and "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
+
+    # -- state ---------------------------------------------------------------------------
+    def get_state(self):
+        self.dws.download(self.host)
+        return {**{name: getattr(self.host, name).copy() for name in STATE},
+                "perm": self.perm.copy()}
+
+    def set_state(self, state):
+        for name in STATE:
+            getattr(self.host, name)[:] = state[name]
+        if "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
+        self.dws.upload(self.host)
+
+    def get_params(self):
+        return self.dws.params.copy_to_host()
+
+    def set_params(self, params):
+        self.host.params[:] = params
+        self.dws.upload_params(self.host)
+
+    def _rows(self, batch):
+        self.dws.ensure_rows(max(batch, config.MIN_WORKSPACE_ROWS))
+        return self.dws.rows
+
+    # -- inference, loss and gradients ---------------------------------------------------
+    def forward_rows(self, X):
+        self._rows(1)
+        out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
+        train.forward_rows(out, self.dws, X)
+        return out
+
+    def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+        _unweighted(weights, l2_per_sample)
+        check_codes(self.spec, loss)
+        self._rows(1)
+        return train.loss_rows(self.dws, X, T, loss, l2)
+
+    def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+        _unweighted(weights, l2_per_sample)
+        check_codes(self.spec, loss)
+        self._rows(X.shape[0])
+        train.gradient_rows(self.dws, X, T, loss, l2)
+        return self.dws.grads.copy_to_host()
+
+    # -- training ------------------------------------------------------------------------
+    def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
+        if weights is not None or schedule is not None or l2_per_sample:
+            raise NotImplementedError("sample weights, schedules and l2_per_sample are not "
+                                      "in the CUDA kernels yet")
+        check_codes(self.spec, loss, optimizer)
+        n_layers = len(self.spec.layers)
+        self._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
+        self.epoch_loss = np.zeros(epochs)
+        self.epoch_grad_norm = np.zeros((epochs, n_layers))
+        if self.perm.shape[0] != X.shape[0]:
+            self.perm = np.arange(X.shape[0], dtype=np.int64)
+        self.trainer = train.Trainer(self.dws, self.host.rng, X, T, batch_size, shuffle,
+                                     epochs, self.epoch_loss, self.epoch_grad_norm,
+                                     validation, loss, optimizer, l2, perm=self.perm)
+
+    def train_steps(self, n_steps):
+        return self.trainer.train_steps(n_steps)
+
+    def cursor(self):
+        epoch, batch = self.trainer.cursor
+        return int(epoch), int(batch)
+
+    def validation_loss(self):
+        return self.trainer.validation_loss()
+
+    def restore_if_overflowed(self):
+        return self.trainer.restore_if_overflowed()
+
+
+def _unweighted(weights, l2_per_sample):
+    if weights is not None or l2_per_sample:
+        raise NotImplementedError("sample weights and l2_per_sample are not in these kernels "
+                                  "yet")

@@ -1,0 +1,74 @@
+"""Numba's disk cache, made to notice edits in every module the kernels read.
+
+Numba stamps a cached kernel with its own source file only: an edit to config.py (a BLAS
+threshold, say), to a callee in another file or to a code in activations.py would leave the
+stale machine code in use. `install` puts cache locators ahead of numba's own for the files of
+this package; their stamp adds a digest of KERNEL_SOURCES, so an edit to any of those files
+makes every fastmlp kernel compile afresh on its next call (numba then overwrites the stale
+entries). Code outside the package is left to numba's own locators. The generated kernels of
+cpu/codegen.py hash the same digest into their file names (cpu/specialize.py).
+"""
+import functools
+import hashlib
+import os
+
+from numba.core import caching
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: The files whose text any compiled kernel may depend on: the twins, and the modules above
+#: them whose constants and functions they read.
+KERNEL_SOURCES = ("config.py", "jitcache.py", "activations.py", "losses.py", "optimizers.py",
+                  "status.py", "rng.py", "spec.py", "workspace.py", "cpu", "cuda")
+
+
+def _files(package_dir):
+    for name in KERNEL_SOURCES:
+        path = os.path.join(package_dir, name)
+        if os.path.isdir(path):
+            yield from sorted(os.path.join(path, f) for f in os.listdir(path)
+                              if f.endswith(".py"))
+        else:
+            yield path
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest(package_dir=PACKAGE_DIR):
+    """sha256 over the names and bytes of the kernel sources (read once per process)."""
+    digest = hashlib.sha256()
+    for path in _files(package_dir):
+        digest.update(os.path.relpath(path, package_dir).encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _in_package(py_file):
+    return os.path.abspath(py_file).startswith(PACKAGE_DIR + os.sep)
+
+
+def _package_locator(base):
+    class PackageLocator(base):
+        fastmlp_locator = True
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not _in_package(py_file):
+                return None
+            return super().from_function(py_func, py_file)
+
+        def get_source_stamp(self):
+            return super().get_source_stamp(), source_digest()
+
+    PackageLocator.__name__ = f"Fastmlp{base.__name__}"
+    return PackageLocator
+
+
+def install():
+    """Put the package's locators first in numba's list (once per process)."""
+    classes = caching.CacheImpl._locator_classes
+    if any(getattr(c, "fastmlp_locator", False) for c in classes):
+        return
+    bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
+             caching.UserWideCacheLocator)
+    classes[:0] = [_package_locator(base) for base in bases]

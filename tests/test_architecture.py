@@ -1,0 +1,238 @@
+"""The package's shape: imports flow one way, MLP's privates stay in model.py, and every
+dispatch on a code fails loudly on a code it has no branch for."""
+import ast
+import os
+import re
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import activations, jitcache, losses, optimizers
+
+PACKAGE = os.path.dirname(os.path.abspath(fastmlp.__file__))
+
+
+def package_modules():
+    """{dotted name: path} of every module of the package."""
+    found = {}
+    for root, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                rel = os.path.relpath(os.path.join(root, name), os.path.dirname(PACKAGE))
+                dotted = rel[:-3].replace(os.sep, ".")
+                found[dotted.removesuffix(".__init__")] = os.path.join(root, name)
+    return found
+
+
+def imports_of(module, path):
+    """The package modules `module` imports, at module level or inside functions."""
+    tree = ast.parse(open(path).read())
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # `from . import io` imports the submodule, not the package's __init__ again
+            names = ([target] if node.module else []) + [f"{target}.{a.name}"
+                                                          for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n.split(".")[0] == "fastmlp")
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph():
+    modules = package_modules()
+    return {m: {i for i in imports_of(m, p) if i in modules and i != m}
+            for m, p in modules.items()}
+
+
+def test_the_twins_never_import_each_other(graph):
+    for module, targets in graph.items():
+        for twin, other in (("fastmlp.cpu", "fastmlp.cuda"), ("fastmlp.cuda", "fastmlp.cpu")):
+            if module.startswith(twin):
+                crossing = [t for t in targets if t.startswith(other)]
+                assert not crossing, f"{module} imports {crossing} from the other twin"
+
+
+def test_training_imports_neither_twin(graph):
+    assert not [t for t in graph["fastmlp.training"]
+                if t.startswith(("fastmlp.cpu", "fastmlp.cuda"))]
+
+
+# Modules above both twins: names, codes, layouts and the flat buffers (and plot.py, which
+# History.plot calls, with files.py, its atomic writer). They import no twin, and nothing
+# that drives one.
+EDGE = ("spec", "activations", "losses", "optimizers", "status", "rng", "config", "jitcache",
+        "workspace", "validation", "history", "init", "plot", "files")
+
+
+def test_edge_modules_import_no_twin_and_no_driver(graph):
+    for name in EDGE:
+        for target in graph[f"fastmlp.{name}"]:
+            assert target.split(".")[1] in EDGE, f"fastmlp.{name} imports {target}"
+
+
+def test_import_graph_has_no_cycle(graph):
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for target in sorted(graph[module]):
+            if state.get(target) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+
+
+def mlp_private_members():
+    tree = ast.parse(open(os.path.join(PACKAGE, "model.py")).read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == "self" and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            names.add(node.attr)
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("_") \
+                and not node.name.startswith("__"):
+            names.add(node.name)
+    return names
+
+
+def test_no_module_outside_model_uses_a_private_member_of_mlp():
+    private = mlp_private_members()
+    assert {"_backend", "_loss_code"} <= private  # the scan sees them
+    pattern = re.compile(r"\.(" + "|".join(sorted(private)) + r")\b")
+    offenders = []
+    for module, path in package_modules().items():
+        if module == "fastmlp.model":
+            continue
+        for number, line in enumerate(open(path), 1):
+            if pattern.search(line.split("#")[0]):
+                offenders.append(f"{module}:{number}: {line.strip()}")
+    # A backend's own members may share a name with one of MLP's (say `_rows`): only
+    # accesses through something that is a model count.
+    offenders = [o for o in offenders if re.search(r"\b(model|self\.model|ref|m)\._", o)]
+    assert not offenders, "\n".join(offenders)
+
+
+# -- codes without a kernel branch ------------------------------------------------------
+X = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+Y = np.array([1.0, 1.0, 0.0, 0.0])
+
+
+class Dummy(optimizers.Optimizer):
+    """An optimizer whose code no kernel has a branch for."""
+    code = max(optimizers.CODES) + 1
+    name = "dummy"
+    variant = "dummy"
+    _fields = ("lr",)
+
+    def __init__(self):
+        self.lr = 0.1
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_an_optimizer_without_a_kernel_branch_is_refused(generated, monkeypatch):
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", generated)
+    model = fastmlp.MLP(2, [(3, "tanh"), (1, "identity")], optimizer=Dummy(), seed=0)
+    where = "codegen" if generated else "unknown optimizer code"
+    with pytest.raises(ValueError, match=where):
+        model.fit(X, Y, epochs=2, batch_size=4, progress=False)
+
+
+def dummy_activation(monkeypatch):
+    code = max(activations.ACTIVATIONS.values()) + 1
+    monkeypatch.setitem(activations.ACTIVATIONS, "dummy", code)
+    return code
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_an_activation_without_a_kernel_branch_is_refused(generated, monkeypatch):
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", generated)
+    dummy_activation(monkeypatch)
+    model = fastmlp.MLP(2, [(3, "dummy"), (1, "identity")], seed=0)
+    with pytest.raises(ValueError, match="activation code"):
+        model.fit(X, Y, epochs=2, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="unknown activation code"):
+        model.forward(X)
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_a_loss_without_a_kernel_branch_is_refused(generated, monkeypatch):
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", generated)
+    code = max(losses.LOSSES.values()) + 1
+    monkeypatch.setitem(losses.LOSSES, "dummy", code)
+    monkeypatch.setitem(losses.VALID_OUTPUTS, "dummy", frozenset({"identity"}))
+    model = fastmlp.MLP(2, [(3, "tanh"), (1, "identity")], loss="dummy", seed=0)
+    with pytest.raises(ValueError, match="loss code"):
+        model.fit(X, Y, epochs=2, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="unknown loss code"):
+        model.loss(X, Y)
+
+
+def test_cuda_refuses_codes_its_kernels_lack(monkeypatch):
+    pytest.importorskip("numba.cuda")
+    from fastmlp.cuda import backend
+    dummy_activation(monkeypatch)
+    spec = fastmlp.MLP(2, [(3, "dummy"), (1, "identity")]).spec
+    with pytest.raises(ValueError, match="CUDA kernels have no branch for activation"):
+        backend.check_codes(spec)
+    ok = fastmlp.MLP(2, [(3, "tanh"), (1, "identity")]).spec
+    with pytest.raises(ValueError, match="CUDA kernels have no branch for loss"):
+        backend.check_codes(ok, loss=max(losses.LOSSES.values()) + 1)
+    with pytest.raises(ValueError, match="CUDA kernels have no update for optimizer Dummy"):
+        backend.check_codes(ok, loss=losses.MSE, optimizer=Dummy())
+
+
+def test_every_registered_name_has_a_branch_everywhere():
+    """The registries list what exists; every twin handles all of it (lists derived from
+    the registries, not copied)."""
+    from fastmlp.cpu import codegen
+    pytest.importorskip("numba.cuda")
+    from fastmlp.cuda import elementwise, loss as cuda_loss, optim as cuda_optim
+    assert set(activations.ACTIVATIONS.values()) == set(elementwise.HANDLED_ACTIVATIONS)
+    assert set(losses.LOSSES.values()) == set(cuda_loss.HANDLED_LOSSES)
+    assert set(optimizers.CODES) == set(cuda_optim.HANDLED_OPTIMIZERS)
+    assert {cls().variant for cls in optimizers.OPTIMIZERS.values()} <= set(codegen.VARIANTS)
+    momentum = optimizers.SGD(momentum=0.9)
+    assert {momentum.variant, optimizers.SGD(momentum=0.9, nesterov=True).variant} \
+        <= set(codegen.VARIANTS)
+
+
+# -- the disk cache sees edits in every kernel source --------------------------------------
+def test_cached_kernels_are_stamped_with_every_kernel_source():
+    from fastmlp.cpu import train
+    locator = train.train_steps._cache._impl.locator
+    assert getattr(locator, "fastmlp_locator", False)
+    assert locator.get_source_stamp()[1] == jitcache.source_digest()
+    covered = {os.path.relpath(p, PACKAGE) for p in jitcache._files(PACKAGE)}
+    assert {"config.py", "activations.py", os.path.join("cpu", "dense.py")} <= covered
+
+
+def test_editing_config_changes_the_stamp(tmp_path):
+    import shutil
+    copy = tmp_path / "fastmlp"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = jitcache.source_digest(str(copy))
+    with open(copy / "config.py", "a") as f:
+        f.write("\nBLAS_MIN_WIDTH = 9\n")
+    jitcache.source_digest.cache_clear()
+    assert jitcache.source_digest(str(copy)) != before
