@@ -6,9 +6,6 @@ trained by fastmlp, JAX (jit + lax.scan over an epoch's batches), PyTorch (eager
 scikit-learn's MLPClassifier, each timed from start to end of its training with compilation
 excluded (every runner warms up first), then scored on the test images.
 """
-import gzip
-import os
-import struct
 import time
 import warnings
 
@@ -17,59 +14,20 @@ import numpy as np
 from .workloads import WORKLOADS
 
 FASHION_EPOCHS = 5
-#: Where Debian's dataset-fashion-mnist package puts the four IDX files.
-FASHION_DIRS = ("/usr/share/datasets/fashion-mnist",)
-_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
 
 class DataMissing(Exception):
     """The data set's files are not on this machine; the message says how to get them."""
 
 
-def _read_idx(path):
-    """An IDX file (gzipped or not) as a numpy array of its declared shape (unsigned bytes)."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        zero, dtype_code, ndim = struct.unpack(">HBB", f.read(4))
-        if zero != 0 or dtype_code != 0x08:
-            raise ValueError(f"{path} is not an IDX file of unsigned bytes")
-        shape = struct.unpack(f">{ndim}I", f.read(4 * ndim))
-        data = np.frombuffer(f.read(), dtype=np.uint8)
-    if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path} holds {data.size} values; its header says {shape}")
-    return data.reshape(shape)
-
-
-def _find(directory, stem):
-    for name in (stem + ".gz", stem):
-        path = os.path.join(directory, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def load_fashion(split, directory=None):
-    """(X float32 in [0, 1], (n, 784); y int64 (n,)) of the train or test split.
-
-    Uses fastmlp.datasets.load_mnist(variant="fashion") where that exists and no directory is
-    given; otherwise reads the IDX files from `directory` or Debian's location.
-    """
-    # TODO(lead): once datasets.load_mnist lands on main, keep only that call.
-    from . import datasets
-    if directory is None and hasattr(datasets, "load_mnist"):
-        try:
-            return datasets.load_mnist(split=split, variant="fashion")
-        except (OSError, ValueError) as exc:
-            raise DataMissing(f"Fashion-MNIST is not available: {exc}") from exc
-    for d in ([directory] if directory else FASHION_DIRS):
-        images, labels = (_find(d, stem) for stem in _FILES[split])
-        if images and labels:
-            X = _read_idx(images).reshape(-1, 28 * 28).astype(np.float32) / np.float32(255)
-            return X, _read_idx(labels).astype(np.int64)
-    raise DataMissing("Fashion-MNIST files not found in "
-                      f"{', '.join([directory] if directory else FASHION_DIRS)}; on Debian "
-                      "or Ubuntu: apt-get install dataset-fashion-mnist")
+    """(X float32 in [0, 1], (n, 784); y int64 (n,)) of the train or test split, from
+    `directory` or the places datasets.load_mnist searches (Debian's package among them)."""
+    from .datasets import load_mnist
+    try:
+        return load_mnist(split=split, variant="fashion", path=directory)
+    except FileNotFoundError as exc:
+        raise DataMissing(str(exc)) from exc
 
 
 # -- the runners: each returns (seconds of training, samples trained, test accuracy) -------
