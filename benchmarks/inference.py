@@ -43,7 +43,7 @@ class ForwardVsPeers(WarmKernels):
 
     def setup(self, workload, library):
         try:
-            from fastmlp.bench_inference import INFERENCE_ROWS, onnx_session, torch_module
+            from fastmlp.bench_inference import INFERENCE_ROWS, onnx_session
         except ImportError as exc:  # a commit from before the inference bench
             raise NotImplementedError(f"no bench_inference in this commit: {exc}") from exc
         w = WORKLOADS[workload]
@@ -53,16 +53,16 @@ class ForwardVsPeers(WarmKernels):
             self.call = lambda: model.forward(X)
         elif library == "onnxruntime":
             try:
-                session = onnx_session(w, model.get_weights())
+                session = onnx_session(model)
             except ImportError as exc:
                 raise NotImplementedError(f"onnxruntime is not installed: {exc}") from exc
-            self.call = lambda: session.run(None, {"X": X})
+            self.call = lambda: session.run(None, {"input": X})
         else:
             try:
                 import torch
             except ImportError as exc:
                 raise NotImplementedError(f"torch is not installed: {exc}") from exc
-            net, X_torch = torch_module(w, model.get_weights()), torch.from_numpy(X)
+            net, X_torch = model.to_torch(), torch.from_numpy(X)
 
             def forward():
                 with torch.inference_mode():

@@ -1,9 +1,10 @@
 """Inference rows of `fastmlp bench`: `forward` on INFERENCE_ROWS rows against ONNX Runtime's
 CPU session and PyTorch (eager, inference mode), all on the same weights.
 
-The ONNX graph is built here from the weights with onnx.helper (MatMul, Add and the
-activation per layer); each library runs with its default threads. Every runner's output is
-checked against fastmlp's before it is timed, so a wrong graph cannot post a figure.
+The ONNX graph and the torch module are the model's own exports (MLP.to_onnx's graph: Gemm
+and the activation per layer; MLP.to_torch); each library runs with its default threads.
+Every runner's output is checked against fastmlp's before it is timed, so a wrong graph
+cannot post a figure.
 """
 import time
 
@@ -36,46 +37,12 @@ def _best_seconds(call, seconds, repeats):
     return best
 
 
-def onnx_session(workload, weights):
-    """An ONNX Runtime CPU session computing the workload's forward pass with `weights`."""
-    import onnx
+def onnx_session(model):
+    """An ONNX Runtime CPU session running `model`'s exported graph (export.onnx_graph)."""
     import onnxruntime
-    from onnx import TensorProto, helper, numpy_helper
-    ops = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softmax": "Softmax"}
-    nodes, initializers, name = [], [], "X"
-    for l, ((W, b), (_, activation)) in enumerate(zip(weights, workload.layers)):
-        initializers += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
-        nodes += [helper.make_node("MatMul", [name, f"W{l}"], [f"m{l}"]),
-                  helper.make_node("Add", [f"m{l}", f"b{l}"], [f"z{l}"])]
-        name = f"z{l}"
-        if activation in ops:
-            attributes = {"axis": -1} if activation == "softmax" else {}
-            nodes.append(helper.make_node(ops[activation], [name], [f"a{l}"], **attributes))
-            name = f"a{l}"
-    n_out = workload.layers[-1][0]
-    graph = helper.make_graph(
-        nodes, workload.name, [helper.make_tensor_value_info("X", TensorProto.FLOAT,
-                                                             [None, workload.n_inputs])],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, n_out])], initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8  # readable by every onnxruntime since 1.10
-    onnx.checker.check_model(model)
-    return onnxruntime.InferenceSession(model.SerializeToString(),
+    from .export import onnx_graph
+    return onnxruntime.InferenceSession(onnx_graph(model).SerializeToString(),
                                         providers=["CPUExecutionProvider"])
-
-
-def torch_module(workload, weights):
-    import torch
-    acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh,
-            "identity": torch.nn.Identity, "softmax": lambda: torch.nn.Softmax(dim=1)}
-    modules = []
-    for (W, b), (_, activation) in zip(weights, workload.layers):
-        linear = torch.nn.Linear(W.shape[0], W.shape[1])
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(W.T))
-            linear.bias.copy_(torch.from_numpy(b))
-        modules += [linear, acts[activation]()]
-    return torch.nn.Sequential(*modules).eval()
 
 
 def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROWS):
@@ -88,17 +55,16 @@ def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROW
         X = np.random.default_rng(1).random((rows, workload.n_inputs), dtype=np.float32)
         expected = model.forward(X)
         runners = {"fastmlp": lambda: model.forward(X)}
-        weights = model.get_weights()
         if "onnxruntime" in peers:
             try:
-                session = onnx_session(workload, weights)
-                runners["onnxruntime"] = lambda: session.run(None, {"X": X})[0]
+                session = onnx_session(model)
+                runners["onnxruntime"] = lambda: session.run(None, {"input": X})[0]
             except ImportError:
                 log("(onnxruntime not installed: pip install 'fastmlp[peers]' to compare)")
         if "torch" in peers:
             try:
                 import torch
-                net = torch_module(workload, weights)
+                net = model.to_torch()
                 X_torch = torch.from_numpy(X)
 
                 def torch_forward():
