@@ -28,17 +28,24 @@ class CpuBackend:
         self.ws = Workspace(spec, self.dtype)
         self.fit_state = self.config = self.kernel = None
         self.extra = ()
+        # The row permutation outlives a fit: a second fit on as many rows continues the
+        # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
+        self.perm = np.zeros(0, np.int64)
         if state is not None:
             self.set_state(state)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
         """Host copies of the persistent buffers, by name (STATE)."""
-        return {name: getattr(self.ws, name).copy() for name in STATE}
+        return {**{name: getattr(self.ws, name).copy() for name in STATE},
+                "perm": self.perm.copy()}
 
     def set_state(self, state):
+        """Buffers from get_state (or a file); "perm" is optional and of any length."""
         for name in STATE:
             getattr(self.ws, name)[:] = state[name]
+        if "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
 
     def get_params(self):
         return self.ws.params.copy()
@@ -60,16 +67,18 @@ class CpuBackend:
                                self.spec.table, rows)
         return out
 
-    def loss_rows(self, X, T, loss, l2):
+    def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The mean loss over the rows of X as one batch, plus the l2 term."""
+        _unweighted(weights, l2_per_sample)
         rows = self._rows(1)
         ws = self.ws
         return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                          self.spec.table, rows, loss, self.spec.n_weights,
                                          l2))
 
-    def gradient_rows(self, X, T, loss, l2):
+    def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
+        _unweighted(weights, l2_per_sample)
         rows = self._rows(X.shape[0])
         ws = self.ws
         cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
@@ -78,7 +87,7 @@ class CpuBackend:
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None):
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
         """Set up one fit: the row permutation, the cursor and the per-epoch statistics
         (epoch_loss, epoch_grad_norm: sums the caller turns into means).
 
@@ -91,7 +100,12 @@ class CpuBackend:
         self.loss, self.l2 = loss, l2
         self.epoch_loss = np.zeros(epochs)
         self.epoch_grad_norm = np.zeros((epochs, n_layers))
-        self.fit_state = FitState(np.arange(X.shape[0], dtype=np.int64), np.zeros(2, np.int64),
+        if weights is not None or schedule is not None or l2_per_sample:
+            raise NotImplementedError("sample weights, schedules and l2_per_sample are not "
+                                      "in the CPU kernels yet")
+        if self.perm.shape[0] != X.shape[0]:
+            self.perm = np.arange(X.shape[0], dtype=np.int64)
+        self.fit_state = FitState(self.perm, np.zeros(2, np.int64),
                                   self.epoch_loss, self.epoch_grad_norm, np.zeros(n_layers))
         self.config = step_config(self.spec, rows, loss, optimizer, l2, batch_size, shuffle)
         self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
@@ -105,6 +119,10 @@ class CpuBackend:
                               self.config, n_steps, *self.extra)
         return int(status), int(done)
 
+    def cursor(self):
+        """(epoch, batch) the current fit has reached, counted from its begin_fit."""
+        return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])
+
     def validation_loss(self):
         return self.loss_rows(*self.validation, self.loss, self.l2)
 
@@ -115,3 +133,9 @@ class CpuBackend:
             return False
         self.ws.restore_backup()
         return True
+
+
+def _unweighted(weights, l2_per_sample):
+    if weights is not None or l2_per_sample:
+        raise NotImplementedError("sample weights and l2_per_sample are not in these kernels "
+                                  "yet")

@@ -51,15 +51,21 @@ class CudaBackend:
                 getattr(self.host, name)[:] = state[name]
         self.dws = DeviceWorkspace(self.host)
         self.trainer = None
+        self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
+        if state is not None and "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
         self.dws.download(self.host)
-        return {name: getattr(self.host, name).copy() for name in STATE}
+        return {**{name: getattr(self.host, name).copy() for name in STATE},
+                "perm": self.perm.copy()}
 
     def set_state(self, state):
         for name in STATE:
             getattr(self.host, name)[:] = state[name]
+        if "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
         self.dws.upload(self.host)
 
     def get_params(self):
@@ -80,12 +86,14 @@ class CudaBackend:
         train.forward_rows(out, self.dws, X)
         return out
 
-    def loss_rows(self, X, T, loss, l2):
+    def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+        _unweighted(weights, l2_per_sample)
         check_codes(self.spec, loss)
         self._rows(1)
         return train.loss_rows(self.dws, X, T, loss, l2)
 
-    def gradient_rows(self, X, T, loss, l2):
+    def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+        _unweighted(weights, l2_per_sample)
         check_codes(self.spec, loss)
         self._rows(X.shape[0])
         train.gradient_rows(self.dws, X, T, loss, l2)
@@ -93,21 +101,36 @@ class CudaBackend:
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None):
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
+        if weights is not None or schedule is not None or l2_per_sample:
+            raise NotImplementedError("sample weights, schedules and l2_per_sample are not "
+                                      "in the CUDA kernels yet")
         check_codes(self.spec, loss, optimizer)
         n_layers = len(self.spec.layers)
         self._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
         self.epoch_loss = np.zeros(epochs)
         self.epoch_grad_norm = np.zeros((epochs, n_layers))
+        if self.perm.shape[0] != X.shape[0]:
+            self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.trainer = train.Trainer(self.dws, self.host.rng, X, T, batch_size, shuffle,
                                      epochs, self.epoch_loss, self.epoch_grad_norm,
-                                     validation, loss, optimizer, l2)
+                                     validation, loss, optimizer, l2, perm=self.perm)
 
     def train_steps(self, n_steps):
         return self.trainer.train_steps(n_steps)
+
+    def cursor(self):
+        epoch, batch = self.trainer.cursor
+        return int(epoch), int(batch)
 
     def validation_loss(self):
         return self.trainer.validation_loss()
 
     def restore_if_overflowed(self):
         return self.trainer.restore_if_overflowed()
+
+
+def _unweighted(weights, l2_per_sample):
+    if weights is not None or l2_per_sample:
+        raise NotImplementedError("sample weights and l2_per_sample are not in these kernels "
+                                  "yet")

@@ -72,10 +72,11 @@ class Trainer:
     """
 
     def __init__(self, dws, rng, X, T, batch_size, shuffle_rows, epochs, epoch_loss,
-                 epoch_grad_norm, validation, loss, optimizer, l2):
+                 epoch_grad_norm, validation, loss, optimizer, l2, perm=None):
         """dws: the DeviceWorkspace, which holds a batch already (ensure_rows); rng: the
         host's shuffling state (rng.shuffle advances it in place); loss: a loss code;
-        optimizer: an optimizers.Optimizer."""
+        optimizer: an optimizers.Optimizer; perm: the row permutation to continue from
+        (shuffled in place; default the identity)."""
         self.dws = dws
         self.loss, self.l2 = loss, l2
         self.n = n = X.shape[0]
@@ -84,7 +85,7 @@ class Trainer:
         self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
         self.X, self.T = X, T
         self.rng = rng
-        self.perm = np.arange(n, dtype=np.int64)
+        self.perm = np.arange(n, dtype=np.int64) if perm is None else perm
         self.hyper = optimizer.hyper()
         dws.ensure_epochs(epochs)
         dws.hyper.copy_to_device(self.hyper)

@@ -1,0 +1,150 @@
+"""Checks and preparation of fit's newer arguments: sample weights, class labels, the
+validation split, callbacks and schedules. Like validation.py, everything here runs before
+any compiled code, with errors that say how to fix things."""
+import math
+import numbers
+
+import numpy as np
+
+
+def check_real(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value >= minimum):
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
+    return float(value)
+
+
+def check_sample_weight(w, n_samples, what="sample_weight"):
+    """Per-row weights as a float64 (n,) array: finite, >= 0, not all zero."""
+    try:
+        arr = np.asarray(w)
+    except Exception as exc:
+        raise TypeError(f"{what} could not be read as an array ({exc}); pass one number per "
+                        f"row") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what} has dtype {arr.dtype}; pass real numbers, one per row")
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise ValueError(f"{what} must have shape ({n_samples},), one weight per row of X; got "
+                         f"shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+    if (arr < 0).any():
+        raise ValueError(f"{what} contains negative weights (the smallest is {arr.min()}); "
+                         f"weights must be >= 0")
+    if not (arr > 0).any():
+        raise ValueError(f"{what} is all zero: at least one row must have a positive weight")
+    return arr
+
+
+def _is_index_labels(labels, n_outputs, output):
+    if labels.dtype.kind not in "biuf":
+        return False
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        return False
+    width = 2 if output == "sigmoid" and n_outputs == 1 else n_outputs
+    return labels.size > 0 and labels.min() >= 0 and labels.max() < width
+
+
+def encode_labels(y, classes, n_outputs, output, what="y"):
+    """(classes, targets) for a classifier's labels y.
+
+    Labels that already index the outputs (0..k-1; 0/1 for one sigmoid output) pass through,
+    and classes is np.arange(k) on first sight. Other labels (strings, non-contiguous
+    integers) are mapped through `classes` (np.unique(y) on first sight). Anything that is
+    not a 1-D label vector (one-hot rows, multi-label 0/1 matrices) passes through with
+    classes None."""
+    if isinstance(y, (str, bytes)):
+        raise TypeError(f"{what} is a single string; pass one label per row")
+    try:
+        labels = np.asarray(y)
+    except Exception:
+        return None, y
+    if labels.ndim == 2 and labels.shape[1] == 1 and n_outputs > 1:
+        labels = labels[:, 0]  # an (n, 1) column of labels
+    if labels.ndim != 1 or (output == "sigmoid" and n_outputs > 1):
+        return None, y
+    width = 2 if output == "sigmoid" and n_outputs == 1 else n_outputs
+    if classes is None:
+        if _is_index_labels(labels, n_outputs, output):
+            return np.arange(width), labels
+        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+            return None, y  # check_targets reports NaN/inf
+        try:
+            classes = np.unique(labels)
+        except TypeError:
+            raise TypeError(f"{what} mixes label types that cannot be sorted; use one type "
+                            f"(all strings or all numbers)") from None
+        if len(classes) > width:
+            raise ValueError(f"{what} has {len(classes)} distinct labels but the model has "
+                             f"{width} classes ({n_outputs} {output} output(s)); give the "
+                             f"output layer {len(classes)} units")
+    elif labels.dtype.kind in "biuf" and classes.dtype.kind in "biuf" \
+            and _is_index_labels(labels, n_outputs, output) \
+            and np.array_equal(classes, np.arange(width)):
+        return classes, labels
+    if classes.dtype.kind in "biuf" and labels.dtype.kind not in "biuf":
+        raise ValueError(f"{what} holds {labels.dtype} labels but the model was fitted on "
+                         f"numeric classes {classes.tolist()[:10]}")
+    index = np.searchsorted(classes, labels)
+    index = np.clip(index, 0, len(classes) - 1)
+    unknown = classes[index] != labels
+    if np.any(unknown):
+        raise ValueError(f"{what} has labels the model does not know: "
+                         f"{np.unique(labels[unknown]).tolist()[:10]}; its classes are "
+                         f"{classes.tolist()[:20]}")
+    return classes, index
+
+
+def split_validation(X, T, W, fraction, seed, classifier):
+    """Hold out `fraction` of the rows: (X, T, W, (X_val, T_val[, W_val])), stratified by
+    class for classifiers, shuffled by a generator seeded with the model's seed."""
+    fraction = check_real(fraction, "validation_split", 0.0)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1); got {fraction}")
+    n = X.shape[0]
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={fraction} of {n} rows leaves "
+                         f"{n_val} for validation and {n - n_val} for training; both need at "
+                         f"least one row")
+    from sklearn.model_selection import train_test_split
+    stratify = np.argmax(T, axis=1) if classifier and T.shape[1] > 1 else \
+        (T[:, 0] >= 0.5).astype(int) if classifier else None
+    if stratify is not None and np.bincount(stratify).min(initial=n) < 2:
+        stratify = None  # a class with one row cannot be split: plain random split
+    if stratify is not None and len(np.unique(stratify)) > n_val:
+        stratify = None
+    rows = np.arange(n)
+    train, val = train_test_split(rows, test_size=n_val, stratify=stratify,
+                                  random_state=np.random.default_rng(seed).integers(2**31))
+    train, val = np.sort(train), np.sort(val)
+    validation = (X[val], T[val]) if W is None else (X[val], T[val], W[val])
+    return X[train], T[train], None if W is None else W[train], validation
+
+
+def check_callbacks(callbacks):
+    if callbacks is None:
+        return ()
+    if callable(callbacks):
+        callbacks = [callbacks]
+    callbacks = tuple(callbacks)
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables cb(model, history); got "
+                            f"{type(cb).__name__} {cb!r}")
+    return callbacks
+
+
+def check_schedule(schedule):
+    if schedule is None:
+        return None
+    try:
+        from .schedules import Schedule
+    except ImportError:  # schedules not built yet
+        raise NotImplementedError("learning-rate schedules are not available yet") from None
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a fastmlp.schedules schedule; got "
+                        f"{type(schedule).__name__}")
+    return schedule
