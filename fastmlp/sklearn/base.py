@@ -262,9 +262,13 @@ class BaseMLP(BaseEstimator):
         if not rule.changes_lr:
             rule.note(self.model_.fit(X, T, epochs=epochs, **kwargs))
             return
+        optimizer = self.model_.optimizer
         for _ in range(epochs):
-            self.model_.optimizer.lr = rule.lr
-            rule.note(self.model_.fit(X, T, epochs=1, **kwargs))
+            optimizer.lr = rule.lr
+            try:
+                rule.note(self.model_.fit(X, T, epochs=1, **kwargs))
+            finally:
+                optimizer.lr = rule.lr  # the rate of the next epoch, or partial_fit call
             if rule.stopped or rule.interrupted:
                 return
 
