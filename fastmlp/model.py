@@ -136,22 +136,26 @@ class MLP:
         X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
         if y is None:
             return X
+        return self._arrays(X, y, what, sample_weight, learn=False)
+
+    def _arrays(self, X, y, what, sample_weight, learn):
+        """as_arrays for a checked X; learn: fit may set classes_ from y's labels."""
         target_what = "y" if what == "X" else what.replace("X", "y")
-        T = check_targets(self._label_indices(y, target_what), X.shape[0], self.loss_name,
-                          self.spec.n_outputs, self.dtype, target_what)
+        T = check_targets(self._label_indices(y, target_what, learn), X.shape[0],
+                          self.loss_name, self.spec.n_outputs, self.dtype, target_what)
         if sample_weight is None:
             return X, T
         w_what = "sample_weight" if what == "X" else what.replace("X", "sample_weight")
         return X, T, check_sample_weight(sample_weight, X.shape[0], w_what)
 
-    def _label_indices(self, y, what):
-        """Class labels -> output indices, learning classes_ on first sight; anything that is
-        not a 1-D label vector of a classifier passes through unchanged."""
+    def _label_indices(self, y, what, learn):
+        """Class labels -> output indices (learning classes_ on fit's first sight of them);
+        anything that is not a 1-D label vector of a classifier passes through unchanged."""
         if not (self.is_classifier and self.loss_name != "mse"):
             return y
         classes, indices = encode_labels(y, self.classes_, self.spec.n_outputs,
                                          self.spec.output_activation, what)
-        if classes is not None and self.classes_ is None:
+        if learn and classes is not None and self.classes_ is None:
             self.classes_ = classes
         return indices
 
@@ -221,10 +225,10 @@ class MLP:
                                                 self.l2_per_sample)
         return self._pairs(grads)
 
-    def _checked(self, X, y, sample_weight):
-        if sample_weight is None:
-            return (*self.as_arrays(X, y), None)
-        return self.as_arrays(X, y, sample_weight=sample_weight)
+    def _checked(self, X, y, sample_weight, learn=False):
+        X = check_inputs(X, self.spec.n_inputs, self.dtype, "X")
+        arrays = self._arrays(X, y, "X", sample_weight, learn)
+        return arrays if sample_weight is not None else (*arrays, None)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
@@ -272,7 +276,7 @@ class MLP:
         with self._lock:
             if reset:
                 self.reset()
-            X, T, W = self._checked(X, y, sample_weight)
+            X, T, W = self._checked(X, y, sample_weight, learn=True)
             validation = None
             if validation_split is not None:
                 X, T, W, validation = split_validation(X, T, W, validation_split, self.seed,
@@ -412,9 +416,14 @@ class MLP:
 
     @classmethod
     def from_torch(cls, module, **kwargs):
-        """An MLP from a torch.nn.Sequential of Linear layers and supported activations."""
-        from .export import from_torch
-        return from_torch(module, **kwargs)
+        """An MLP with the layers and weights of a torch.nn.Sequential of Linear layers, each
+        followed by at most one ReLU, LeakyReLU(0.01), Sigmoid, Tanh or Softmax(dim=-1);
+        kwargs go to MLP (loss, optimizer, dtype: by default the Linear weights')."""
+        from .export import read_torch
+        n_inputs, layers, weights, kwargs = read_torch(module, kwargs)
+        model = cls(n_inputs, layers, **kwargs)
+        model.set_weights(weights)
+        return model
 
     def summary(self):
         """A per-layer table (shapes, parameters, activation) with totals, as a string."""

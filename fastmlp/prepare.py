@@ -38,60 +38,74 @@ def check_sample_weight(w, n_samples, what="sample_weight"):
     return arr
 
 
-def _is_index_labels(labels, n_outputs, output):
-    if labels.dtype.kind not in "biuf":
-        return False
-    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
-        return False
-    width = 2 if output == "sigmoid" and n_outputs == 1 else n_outputs
-    return labels.size > 0 and labels.min() >= 0 and labels.max() < width
+def _label_vector(y, n_outputs):
+    """y as a 1-D array of class labels (ints, bools or strings), or None when it is
+    anything else: floats, complex, masked, sparse, 2-D targets... which check_targets
+    accepts or explains."""
+    if y is None or isinstance(y, (str, bytes, np.ma.MaskedArray)) or hasattr(y, "tocsr"):
+        return None
+    try:
+        labels = np.asarray(y)
+    except Exception:
+        return None
+    if labels.ndim == 2 and labels.shape[1] == 1 and n_outputs > 1:
+        labels = labels[:, 0]  # an (n, 1) column of labels
+    if labels.ndim != 1 or labels.size == 0:
+        return None
+    kind = labels.dtype.kind
+    if kind == "O":
+        if not all(isinstance(v, str) for v in labels):
+            return None  # numbers or missing values in an object array: check_targets
+        labels = labels.astype(str)
+    elif kind not in "iubUS":
+        return None
+    return labels
+
+
+def _range_hint(width):
+    return f"class labels must be in [0, {width - 1}]"
 
 
 def encode_labels(y, classes, n_outputs, output, what="y"):
     """(classes, targets) for a classifier's labels y.
 
-    Labels that already index the outputs (0..k-1; 0/1 for one sigmoid output) pass through,
-    and classes is np.arange(k) on first sight. Other labels (strings, non-contiguous
-    integers) are mapped through `classes` (np.unique(y) on first sight). Anything that is
-    not a 1-D label vector (one-hot rows, multi-label 0/1 matrices) passes through with
-    classes None."""
-    if isinstance(y, (str, bytes)):
-        raise TypeError(f"{what} is a single string; pass one label per row")
-    try:
-        labels = np.asarray(y)
-    except Exception:
-        return None, y
-    if labels.ndim == 2 and labels.shape[1] == 1 and n_outputs > 1:
-        labels = labels[:, 0]  # an (n, 1) column of labels
-    if labels.ndim != 1 or (output == "sigmoid" and n_outputs > 1):
+    Integer labels that already index the outputs (0..k-1; 0/1 for one sigmoid output)
+    pass through, and classes is np.arange(k) on first sight. Other labels (strings,
+    non-contiguous integers) are mapped through `classes` (np.unique(y) on first sight).
+    Anything else (float or one-hot targets, multi-label 0/1 rows) passes through with
+    classes None, for check_targets."""
+    if output == "sigmoid" and n_outputs > 1:
+        return None, y  # multi-label 0/1 rows
+    labels = _label_vector(y, n_outputs)
+    if labels is None:
         return None, y
     width = 2 if output == "sigmoid" and n_outputs == 1 else n_outputs
+    numeric = labels.dtype.kind in "iub"
+    index_like = numeric and labels.min() >= 0 and labels.max() < width
     if classes is None:
-        if _is_index_labels(labels, n_outputs, output):
+        if index_like:
             return np.arange(width), labels
-        if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-            return None, y  # check_targets reports NaN/inf
-        try:
-            classes = np.unique(labels)
-        except TypeError:
-            raise TypeError(f"{what} mixes label types that cannot be sorted; use one type "
-                            f"(all strings or all numbers)") from None
-        if len(classes) > width:
-            raise ValueError(f"{what} has {len(classes)} distinct labels but the model has "
-                             f"{width} classes ({n_outputs} {output} output(s)); give the "
-                             f"output layer {len(classes)} units")
-    elif labels.dtype.kind in "biuf" and classes.dtype.kind in "biuf" \
-            and _is_index_labels(labels, n_outputs, output) \
+        classes = np.unique(labels)
+        if len(classes) != width:
+            # Each output unit is one class: a label set of another size cannot be mapped
+            # (labels missing from this y would leave units without a class).
+            hint = f"{_range_hint(width)} or be" if numeric else "they must be"
+            raise ValueError(f"{what}: {hint} exactly {width} distinct labels for this "
+                             f"model's {n_outputs} {output} output(s), one per class; got "
+                             f"{len(classes)} distinct label(s) "
+                             f"{classes.tolist()[:10]} (give the output layer one unit per "
+                             f"class)")
+    elif index_like and classes.dtype.kind in "iub" \
             and np.array_equal(classes, np.arange(width)):
         return classes, labels
-    if classes.dtype.kind in "biuf" and labels.dtype.kind not in "biuf":
+    if (classes.dtype.kind in "iub") != numeric:
         raise ValueError(f"{what} holds {labels.dtype} labels but the model was fitted on "
-                         f"numeric classes {classes.tolist()[:10]}")
-    index = np.searchsorted(classes, labels)
-    index = np.clip(index, 0, len(classes) - 1)
+                         f"classes {classes.tolist()[:10]}")
+    index = np.clip(np.searchsorted(classes, labels), 0, len(classes) - 1)
     unknown = classes[index] != labels
     if np.any(unknown):
-        raise ValueError(f"{what} has labels the model does not know: "
+        hint = f"{_range_hint(width)}: " if np.array_equal(classes, np.arange(width)) else ""
+        raise ValueError(f"{what}: {hint}labels the model does not know: "
                          f"{np.unique(labels[unknown]).tolist()[:10]}; its classes are "
                          f"{classes.tolist()[:20]}")
     return classes, index

@@ -1,4 +1,6 @@
 """ONNX and PyTorch export: ONNX Runtime and torch give model.forward's outputs."""
+import os
+
 import numpy as np
 import pytest
 
@@ -75,6 +77,14 @@ def test_step_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_written_files_get_the_usual_permissions(tmp_path):
+    pytest.importorskip("onnx", reason="pip install 'fastmlp[onnx]'")
+    from fastmlp.files import umask
+    path = export.to_onnx(fastmlp.MLP(2, [(1, "sigmoid")]), tmp_path / "m.onnx")
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask()  # as open() makes, not 0600
+    assert os.listdir(tmp_path) == ["m.onnx"]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_torch_matches_forward(dtype):
     torch = pytest.importorskip("torch")
@@ -92,7 +102,7 @@ def test_from_torch_inverts_to_torch():
     torch = pytest.importorskip("torch")
     for seed, (hidden, output) in enumerate(CASES):
         model, X = random_net(hidden, output, seed)
-        back = export.from_torch(export.to_torch(model), loss="mse")
+        back = fastmlp.MLP.from_torch(export.to_torch(model), loss="mse")
         assert back.layers == model.layers and back.n_inputs == model.n_inputs
         for (W1, b1), (W2, b2) in zip(model.get_weights(), back.get_weights()):
             np.testing.assert_array_equal(W1, W2)
@@ -106,7 +116,7 @@ def test_from_torch_reads_a_hand_built_module():
     module = nn.Sequential(nn.Linear(5, 7, bias=False), nn.Tanh(), nn.Identity(),
                            nn.Sequential(nn.Linear(7, 6), nn.Linear(6, 3)),
                            nn.Softmax(dim=1)).double()
-    model = export.from_torch(module, seed=1)
+    model = fastmlp.MLP.from_torch(module, seed=1)
     assert model.layers == [(7, "tanh"), (6, "identity"), (3, "softmax")]
     assert model.dtype == np.float64 and model.loss_name == "cross_entropy"
     X = np.random.default_rng(0).standard_normal((10, 5))
@@ -129,15 +139,15 @@ def test_from_torch_reads_a_hand_built_module():
 def test_from_torch_errors(build, message):
     torch = pytest.importorskip("torch")
     with pytest.raises(ValueError, match=message):
-        export.from_torch(build(torch.nn))
+        fastmlp.MLP.from_torch(build(torch.nn))
 
 
 def test_from_torch_argument_errors():
     torch = pytest.importorskip("torch")
     with pytest.raises(TypeError, match="takes a torch.nn.Sequential"):
-        export.from_torch([1, 2])
+        fastmlp.MLP.from_torch([1, 2])
     with pytest.raises(TypeError, match="takes layers from the module"):
-        export.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 1)), layers=[(1, "relu")])
+        fastmlp.MLP.from_torch(torch.nn.Sequential(torch.nn.Linear(2, 1)), layers=[(1, "relu")])
 
 
 def test_saved_torch_program_loads_and_matches(tmp_path):

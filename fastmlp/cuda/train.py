@@ -15,8 +15,9 @@ import numpy as np
 
 from .. import config
 from ..rng import shuffle
-from . import device
+from . import device, fused
 from .elementwise import l2_backward_kernel
+from .fused_steps import StepsRun
 from .network import StepPlan, network_backward, network_loss, network_output
 from .optim import STATUS, STEPS_DONE, kernels as optimizer_kernels
 
@@ -113,6 +114,14 @@ class Trainer:
             fits = self.chunk_rows == n and Xv.nbytes + Tv.nbytes + X.nbytes + T.nbytes \
                 <= data_budget()
             self.validation = (device.upload(Xv), device.upload(Tv)) if fits else validation
+        self.steps_run = self._steps_run(optimizer.code)
+
+    def _steps_run(self, optimizer):
+        """A fused_steps.StepsRun (many steps per launch) where the network and a batch fit
+        one block, else None (one launch per step, below)."""
+        shape = fused.use_steps(self.dws.spec, self.dws.fused, self.batch_size,
+                                self.X.dtype.itemsize, self.chunk_rows == self.n)
+        return None if shape is None else StepsRun(self, shape, optimizer)
 
     @property
     def launches_per_step(self):
@@ -141,8 +150,11 @@ class Trainer:
         first_epoch = self.cursor[0]
         batches_per_chunk = self.chunk_rows // self.batch_size
         try:
-            for i in range(n_steps):
-                self._launch_step(i, batches_per_chunk)
+            if self.steps_run is not None:
+                self.steps_run.launch_steps(n_steps)
+            else:
+                for i in range(n_steps):
+                    self._launch_step(i, batches_per_chunk)
         except KeyboardInterrupt:  # the queued steps still run: account for them, then stop
             self._collect(first_epoch)
             raise
