@@ -13,7 +13,8 @@ from .optimizers import make_optimizer
 from .spec import NetworkSpec
 from .prepare import (check_callbacks, check_real, check_sample_weight, check_schedule,
                       encode_labels, split_validation)
-from .validation import check_bool, check_dtype, check_inputs, check_int, check_targets
+from .validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
+                         check_targets)
 
 DEVICES = ("cpu", "cuda")
 
@@ -286,15 +287,21 @@ class MLP:
             stopper = training.EarlyStopping(patience, min_delta, restore_best_weights) \
                 if early_stopping else None
             accuracy = self._accuracy if self.is_classifier else None
-            if comm is not None:
-                raise NotImplementedError("data-parallel training (comm=) is not wired yet")
             from .optimizers import LBFGS
             if isinstance(self.optimizer, LBFGS):
+                if comm is not None:
+                    raise ValueError("LBFGS trains full batch in one process: every rank "
+                                     "would compute the same steps; fit without comm")
                 from .lbfgs import fit_lbfgs
                 return fit_lbfgs(self._backend, X, T, W, self.optimizer, self._loss_code,
                                  self.l2, self.l2_per_sample, epochs)
+            backend = self._backend
+            if comm is not None:  # checks comm (and the extra) before anything compiled
+                from .distributed import MpiBackend
+                backend = MpiBackend(self._backend, comm)
+                progress = progress and backend.rank == 0
             return training.fit(
-                self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                 validation=validation, progress=progress, loss=self._loss_code,
                 optimizer=self.optimizer, l2=self.l2, weights=W, schedule=schedule,
                 l2_per_sample=self.l2_per_sample, early_stopping=stopper,
@@ -345,17 +352,9 @@ class MLP:
             self._backend.set_params(flat)  # only now, so a bad pair changes nothing
 
     def _weight_array(self, a, shape, what):
-        arr = np.asarray(a)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{what} has dtype {arr.dtype}; weights must be real numbers "
-                            f"(the model stores {self.dtype.name})")
-        if arr.shape != shape:
-            raise ValueError(f"{what} has shape {arr.shape}; expected {shape} "
-                             f"(W is (n_in, n_out), b is (n_out,))")
-        out = arr.astype(self.dtype)
-        if not np.isfinite(out).all():
-            raise ValueError(f"{what} contains NaN or infinite values (in {self.dtype.name})")
-        return out
+        """W or b read as X is (masks, text and sparse refused; object arrays of numbers
+        read), in the model's dtype, finite."""
+        return check_array(a, what, shape, self.dtype)
 
     # -- persistence ---------------------------------------------------------------------
     def _meta(self):

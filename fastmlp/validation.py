@@ -60,13 +60,18 @@ def _is_missing(value):
 
 def _object_to_float(arr, what, labels):
     """An object array (mixed pandas columns, lists of Decimals...) as float64 when numpy can
-    convert every element (as scikit-learn does, numeric text included), else an error that
-    names the first element it cannot."""
+    convert every element, else an error that names the first element it cannot. Text is
+    refused here as in a string array, numeric or not: the same data must get the same
+    answer whichever container holds it."""
+    items = arr.ravel().tolist()
+    if any(issubclass(t, (str, bytes)) for t in set(map(type, items))):
+        text = next(v for v in items if isinstance(v, (str, bytes)))
+        raise TypeError(_strings_message(what, f"object, e.g. {text!r:.40}", labels))
     try:
         return arr.astype(np.float64)
     except (TypeError, ValueError, OverflowError):
         pass
-    for value in arr.ravel():
+    for value in items:
         try:
             float(value)
             continue
@@ -75,8 +80,6 @@ def _object_to_float(arr, what, labels):
         if _is_missing(value):
             raise ValueError(f"{what} has missing values ({value!r}); remove or impute them "
                              f"before training")
-        if isinstance(value, (str, bytes)):
-            raise TypeError(_strings_message(what, f"object, e.g. {value!r:.40}", labels))
         if isinstance(value, complex):
             raise TypeError(f"{what} holds complex numbers such as {value!r}; fastmlp trains "
                             f"on real numbers")

@@ -195,10 +195,46 @@ def targets(draw, model, rows, directory):
     else:
         base = values(draw, shape)
     value, arr, problem = dressed(draw, base, directory)
-    reference = None
-    if problem is None:
+    labels = _label_vector(value, arr, k) if model.is_classifier and (
+        loss == "cross_entropy" or k == 1) else None
+    if labels is not None:
+        problem, reference = _label_verdict(labels, n, rows, k, loss)
+    elif problem is None:
         problem, reference = _target_verdict(arr, n, rows, k, loss, model.dtype)
+    else:
+        reference = None
     return Arg(value, arr, problem), reference
+
+
+def _label_vector(value, arr, k):
+    """arr as a 1-D vector of class labels (integers, bools or text), as fit reads one, or
+    None for targets of any other kind."""
+    if isinstance(value, np.ma.MaskedArray) or hasattr(value, "tocsr"):
+        return None
+    labels = arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 and k > 1 else arr
+    if labels.ndim != 1 or labels.size == 0:
+        return None
+    if labels.dtype.kind == "O" and all(isinstance(v, str) for v in labels):
+        labels = labels.astype(str)
+    return labels if labels.dtype.kind in "iubU" else None
+
+
+def _label_verdict(labels, n, rows, k, loss):
+    """Labels 0..width-1 index the outputs; any other labels must be exactly `width`
+    distinct values (one per output unit; a single sigmoid has two classes), sorted."""
+    if n != rows:
+        return "length", None
+    width = 2 if loss == "binary_cross_entropy" else k
+    if labels.dtype.kind in "iub" and labels.min() >= 0 and labels.max() < width:
+        index = labels.astype(np.int64)
+    else:
+        classes = np.unique(labels)
+        if len(classes) != width:
+            return "labels", None
+        index = np.searchsorted(classes, labels)
+    if loss == "cross_entropy":
+        return None, np.eye(k)[index]
+    return None, index.reshape(-1, 1).astype(np.float64)
 
 
 def _target_verdict(arr, n, rows, k, loss, dtype):

@@ -64,11 +64,15 @@ def test_sparse_input_is_told_to_use_toarray(no_kernels, clf, kind):
 
 
 def test_messages_for_text_features_and_text_labels(no_kernels, clf):
-    for Xs in (X.astype(str), np.array([list("abc")] * 5, dtype=object), X.astype(bytes)):
+    for Xs in (X.astype(str), X.astype(str).astype(object), X.astype(bytes),
+               np.array([list("abc")] * 5, dtype=object)):
         with pytest.raises(TypeError, match=r"X holds strings.*X\.astype\(float\).*"
                                             r"OneHotEncoder") as info:
             clf.fit(Xs, LABELS)
         assert "dtype=float" not in str(info.value)
+    pd = pytest.importorskip("pandas")  # the same text in a DataFrame: the same answer
+    with pytest.raises(TypeError, match=r"X holds strings"):
+        clf.fit(pd.DataFrame(X.astype(str)), LABELS)
     # Text labels are class labels for a classifier (MLP.classes_): see
     # tests/test_training_features.py. For a regressor they are a mistake:
     reg = fastmlp.MLP(3, [(1, "identity")])
@@ -94,10 +98,9 @@ def test_object_arrays_of_numbers_are_read_and_others_named(no_kernels, clf):
 
 
 def test_object_and_nullable_numbers_train_like_floats():
-    # numbers as text in an object array (a CSV column read as text) are read, as
-    # scikit-learn reads them; a string array is refused (test above)
+    # numbers as text are refused whatever holds them (tests above), numbers are read
     clf = fastmlp.MLP(3, [(4, "relu"), (3, "softmax")], seed=0, dtype="float64")
-    np.testing.assert_array_equal(clf.forward(X.astype(str).astype(object)), clf.forward(X))
+    np.testing.assert_array_equal(clf.forward(X.astype(object)), clf.forward(X))
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": pd.array([0, 1, 2, 3, 4], dtype="Int64"), "b": X[:, 1],
                           "c": X[:, 2]})
