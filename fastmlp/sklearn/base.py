@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from .. import LBFGS, MLP, SGD, Adam
+from .. import LBFGS, MLP, SGD, Adam, config
 from .epochs import EpochRule, weight_sum
 
 #: scikit-learn's activation names -> fastmlp's (leaky_relu is fastmlp's own addition).
@@ -260,7 +260,12 @@ class BaseMLP(BaseEstimator):
         kwargs = dict(batch_size=batch_size, shuffle=self.shuffle, progress=False,
                       sample_weight=sample_weight, callbacks=[rule])
         if not rule.changes_lr:
-            rule.note(self.model_.fit(X, T, epochs=epochs, **kwargs))
+            # A History merges epochs past config.HISTORY_MAX_ENTRIES and the rule reads the
+            # last epoch's loss, so a longer run is split (fits continue exactly).
+            while epochs > 0 and not (rule.stopped or rule.interrupted):
+                chunk = min(epochs, config.HISTORY_MAX_ENTRIES)
+                rule.note(self.model_.fit(X, T, epochs=chunk, **kwargs))
+                epochs -= chunk
             return
         optimizer = self.model_.optimizer
         for _ in range(epochs):
