@@ -72,7 +72,7 @@ def test_training_imports_neither_twin(graph):
 # Modules above both twins: names, codes, layouts and the flat buffers. They import no twin,
 # and nothing that drives one.
 EDGE = ("spec", "activations", "losses", "optimizers", "status", "rng", "config", "jitcache",
-        "workspace", "validation", "history", "init")
+        "workspace", "validation", "history", "init", "schedules", "weights")
 
 
 def test_edge_modules_import_no_twin_and_no_driver(graph):
