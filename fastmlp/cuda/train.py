@@ -96,7 +96,9 @@ class Trainer:
         self.schedule_params = self.schedule.params()
         self.schedule_backup = self.schedule.state.copy()
         self.epoch_lr = np.full(epochs, np.nan) if epoch_lr is None else epoch_lr
-        self.queued = []  # (rows, rate, applied, epoch ended) of each step of this call
+        # (rows, rate, applied, epoch ended, epoch, epoch_lr[epoch] before) of each step
+        # queued in this call, to recount if the device stops before the last
+        self.queued = []
         self.call_cursor = np.zeros(2, np.int64)
         self.device_steps = 0
         self.n = n = X.shape[0]
@@ -212,16 +214,16 @@ class Trainer:
             weight_sum = self.batch_sums[b]
             if weight_sum == 0:  # nothing to learn from: skipped, as on the CPU
                 advance(state, lr, m, False, ended)
-                self.queued.append((m, lr, False, ended))
+                self.queued.append((m, lr, False, ended, epoch, 0.0))
                 return
             if self.l2_per_sample:
                 l2 = self.l2 / weight_sum
         self.device_steps += 1
         self.plans[m].launch(start, epoch, self.dws.opt_step + self.device_steps, self.hyper,
                              lr, weight_sum, l2)
+        self.queued.append((m, lr, True, ended, epoch, self.epoch_lr[epoch]))
         self.epoch_lr[epoch] = lr
         advance(state, lr, m, True, ended)
-        self.queued.append((m, lr, True, ended))
 
     def _collect(self, first_epoch):
         """Wait for the queued steps; read the status and the touched epochs' statistics."""
@@ -247,16 +249,19 @@ class Trainer:
                                   applied, self.n, self.batch_size, self.hyper[LR])
             return applied
         ran, left = 0, applied
-        for _, _, was_applied, _ in self.queued:
-            if was_applied:
+        for record in self.queued:
+            if record[2]:
                 if left == 0:
                     break
                 left -= 1
             ran += 1
         if ran < len(self.queued):
+            for _, _, was_applied, _, epoch, before in reversed(self.queued[ran:]):
+                if was_applied:
+                    self.epoch_lr[epoch] = before
             state = self.schedule.state
             state[:] = self.schedule_backup
-            for rows, lr, was_applied, ended in self.queued[:ran]:
+            for rows, lr, was_applied, ended, _, _ in self.queued[:ran]:
                 advance(state, lr, rows, was_applied, ended)
         return ran
 

@@ -91,3 +91,12 @@ def test_fit_allocations_do_not_grow_with_data(n_inputs, layers, optimizer):
                                           progress=False))
     large = allocations(lambda: model.fit(X, y, epochs=2, batch_size=8, progress=False))
     assert small == large
+
+
+def test_diagnostics_counts_the_loop_with_every_option_on():
+    from fastmlp.diagnostics import allocations_per_step
+    model, X, y = make(*MODELS[1], 200, "float32")
+    weights = np.random.default_rng(2).random(200)
+    assert allocations_per_step(model, X, y, 16, steps=30, sample_weight=weights,
+                                schedule=schedules.Cosine(total_steps=20, warmup=3),
+                                l2_per_sample=True) == 0
