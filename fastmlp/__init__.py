@@ -2,7 +2,8 @@
 from .gradcheck import gradcheck
 from .history import History
 from .model import MLP
-from .optimizers import SGD, Adam, AdamW
+from .optimizers import LBFGS, SGD, Adam, AdamW
+from .training import StopTraining
 
-__all__ = ["MLP", "SGD", "Adam", "AdamW", "History", "gradcheck"]
+__all__ = ["MLP", "SGD", "Adam", "AdamW", "LBFGS", "History", "StopTraining", "gradcheck"]
 __version__ = "0.1.0"

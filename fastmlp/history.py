@@ -20,10 +20,24 @@ class History:
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: True when Ctrl-C stopped training (the weights are those after the last whole batch)
     interrupted: bool = False
+    #: the learning rate of each epoch's last step (schedules change it)
+    lr: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: accuracy on validation_data after each epoch, for classifiers (empty otherwise)
+    val_accuracy: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: with early stopping: the 0-based epoch of the best monitored loss (None without)
+    best_epoch: int = None
+    #: True when early stopping ended training before `epochs`
+    stopped_early: bool = False
 
     @property
     def epochs(self):
         return len(self.loss)
+
+    def plot(self, path=None, ax=None):
+        """Loss, accuracy, learning rate and per-layer gradient norms per epoch (matplotlib);
+        see fastmlp.plot.plot_history. Returns the Figure."""
+        from .plot import plot_history
+        return plot_history(self, path=path, ax=ax)
 
     def __repr__(self):
         last = f", last loss {self.loss[-1]:.6g}" if len(self.loss) else ""

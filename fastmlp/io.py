@@ -1,66 +1,272 @@
-"""The model file format: a .npz (no pickle) of a JSON description and named arrays.
+"""The model file format: a .npz (a zip of .npy arrays, never a pickle) holding a JSON "meta"
+entry and named arrays. write() and read() know nothing about models.
 
-This module reads and writes the format only; MLP.save and MLP.load (model.py) assemble the
-model. Writes go to a temporary file in the target's directory, are flushed to disk, then
-renamed over the target, so an interrupted save never leaves a half-written model behind.
+Writes are atomic. The data goes to a temporary file in the target's directory, named
+``.fastmlp-<pid>-<token>.<host>.tmp``, which is flushed to disk (fsync), given the permissions
+open() would give (an existing target's mode, else 0666 minus the umask), renamed over the
+target (os.replace: atomic on POSIX and Windows), and then the directory itself is flushed so
+the rename survives a power cut. A reader therefore sees the old complete file or the new
+complete file, never a mixture. A process killed in the middle of a save leaves its
+temporary file behind; the next save into that directory deletes temporary files whose writer
+(same host, process id) no longer runs.
+
+Versions: every file records FORMAT_VERSION. read() accepts any version from 1 up to its own
+and ignores meta keys and arrays it does not know, so optional additions need no new version;
+a change an older reader would misread must raise FORMAT_VERSION.
 """
+import errno
 import json
 import os
-import tempfile
-import zipfile
+import re
+import secrets
+import socket
 
 import numpy as np
 
 FORMAT = "fastmlp-mlp"
 FORMAT_VERSION = 1
 
+_TEMP = re.compile(r"^\.fastmlp-(\d+)-[0-9a-f]+\.(.+)\.tmp$")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+def _fspath(path):
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike; got {type(path).__name__} "
+                        f"{path!r}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError("path is empty; give a file name such as 'model.npz'")
+    return path
+
 
 def _npz_path(path):
-    path = os.fspath(path)
     return path if path.endswith(".npz") else path + ".npz"
 
 
+def _refuse_directory(path, given):
+    if given.endswith(tuple(s for s in (os.sep, os.altsep) if s)) or os.path.isdir(path):
+        raise ValueError(f"path {given!r} names a directory, not a model file; give a file "
+                         f"name such as {os.path.join(given, 'model.npz')!r}")
+
+
+# -- writing ---------------------------------------------------------------------------------
+
 def write(path, meta, arrays):
-    """Write meta (a JSON-able dict) and arrays (name -> ndarray) to path (".npz" added when
-    missing), atomically; returns the path written."""
-    path = _npz_path(path)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **meta}
-    contents = {"meta": np.array(json.dumps(meta)), **arrays}
+    """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
+    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+    given = _fspath(path)
+    _refuse_directory(given, given)
+    path = _npz_path(given)
+    _refuse_directory(path, given)
+    if os.path.islink(path):  # write through the link, as open() would, and keep it
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".npz.tmp", dir=directory)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise ValueError(f"cannot save {given!r}: {directory!r} is not a directory")
+        raise FileNotFoundError(errno.ENOENT, f"cannot save {given!r}: directory "
+                                f"{directory!r} does not exist; create it first", given)
+    entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
+    try:
+        _remove_stale_temps(directory)
+        _replace_atomically(path, directory, entries)
+    except OSError as exc:
+        raise _write_error(exc, path, directory) from exc
+    return path
+
+
+def _meta_text(meta):
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict; got {type(meta).__name__}")
+    clash = {"format", "version"} & set(meta)
+    if clash:
+        raise ValueError(f"meta keys {sorted(clash)} are written by fastmlp.io itself")
+    try:
+        return json.dumps({"format": FORMAT, "version": FORMAT_VERSION, **meta},
+                          allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"meta must hold only JSON values (str, finite numbers, bool, None, "
+                        f"lists, dicts): {exc}") from None
+
+
+def _checked_arrays(arrays):
+    if not isinstance(arrays, dict):
+        raise TypeError(f"arrays must be a dict of name -> array; got {type(arrays).__name__}")
+    out = {}
+    for name, value in arrays.items():
+        if not isinstance(name, str) or not name or name == "meta":
+            raise ValueError(f"array name {name!r} is not allowed (a non-empty str other "
+                             f"than 'meta')")
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:  # would need pickle, which read() refuses to run
+            raise TypeError(f"array {name!r} has dtype object; store numbers or fixed-width "
+                            f"strings (e.g. arr.astype(str))")
+        out[name] = arr
+    return out
+
+
+def _replace_atomically(path, directory, entries):
+    mode = os.stat(path).st_mode & 0o7777 if os.path.isfile(path) else None
+    tmp, fd = _create_temp(directory)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **contents)
+            np.savez(f, **entries)
             f.flush()
             os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
+    _fsync_directory(directory)
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+
+
+def _create_temp(directory):
+    """A new temporary file, created as open() would create it: mode 0666 minus the umask
+    (mkstemp would give 0600, which the rename would then hand on to the model file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        name = f".fastmlp-{os.getpid()}-{secrets.token_hex(4)}.{_host()}.tmp"
+        tmp = os.path.join(directory, name)
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+
+
+def _remove_stale_temps(directory):
+    """Delete temporary files left in directory by writers on this host that no longer run
+    (killed in the middle of a save). POSIX only: there os.kill(pid, 0) only asks."""
+    if os.name != "posix":
+        return
+    host = _host()
+    for name in os.listdir(directory):
+        match = _TEMP.match(name)
+        if match is None or match.group(2) != host or _process_runs(int(match.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass  # another writer removed it first, or it is not ours to remove
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid: leave the file alone
+    return True
+
+
+def _fsync_directory(directory):
+    """Flush the directory entry of the rename; not every OS or filesystem allows it."""
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_error(exc, path, directory):
+    """The same kind of OSError, saying what failed and that the old file is intact."""
+    kept = "the previous file, if any, is unchanged"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        message = (f"cannot save {path!r}: no space left on the device (or disk quota "
+                   f"exceeded); {kept}. Free some space or save elsewhere")
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        message = (f"cannot save {path!r}: directory {directory!r} is read-only or not "
+                   f"writable by this user; {kept}. Save elsewhere")
+    else:
+        message = f"cannot save {path!r}: {exc.strerror or exc}; {kept}"
+    if exc.errno is None:
+        return type(exc)(message)
+    return OSError(exc.errno, message)  # OSError(errno, ...) picks the matching subclass
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def resolve(path):
+    """The file read() reads for path: path itself if it exists, else path + '.npz'."""
+    given = _fspath(path)
+    _refuse_directory(given, given)
+    path = given if os.path.exists(given) else _npz_path(given)
+    _refuse_directory(path, given)
     return path
 
 
 def read(path):
-    """(meta, arrays, the path read) of a file written by `write`; ValueError naming the
-    file if it is not a readable fastmlp model, FileNotFoundError if there is none."""
-    given = os.fspath(path)
-    path = given if os.path.exists(given) else _npz_path(given)
+    """(meta, arrays) from a file written by write(); FileNotFoundError if there is none,
+    ValueError naming the file if it is not a readable fastmlp file."""
+    given = _fspath(path)
+    path = resolve(given)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"no fastmlp model file at {given!r}")
+        raise FileNotFoundError(errno.ENOENT, f"no fastmlp model file at {given!r}", given)
+    with open(path, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+        if magic.startswith(_NPY_MAGIC):
+            raise ValueError(f"{path!r} is a single-array .npy file, not a readable "
+                             f"fastmlp model file (a .npz written by MLP.save)")
+        if not magic.startswith(_ZIP_MAGIC):
+            raise ValueError(f"{path!r} is not a readable fastmlp model file (not a .npz "
+                             f"archive)")
+        f.seek(0)
+        try:
+            with np.load(f, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except Exception as exc:  # zipfile, zlib and numpy raise a dozen kinds on a bad file
+            raise _unreadable(path, exc) from None
+    meta = _parse_meta(arrays.pop("meta", None), path)
+    return meta, arrays
+
+
+def _unreadable(path, exc):
+    return ValueError(f"{path!r} is not a readable fastmlp model file (corrupt or "
+                      f"truncated?): {type(exc).__name__}: {exc}")
+
+
+def _parse_meta(entry, path):
+    if entry is None or entry.shape != () or entry.dtype.kind != "U":
+        raise ValueError(f"{path!r} is a .npz file but not a readable fastmlp model file "
+                         f"(it has no 'meta' entry)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeError) as exc:
-        raise ValueError(f"{path!r} is not a readable fastmlp model file (corrupt or "
-                         f"truncated?): {exc}") from None
+        meta = json.loads(str(entry))
+    except ValueError as exc:
+        raise ValueError(f"{path!r}: its 'meta' entry is not valid JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path!r} is a .npz file but not a fastmlp model")
-    if meta.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path!r} has fastmlp format version {meta.get('version')}; this "
-                         f"fastmlp reads version {FORMAT_VERSION}")
-    return meta, arrays, path
+    version = meta.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{path!r}: invalid fastmlp format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path!r} was written by a newer fastmlp (format version "
+                         f"{version}); this fastmlp reads versions 1 to {FORMAT_VERSION}: "
+                         f"upgrade fastmlp")
+    return meta
 
 
 def check_arrays(path, arrays, expected):

@@ -1,6 +1,7 @@
 """MLP: validates input once, owns one backend (cpu/backend.py or cuda/backend.py), and hands
 both to training.fit. The only module that touches MLP's underscored members."""
 import numbers
+import threading
 
 import numpy as np
 
@@ -10,6 +11,8 @@ from .cpu.backend import CpuBackend
 from .init import check_init, initialise
 from .optimizers import make_optimizer
 from .spec import NetworkSpec
+from .prepare import (check_callbacks, check_real, check_sample_weight, check_schedule,
+                      encode_labels, split_validation)
 from .validation import check_bool, check_dtype, check_inputs, check_int, check_targets
 
 DEVICES = ("cpu", "cuda")
@@ -36,7 +39,7 @@ class MLP:
     """
 
     def __init__(self, n_inputs, layers, loss=None, optimizer=None, l2=0.0, init="auto",
-                 dtype="float32", device="cpu", seed=None):
+                 dtype="float32", device="cpu", seed=None, *, l2_per_sample=False):
         self.spec = NetworkSpec(n_inputs, layers)
         out = self.spec.output_activation
         self.loss_name = losses.default_loss(out) if loss is None else loss
@@ -46,6 +49,9 @@ class MLP:
                 or not np.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0; got {l2!r}")
         self.l2 = float(l2)
+        #: False: the l2 term is (l2/2) sum ||W||^2 per batch; True: scikit-learn's alpha
+        #: convention, 0.5 * l2 * sum ||W||^2 / (the batch's weight sum, its rows unweighted)
+        self.l2_per_sample = check_bool(l2_per_sample, "l2_per_sample")
         self.init = check_init(init)
         self.dtype = check_dtype(dtype)
         device = check_device(device)
@@ -53,13 +59,32 @@ class MLP:
                                  or seed < 0):
             raise ValueError(f"seed must be None or a non-negative integer; got {seed!r}")
         self.seed = seed
-        host = CpuBackend(self.spec, self.dtype)
-        rng = np.random.default_rng(seed)
-        initialise(host.ws, self.init, rng)
-        host.ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
-        self._backend = host
+        #: class labels as given to fit (any type), or None until a classifier is fitted
+        self.classes_ = None
+        # One fit, prediction or weight change at a time: the kernels release the GIL and
+        # share the model's buffers, so a second thread waits for the first (re-entrant, so
+        # a callback may evaluate the model during fit).
+        self._lock = threading.RLock()
+        self._backend = self._initial_backend()
         self.device = "cpu"
         self.to(device)
+
+    def _initial_backend(self):
+        """A CPU backend holding the weights, optimizer state and shuffle state the seed
+        gives (what a new model starts from, and what reset() returns to)."""
+        host = CpuBackend(self.spec, self.dtype)
+        rng = np.random.default_rng(self.seed)
+        initialise(host.ws, self.init, rng)
+        host.ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        return host
+
+    def reset(self):
+        """Start over: the initial weights of the seed, no optimizer state, no classes_."""
+        with self._lock:
+            state = self._initial_backend().get_state()
+            self._backend = make_backend(self.device, self.spec, self.dtype, state)
+            self.classes_ = None
+        return self
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -94,28 +119,52 @@ class MLP:
     def to(self, device):
         """Move the model, weights and optimizer state, to "cpu" or "cuda"; returns self."""
         device = check_device(device)
-        if device != self.device:
-            self._backend = make_backend(device, self.spec, self.dtype,
-                                         self._backend.get_state())
-            self.device = device
+        with self._lock:
+            if device != self.device:
+                self._backend = make_backend(device, self.spec, self.dtype,
+                                             self._backend.get_state())
+                self.device = device
         return self
 
     # -- input checks --------------------------------------------------------------------
-    def as_arrays(self, X, y=None, what="X"):
+    def as_arrays(self, X, y=None, what="X", sample_weight=None):
         """X, and y as targets when given, as the kernels take them: C-contiguous arrays of
-        the model's dtype, X (n, n_inputs), targets (n, n_outputs). Bad input raises a
-        ValueError or TypeError saying how to fix it. Returns X, or (X, T)."""
+        the model's dtype, X (n, n_inputs), targets (n, n_outputs); class labels of any type
+        are mapped through classes_ (labels 0..k-1 index the outputs directly). Bad input
+        raises a ValueError or TypeError saying how to fix it. Returns X, or (X, T), or
+        (X, T, W) when sample_weight is given."""
         X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
         if y is None:
             return X
+        return self._arrays(X, y, what, sample_weight, learn=False)
+
+    def _arrays(self, X, y, what, sample_weight, learn):
+        """as_arrays for a checked X; learn: fit may set classes_ from y's labels."""
         target_what = "y" if what == "X" else what.replace("X", "y")
-        return X, check_targets(y, X.shape[0], self.loss_name, self.spec.n_outputs,
-                                self.dtype, target_what)
+        T = check_targets(self._label_indices(y, target_what, learn), X.shape[0],
+                          self.loss_name, self.spec.n_outputs, self.dtype, target_what)
+        if sample_weight is None:
+            return X, T
+        w_what = "sample_weight" if what == "X" else what.replace("X", "sample_weight")
+        return X, T, check_sample_weight(sample_weight, X.shape[0], w_what)
+
+    def _label_indices(self, y, what, learn):
+        """Class labels -> output indices (learning classes_ on fit's first sight of them);
+        anything that is not a 1-D label vector of a classifier passes through unchanged."""
+        if not (self.is_classifier and self.loss_name != "mse"):
+            return y
+        classes, indices = encode_labels(y, self.classes_, self.spec.n_outputs,
+                                         self.spec.output_activation, what)
+        if learn and classes is not None and self.classes_ is None:
+            self.classes_ = classes
+        return indices
 
     # -- inference -----------------------------------------------------------------------
     def forward(self, X):
         """Output activations, (samples, n_outputs), for any output activation."""
-        return self._backend.forward_rows(self.as_arrays(X))
+        X = self.as_arrays(X)
+        with self._lock:
+            return self._backend.forward_rows(X)
 
     def predict_proba(self, X):
         """Output activations of a sigmoid or softmax output layer (class probabilities)."""
@@ -126,66 +175,145 @@ class MLP:
         return self.forward(X)
 
     def predict(self, X):
-        """softmax: argmax class (samples,); sigmoid/step: (a >= 0.5) as int, (samples,) for one
-        output; anything else: the output values, (samples,) for one output."""
+        """softmax: the class (samples,); sigmoid/step: (a >= 0.5), (samples,) for one output;
+        classes come back as the labels given to fit (classes_), or as indices before any.
+        Anything else: the output values, (samples,) for one output."""
         a = self.forward(X)
         out = self.spec.output_activation
         if out == "softmax":
-            return np.argmax(a, axis=1)
+            index = np.argmax(a, axis=1)
+            return index if self.classes_ is None else self.classes_[index]
         if out in ("sigmoid", "step"):
             a = (a >= 0.5).astype(np.int64)
+            if self.classes_ is not None and a.shape[1] == 1:
+                return self.classes_[a[:, 0]]
         return a[:, 0] if a.shape[1] == 1 else a
 
-    def loss(self, X, y):
-        """The loss on (X, y) as one batch, l2 term included."""
-        X, T = self.as_arrays(X, y)
-        return self._backend.loss_rows(X, T, self._loss_code, self.l2)
+    def loss(self, X, y, sample_weight=None):
+        """The loss on (X, y) as one batch, l2 term included; with sample_weight, the
+        weighted mean sum(w * l) / sum(w) over the rows."""
+        X, T, W = self._checked(X, y, sample_weight)
+        with self._lock:
+            return self._backend.loss_rows(X, T, self._loss_code, self.l2, W,
+                                           self.l2_per_sample)
 
-    def evaluate(self, X, y):
-        """{'loss': ...} plus 'accuracy' for classifiers (sigmoid, softmax or step output)."""
-        X, T = self.as_arrays(X, y)
-        result = {"loss": self._backend.loss_rows(X, T, self._loss_code, self.l2)}
-        if self.is_classifier:
-            a = self._backend.forward_rows(X)
-            if self.spec.output_activation == "softmax":
-                correct = np.argmax(a, axis=1) == np.argmax(T, axis=1)
-            else:
-                correct = (a >= 0.5) == (T >= 0.5)
-            result["accuracy"] = float(np.mean(correct))
+    def evaluate(self, X, y, sample_weight=None):
+        """{'loss': ...} plus 'accuracy' for classifiers (sigmoid, softmax or step output);
+        both weighted means with sample_weight."""
+        X, T, W = self._checked(X, y, sample_weight)
+        with self._lock:
+            result = {"loss": self._backend.loss_rows(X, T, self._loss_code, self.l2, W,
+                                                      self.l2_per_sample)}
+            if self.is_classifier:
+                result["accuracy"] = self._accuracy(X, T, W)
         return result
 
-    def gradients(self, X, y):
-        """[(dW, db), ...] of loss(X, y) on (X, y) as one batch; the weights are not changed."""
-        X, T = self.as_arrays(X, y)
-        grads = self._backend.gradient_rows(X, T, self._loss_code, self.l2)
+    def _accuracy(self, X, T, W=None):
+        a = self._backend.forward_rows(X)
+        if self.spec.output_activation == "softmax":
+            correct = np.argmax(a, axis=1) == np.argmax(T, axis=1)
+        else:
+            correct = np.all((a >= 0.5) == (T >= 0.5), axis=1)
+        return float(np.average(correct, weights=W))
+
+    def gradients(self, X, y, sample_weight=None):
+        """[(dW, db), ...] of loss(X, y, sample_weight) as one batch; the weights are not
+        changed."""
+        X, T, W = self._checked(X, y, sample_weight)
+        with self._lock:
+            grads = self._backend.gradient_rows(X, T, self._loss_code, self.l2, W,
+                                                self.l2_per_sample)
         return self._pairs(grads)
+
+    def _checked(self, X, y, sample_weight, learn=False):
+        X = check_inputs(X, self.spec.n_inputs, self.dtype, "X")
+        arrays = self._arrays(X, y, "X", sample_weight, learn)
+        return arrays if sample_weight is not None else (*arrays, None)
 
     # -- training ------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
-            progress=True):
-        """Train; returns a History (per-epoch loss, val_loss, grad_norms, seconds).
+            progress=True, sample_weight=None, validation_split=None, early_stopping=False,
+            patience=10, min_delta=0.0, restore_best_weights=True, callbacks=None,
+            schedule=None, reset=False, comm=None):
+        """Train; returns a History (per epoch: loss, val_loss, val_accuracy, lr,
+        grad_norms, seconds; best_epoch and stopped_early with early stopping).
 
-        A second call continues from the current weights and optimizer state."""
-        from .training import fit
+        A second call continues from the current weights, optimizer state and shuffle
+        sequence: fit(3 epochs) then fit(3 epochs) trains exactly as fit(6 epochs) does.
+        reset=True starts over from the seed instead (as reset()).
+
+        sample_weight: per-row weights; each batch's loss is sum(w * l) / sum(w).
+        validation_data: (X_val, y_val) or (X_val, y_val, w_val); validation_split: the
+        fraction of (X, y) held out instead (stratified for classifiers, seeded by the
+        model's seed). early_stopping: stop when the validation loss (the training loss
+        without validation data) has not improved by min_delta for `patience` epochs, and
+        with restore_best_weights go back to the best epoch's weights and optimizer state.
+        callbacks: callables cb(model, history) run at each epoch end; returning False (or
+        raising fastmlp.StopTraining) ends training there. schedule: a fastmlp.schedules
+        learning-rate schedule. comm: an mpi4py communicator for data-parallel training.
+        An optimizer of fastmlp.LBFGS trains full batch (epochs are its iterations).
+        """
+        from . import training
         epochs = check_int(epochs, "epochs", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
         shuffle = check_bool(shuffle, "shuffle")
         progress = check_bool(progress, "progress")
+        early_stopping = check_bool(early_stopping, "early_stopping")
+        restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
+        reset = check_bool(reset, "reset")
+        patience = check_int(patience, "patience", 1)
+        min_delta = check_real(min_delta, "min_delta", 0.0)
+        callbacks = check_callbacks(callbacks)
+        schedule = check_schedule(schedule)
         frozen = self.spec.inference_only_layers()
         if frozen:
             names = ", ".join(f"layer {i} ({self.spec.layers[i].activation})" for i in frozen)
             raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
                              f"everywhere, so gradients cannot train it; use sigmoid or relu "
                              f"to train, and 'step' only for hand-set weights with set_weights")
-        X, T = self.as_arrays(X, y)
-        validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be an (X_val, y_val) pair")
-            validation = self.as_arrays(*validation_data, what="validation X")
-        return fit(self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                   validation=validation, progress=progress, loss=self._loss_code,
-                   optimizer=self.optimizer, l2=self.l2)
+        if validation_split is not None and validation_data is not None:
+            raise ValueError("give validation_data or validation_split, not both")
+        with self._lock:
+            if reset:
+                self.reset()
+            X, T, W = self._checked(X, y, sample_weight, learn=True)
+            validation = None
+            if validation_split is not None:
+                X, T, W, validation = split_validation(X, T, W, validation_split, self.seed,
+                                                       self.is_classifier)
+            elif validation_data is not None:
+                validation = self._validation_arrays(validation_data)
+            stopper = training.EarlyStopping(patience, min_delta, restore_best_weights) \
+                if early_stopping else None
+            accuracy = self._accuracy if self.is_classifier else None
+            if comm is not None:
+                raise NotImplementedError("data-parallel training (comm=) is not wired yet")
+            from .optimizers import LBFGS
+            if isinstance(self.optimizer, LBFGS):
+                from .lbfgs import fit_lbfgs
+                return fit_lbfgs(self._backend, X, T, W, self.optimizer, self._loss_code,
+                                 self.l2, self.l2_per_sample, epochs)
+            return training.fit(
+                self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                validation=validation, progress=progress, loss=self._loss_code,
+                optimizer=self.optimizer, l2=self.l2, weights=W, schedule=schedule,
+                l2_per_sample=self.l2_per_sample, early_stopping=stopper,
+                callbacks=callbacks, owner=self, accuracy=accuracy)
+
+    def partial_fit(self, X, y, batch_size=32, shuffle=True, sample_weight=None,
+                    progress=False):
+        """Exactly one epoch over (X, y), continuing from the current state."""
+        return self.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
+                        sample_weight=sample_weight, progress=progress)
+
+    def _validation_arrays(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError("validation_data must be an (X_val, y_val) or "
+                            "(X_val, y_val, sample_weight_val) tuple")
+        if len(validation_data) == 2 or validation_data[2] is None:
+            return self.as_arrays(*validation_data[:2], what="validation X")
+        return self.as_arrays(*validation_data[:2], what="validation X",
+                              sample_weight=validation_data[2])
 
     # -- weights -------------------------------------------------------------------------
     def _pairs(self, flat):
@@ -194,7 +322,8 @@ class MLP:
 
     def get_weights(self):
         """[(W, b), ...] copies, W shaped (n_in, n_out)."""
-        return self._pairs(self._backend.get_params())
+        with self._lock:
+            return self._pairs(self._backend.get_params())
 
     def set_weights(self, weights):
         """Replace every layer's (W, b); shapes must match, values must be real and finite."""
@@ -212,7 +341,8 @@ class MLP:
             b = self._weight_array(pair[1], (layer.n_out,), f"layer {l} b")
             flat[self.spec.weight_slice(l)] = W.ravel()
             flat[self.spec.bias_slice(l)] = b
-        self._backend.set_params(flat)  # only now, so a bad pair changes nothing
+        with self._lock:
+            self._backend.set_params(flat)  # only now, so a bad pair changes nothing
 
     def _weight_array(self, a, shape, what):
         arr = np.asarray(a)
@@ -229,30 +359,83 @@ class MLP:
 
     # -- persistence ---------------------------------------------------------------------
     def _meta(self):
-        return {"n_inputs": self.spec.n_inputs, "layers": self.spec.as_list(),
+        meta = {"n_inputs": self.spec.n_inputs, "layers": self.spec.as_list(),
                 "loss": self.loss_name, "optimizer": self.optimizer.config(), "l2": self.l2,
-                "init": self.init, "dtype": self.dtype.name, "seed": self.seed}
-
-    def save(self, path):
-        """Write the model (spec, weights, optimizer state) to a .npz file, atomically;
-        returns the path written."""
-        from . import io
-        return io.write(path, self._meta(), self._backend.get_state())
+                "l2_per_sample": self.l2_per_sample, "init": self.init,
+                "dtype": self.dtype.name, "seed": self.seed}
+        if self.classes_ is not None:
+            meta["classes"] = self.classes_.tolist()
+        return meta
 
     @classmethod
-    def load(cls, path):
-        """Read a model written by save(); ValueError naming the file if it is unusable."""
+    def _from_parts(cls, meta, state, where="<pickle>"):
+        """A CPU model from a description and the buffers of get_state (file or pickle)."""
         from . import io
         from .optimizers import from_config
-        meta, arrays, where = io.read(path)
         try:
             model = cls(meta["n_inputs"], [tuple(layer) for layer in meta["layers"]],
                         loss=meta["loss"], optimizer=from_config(meta["optimizer"]),
                         l2=meta["l2"], init=meta["init"], dtype=meta["dtype"],
-                        seed=meta["seed"])
+                        seed=meta["seed"], l2_per_sample=meta.get("l2_per_sample", False))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where!r} holds an invalid model description: {exc}") from None
         expected = model._backend.get_state()
-        io.check_arrays(where, arrays, expected)
-        model._backend.set_state(arrays)
+        expected.pop("perm")  # any length: the rows of the last fit
+        io.check_arrays(where, state, expected)
+        model._backend.set_state(state)
+        if meta.get("classes") is not None:
+            model.classes_ = np.asarray(meta["classes"])
         return model
+
+    def save(self, path):
+        """Write the model (spec, weights, optimizer and shuffle state, classes_) to a .npz
+        file, atomically; returns the path written. load() gives a model that continues
+        training exactly as this one would."""
+        from . import io
+        with self._lock:
+            return io.write(path, self._meta(), self._backend.get_state())
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by save(), on the CPU; ValueError naming the file if it is
+        unusable."""
+        from . import io
+        meta, arrays = io.read(path)
+        return cls._from_parts(meta, arrays, io.resolve(path))
+
+    # -- export and description (fastmlp/export.py, fastmlp/summary.py) ---------------------
+    def to_onnx(self, path):
+        """Write the model as an ONNX graph (Gemm + activation nodes); the `onnx` extra."""
+        from .export import to_onnx
+        return to_onnx(self, path)
+
+    def to_torch(self):
+        """A torch.nn.Sequential computing forward(); the PyTorch extra."""
+        from .export import to_torch
+        return to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """An MLP with the layers and weights of a torch.nn.Sequential of Linear layers, each
+        followed by at most one ReLU, LeakyReLU(0.01), Sigmoid, Tanh or Softmax(dim=-1);
+        kwargs go to MLP (loss, optimizer, dtype: by default the Linear weights')."""
+        from .export import read_torch
+        n_inputs, layers, weights, kwargs = read_torch(module, kwargs)
+        model = cls(n_inputs, layers, **kwargs)
+        model.set_weights(weights)
+        return model
+
+    def summary(self):
+        """A per-layer table (shapes, parameters, activation) with totals, as a string."""
+        from .summary import summary
+        return summary(self)
+
+    def __reduce__(self):
+        """Pickle as description + buffers (no lock, no compiled objects); unpickles on the
+        device it was on."""
+        with self._lock:
+            return (_unpickle, (self._meta(), self._backend.get_state(), self.device))
+
+
+def _unpickle(meta, state, device):
+    return MLP._from_parts(meta, state).to(device)

@@ -111,7 +111,26 @@ class AdamW(Adam):
         self.weight_decay = _check_float("weight_decay", weight_decay, owner="AdamW: ")
 
 
+class LBFGS(Optimizer):
+    """Full-batch L-BFGS-B (scipy.optimize.minimize) over the flat parameter vector, the loss
+    and gradient from the compiled kernels. Not a per-step update: it has no kernel code,
+    and fit runs it through lbfgs.py. max_iter: iterations (fit's epochs cap them too);
+    tol: scipy's ftol and gtol; max_fun: loss evaluations."""
+    name = "lbfgs"
+    _fields = ("max_iter", "tol", "max_fun")
+
+    def __init__(self, max_iter=200, tol=1e-5, max_fun=15000):
+        for key, value in (("max_iter", max_iter), ("max_fun", max_fun)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"LBFGS: {key} must be a positive integer; got {value!r}")
+        self.max_iter, self.max_fun = int(max_iter), int(max_fun)
+        self.tol = _check_float("tol", tol, owner="LBFGS: ")
+
+
+#: The per-step optimizers the kernels implement (each has a code and a variant).
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+#: Every optimizer by name, for make_optimizer and from_config.
+ALL_OPTIMIZERS = {**OPTIMIZERS, "lbfgs": LBFGS}
 
 
 def make_optimizer(optimizer):
@@ -122,10 +141,10 @@ def make_optimizer(optimizer):
         return optimizer
     if isinstance(optimizer, str):
         try:
-            return OPTIMIZERS[optimizer.lower()]()
+            return ALL_OPTIMIZERS[optimizer.lower()]()
         except KeyError:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of "
-                             f"{', '.join(sorted(OPTIMIZERS))} or pass fastmlp.SGD(...), "
+                             f"{', '.join(sorted(ALL_OPTIMIZERS))} or pass fastmlp.SGD(...), "
                              f"fastmlp.Adam(...) or fastmlp.AdamW(...)") from None
     raise TypeError(f"optimizer must be None, a name ({', '.join(sorted(OPTIMIZERS))}) or an "
                     f"instance of fastmlp.SGD/Adam/AdamW; got {type(optimizer).__name__}")
@@ -134,4 +153,4 @@ def make_optimizer(optimizer):
 def from_config(config):
     config = dict(config)
     name = config.pop("name")
-    return OPTIMIZERS[name](**config)
+    return ALL_OPTIMIZERS[name](**config)

@@ -63,6 +63,11 @@ class NetworkSpec:
                 raise ValueError(f"layer {i} uses {activation!r}, which is allowed only on "
                                  f"the output layer; use relu, tanh or sigmoid in hidden "
                                  f"layers")
+            if activation == "softmax" and size == 1:
+                raise ValueError(f"layer {i} is a softmax over 1 unit: its output is always 1 "
+                                 f"and its loss always 0, so it cannot learn; for binary "
+                                 f"classification use (1, 'sigmoid'), or (2, 'softmax') with "
+                                 f"labels 0 and 1")
             specs.append(LayerSpec(n_in, size, activation))
             n_in = size
         self.n_inputs = n_inputs

@@ -10,6 +10,7 @@ a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batc
 import contextlib
 import math
 import time
+import warnings
 
 import numpy as np
 
@@ -45,91 +46,218 @@ def blas_threads(limit):
         yield
 
 
+class StopTraining(Exception):
+    """Raise in a callback to end training after the current epoch (as returning False)."""
+
+
+#: Epochs whose statistics one begin_fit holds: a longer fit runs in segments, so that memory
+#: follows the epochs completed, never the epochs asked for.
+SEGMENT_EPOCHS = 1 << 16
+
+
+class EarlyStopping:
+    """Stop when the monitored loss (validation loss, else training loss) has not improved
+    by more than min_delta for `patience` epochs; optionally restore the best epoch's
+    weights and optimizer state."""
+
+    def __init__(self, patience, min_delta, restore_best_weights):
+        self.patience, self.min_delta = patience, min_delta
+        self.restore = restore_best_weights
+        self.best, self.best_epoch, self.wait, self.snapshot = math.inf, None, 0, None
+
+    def epoch_end(self, epoch, monitored, backend):
+        """True when training should stop after this epoch."""
+        if monitored < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = monitored, epoch, 0
+            if self.restore:
+                self.snapshot = backend.get_state()
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+
 def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, loss, optimizer,
-        l2):
+        l2, weights=None, schedule=None, l2_per_sample=False, early_stopping=None,
+        callbacks=(), owner=None, accuracy=None):
     """Train the backend's model on (X, T) (the kernels' arrays); returns a History.
 
-    validation: None or (X_val, T_val); loss: a loss code; optimizer: an
-    optimizers.Optimizer."""
+    validation: None or (X_val, T_val[, W_val]); loss: a loss code; optimizer: an
+    optimizers.Optimizer; weights: None or per-row sample weights; schedule: None or a
+    schedules.Schedule; early_stopping: None or an EarlyStopping; callbacks: callables
+    cb(owner, history) run at each epoch end (False or StopTraining ends training);
+    accuracy: None or fn(X, T, W) -> accuracy on the validation data (classifiers).
+    A FloatingPointError carries the History of the epochs completed before it (.history).
+    """
     n = X.shape[0]
     batch_size = min(batch_size, n)
     spec = backend.spec
-    n_layers = len(spec.layers)
-    history = History(grad_norms=np.zeros((0, n_layers)))
+    log = _Log(len(spec.layers), epochs)
     if epochs == 0:
-        return history
-
-    epoch_seconds = np.zeros(epochs)
-    val_loss = []
-    backend.begin_fit(X, T, batch_size, shuffle, epochs, loss, optimizer, l2, validation)
-    epoch_loss, epoch_grad_norm = backend.epoch_loss, backend.epoch_grad_norm
-    run = backend
+        return log.history()
     steps_per_epoch = math.ceil(n / batch_size)
-    total_steps = epochs * steps_per_epoch
+    epoch_hook = bool(validation is not None or early_stopping is not None or callbacks
+                      or (schedule is not None and schedule.needs_epoch_end))
     interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs * n, unit="samples", unit_scale=True, leave=True,
                    desc=f"epoch 1/{epochs}")
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // spec.flops_per_step(batch_size))
+    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
+    stop = False
+    try:
+        with blas_threads(config.BLAS_THREADS if backend.device == "cpu" else None):
+            for seg_start in range(0, epochs, SEGMENT_EPOCHS):
+                seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
+                backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,
+                                  validation, weights=weights, schedule=schedule,
+                                  l2_per_sample=l2_per_sample)
+                seg = _Segment(backend, seg_start, seg_epochs, steps_per_epoch)
+                while seg.done < seg.total and not stop:
+                    steps = min(chunk, seg.total - seg.done)
+                    if epoch_hook:  # stop at the epoch's end to evaluate
+                        steps = min(steps, steps_per_epoch - seg.done % steps_per_epoch)
+                    start = time.perf_counter()
+                    try:
+                        status, ran = backend.train_steps(steps)
+                    except KeyboardInterrupt:
+                        seg.interrupted(time.perf_counter() - start)
+                        raise
+                    elapsed = time.perf_counter() - start
+                    before = seg.done
+                    seg.advance(ran, elapsed)
+                    if status != OK:
+                        log.add(seg, n)
+                        _raise_nonfinite(backend, status, seg_start * steps_per_epoch + seg.done,
+                                         steps_per_epoch, log.history())
+                    if epoch_hook and seg.done % steps_per_epoch == 0:
+                        stop = _epoch_end(backend, log, seg, n, validation, early_stopping,
+                                          schedule, callbacks, owner, accuracy)
+                    if bar is not None:
+                        _update_bar(bar, seg.done - before, seg.done, steps_per_epoch,
+                                    batch_size, n, epochs, backend.epoch_loss, seg_start)
+                    per_step = elapsed / max(ran, 1)
+                    chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+                    if not progress:
+                        chunk = _quiet_chunk(chunk, steps_per_epoch)
+                if not epoch_hook:
+                    log.add(seg, n)
+                if stop:
+                    break
+    except KeyboardInterrupt:
+        log.interrupted = True
+        log.add(seg, n)
+        warnings.warn(f"fastmlp: training interrupted after {log.epochs} whole epoch(s); the "
+                      f"model keeps the weights of the last whole batch", RuntimeWarning,
+                      stacklevel=3)
+    finally:
+        if bar is not None:
+            bar.close()
+    history = log.history()
+    if early_stopping is not None:
+        history.best_epoch = early_stopping.best_epoch
+        history.stopped_early = stop and early_stopping.wait >= early_stopping.patience
+        if early_stopping.restore and early_stopping.snapshot is not None:
+            backend.set_state(early_stopping.snapshot)
+    return history
 
-    def record(done_before, done, seconds):
+
+def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callbacks, owner,
+               accuracy):
+    """The work at an epoch's end; True when training should stop."""
+    epoch = log.epochs  # the 0-based index of the epoch that just ended
+    log.add(seg, n, upto=seg.done // seg.steps_per_epoch)
+    train_loss = log.loss[epoch]
+    if validation is not None:
+        log.val_loss.append(backend.validation_loss())
+        if accuracy is not None:
+            log.val_accuracy.append(accuracy(*validation))
+    monitored = log.val_loss[-1] if validation is not None else train_loss
+    if schedule is not None and schedule.needs_epoch_end:
+        schedule.epoch_end(monitored)
+    stop = False
+    if early_stopping is not None:
+        stop = early_stopping.epoch_end(epoch, monitored, backend)
+    if callbacks:
+        history = log.history()
+        for callback in callbacks:
+            try:
+                if callback(owner, history) is False:
+                    stop = True
+            except StopTraining:
+                stop = True
+    return stop
+
+
+class _Segment:
+    """Step accounting of one begin_fit: steps done, and wall time spread over epochs."""
+
+    def __init__(self, backend, first_epoch, epochs, steps_per_epoch):
+        self.backend, self.first_epoch = backend, first_epoch
+        self.steps_per_epoch = steps_per_epoch
+        self.total = epochs * steps_per_epoch
+        self.done = 0
+        self.seconds = np.zeros(epochs)
+        self.taken = 0  # epochs of this segment already moved into the log
+
+    def advance(self, ran, elapsed):
         # Spread a call's wall time evenly over the steps it ran: whole epochs get
         # steps_per_epoch steps' worth, the first and last the part they ran (in O(1)
         # Python: an xor call runs a hundred thousand one-step epochs).
-        if done == done_before:
-            return
-        per_step = seconds / (done - done_before)
-        first, last = done_before // steps_per_epoch, (done - 1) // steps_per_epoch
-        epoch_seconds[first:last + 1] += per_step * steps_per_epoch
-        epoch_seconds[first] -= per_step * (done_before - first * steps_per_epoch)
-        epoch_seconds[last] -= per_step * ((last + 1) * steps_per_epoch - done)
+        if ran:
+            per_step = elapsed / ran
+            spe = self.steps_per_epoch
+            first, last = self.done // spe, (self.done + ran - 1) // spe
+            self.seconds[first:last + 1] += per_step * spe
+            self.seconds[first] -= per_step * (self.done - first * spe)
+            self.seconds[last] -= per_step * ((last + 1) * spe - self.done - ran)
+        self.done += ran
 
-    done = 0
-    # Steps per compiled call. With a bar: start at one step and grow toward `interval`.
-    # Without: see _quiet_chunk; the first call plans for about a second of FLOPs, at most
-    # FIRST_QUIET_STEPS steps.
-    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // spec.flops_per_step(batch_size))
-    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
-    with blas_threads(config.BLAS_THREADS if backend.device == "cpu" else None):
-        try:
-            while done < total_steps:
-                steps = min(chunk, total_steps - done)
-                if validation is not None:  # stop at the epoch's end to evaluate
-                    steps = min(steps, steps_per_epoch - done % steps_per_epoch)
-                start = time.perf_counter()
-                status, ran = run.train_steps(steps)
-                elapsed = time.perf_counter() - start
-                record(done, done + ran, elapsed)
-                before = done
-                done += ran
-                if status != OK:
-                    _raise_nonfinite(run, status, done, steps_per_epoch)
-                if validation is not None and done % steps_per_epoch == 0:
-                    val_loss.append(run.validation_loss())
-                if bar is not None:
-                    _update_bar(bar, done - before, done, steps_per_epoch, batch_size, n, epochs,
-                                epoch_loss)
-                # Grow the run length toward `interval` seconds per call (at most x10 a call).
-                per_step = elapsed / max(ran, 1)
-                chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
-                if not progress:
-                    chunk = _quiet_chunk(chunk, steps_per_epoch)
-        except KeyboardInterrupt:
-            history.interrupted = True
-        finally:
-            if bar is not None:
-                bar.close()
-    completed = min(done // steps_per_epoch, epochs)
-    history.loss = epoch_loss[:completed] / n
-    history.grad_norms = epoch_grad_norm[:completed] / steps_per_epoch
-    history.seconds = epoch_seconds[:completed]
-    history.val_loss = np.array(val_loss[:completed], dtype=np.float64)
-    if history.interrupted:
-        print(f"fastmlp: training interrupted after {completed} whole epoch(s); the model "
-              f"keeps the weights of the last whole batch")
-    return history
+    def interrupted(self, elapsed):
+        """Ctrl-C during a compiled call: the steps it ran are read from the backend."""
+        epoch, batch = self.backend.cursor()
+        ran = epoch * self.steps_per_epoch + batch - self.done
+        self.advance(max(ran, 0), elapsed)
+
+
+class _Log:
+    """The History being built: per-epoch figures appended segment by segment."""
+
+    def __init__(self, n_layers, epochs):
+        self.n_layers = n_layers
+        self.loss, self.grad_norms, self.seconds, self.lr = [], [], [], []
+        self.val_loss, self.val_accuracy = [], []
+        self.interrupted = False
+
+    @property
+    def epochs(self):
+        return sum(len(a) for a in self.loss)
+
+    def add(self, seg, n, upto=None):
+        """Move the segment's completed epochs (up to `upto`) into the log."""
+        upto = min(seg.done // seg.steps_per_epoch if upto is None else upto,
+                   len(seg.seconds))
+        lo = seg.taken
+        if upto <= lo:
+            return
+        backend = seg.backend
+        self.loss.append(backend.epoch_loss[lo:upto] / n)
+        self.grad_norms.append(backend.epoch_grad_norm[lo:upto] / seg.steps_per_epoch)
+        self.seconds.append(seg.seconds[lo:upto].copy())
+        lr = getattr(backend, "epoch_lr", None)
+        self.lr.append(lr[lo:upto].copy() if lr is not None else np.zeros(0))
+        seg.taken = upto
+
+    def history(self):
+        def join(parts, shape=(0,)):
+            return np.concatenate(parts) if parts else np.zeros(shape)
+        h = History(loss=join(self.loss), grad_norms=join(self.grad_norms, (0, self.n_layers)),
+                    seconds=join(self.seconds), val_loss=np.array(self.val_loss, np.float64))
+        h.lr = join(self.lr)
+        h.val_accuracy = np.array(self.val_accuracy, np.float64)
+        h.interrupted = self.interrupted
+        return h
 
 
 def _samples(steps, steps_per_epoch, batch_size, n):
@@ -138,19 +266,20 @@ def _samples(steps, steps_per_epoch, batch_size, n):
     return whole * n + min(part * batch_size, n)
 
 
-def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_loss):
+def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_loss,
+                first_epoch=0):
     whole, part = divmod(done, steps_per_epoch)
     if part == 0:  # an epoch just ended: show its mean loss
         epoch, seen = whole - 1, n
     else:
         epoch, seen = whole, min(part * batch_size, n)
-    bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+    bar.set_description(f"epoch {first_epoch + epoch + 1}/{epochs}", refresh=False)
     bar.set_postfix(loss=f"{epoch_loss[epoch] / seen:.4g}", refresh=False)
     bar.update(_samples(done, steps_per_epoch, batch_size, n)
                - _samples(done - ran, steps_per_epoch, batch_size, n))
 
 
-def _raise_nonfinite(run, status, done, steps_per_epoch):
+def _raise_nonfinite(run, status, done, steps_per_epoch, history):
     epoch, batch = divmod(done, steps_per_epoch)
     where = f"at epoch {epoch + 1}, batch {batch + 1}"
     what = describe(status)
@@ -162,5 +291,7 @@ def _raise_nonfinite(run, status, done, steps_per_epoch):
     else:
         message = (f"{what} became NaN or infinite {where}; training stopped and the model "
                    f"keeps the weights from before that step")
-    raise FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or add "
-                             f"l2 regularisation.")
+    error = FloatingPointError(f"{message}. Lower the learning rate, scale the inputs, or "
+                               f"add l2 regularisation.")
+    error.history = history  # the epochs completed before it
+    raise error

@@ -4,22 +4,80 @@ import numbers
 import numpy as np
 
 
-def _as_real_array(a, what):
+def _as_real_array(a, what, labels=False):
+    """a as a real (bool, integer or float) numpy array, or a TypeError/ValueError that says
+    how to get one. labels: a is class labels (the hint for strings differs)."""
     if a is None:
         raise TypeError(f"{what} is None; pass a numeric array")
+    if type(a).__module__.startswith("scipy.sparse"):
+        # np.asarray would make a 0-d object array of it; .toarray() gives the dense matrix
+        raise TypeError(f"{what} is a scipy sparse matrix ({type(a).__name__}, shape "
+                        f"{getattr(a, 'shape', '?')}); fastmlp trains on dense arrays: pass "
+                        f"{what}.toarray()")
+    if np.ma.isMaskedArray(a):
+        masked = int(np.count_nonzero(np.ma.getmaskarray(a)))
+        if masked:  # np.asarray would train on the values under the mask
+            raise ValueError(f"{what} is a masked array with {masked} masked value(s), and "
+                             f"fastmlp would ignore the mask: fill them (e.g. "
+                             f"{what}.filled(0)) or drop the rows that hold them from X and y")
+        a = np.ma.getdata(a)
     try:
         arr = np.asarray(a)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{what} could not be read as a numeric array ({exc}); pass a "
                         f"rectangular numeric array") from None
     kind = arr.dtype.kind
+    if kind == "O":
+        return _object_to_float(arr, what, labels)
     if kind == "c":
         raise TypeError(f"{what} is complex ({arr.dtype}); fastmlp trains on real numbers: "
                         f"pass the real part (np.real) or split real and imaginary features")
+    if kind in "US":
+        raise TypeError(_strings_message(what, arr.dtype, labels))
+    if kind in "mM":
+        raise TypeError(f"{what} holds dates or durations ({arr.dtype}), which are not "
+                        f"numeric; convert them to numbers first (e.g. seconds as floats)")
     if kind not in "biuf":
-        raise TypeError(f"{what} has dtype {arr.dtype}, which is not numeric; convert it with "
-                        f"np.asarray(..., dtype=float)")
+        raise TypeError(f"{what} has dtype {arr.dtype}, which is not numeric; pass a plain "
+                        f"array of numbers (a structured array: "
+                        f"numpy.lib.recfunctions.structured_to_unstructured)")
     return arr
+
+
+def _strings_message(what, dtype, labels):
+    if labels:
+        return (f"{what} holds strings ({dtype}), which are not numeric: class labels must be "
+                f"integers 0..K-1; encode them, e.g. classes, {what} = np.unique({what}, "
+                f"return_inverse=True)")
+    return (f"{what} holds strings ({dtype}), which are not numeric: features must be "
+            f"numbers; convert numeric text with {what}.astype(float), or encode categories "
+            f"as numbers (e.g. sklearn.preprocessing.OneHotEncoder)")
+
+
+def _is_missing(value):
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
+def _object_to_float(arr, what, labels):
+    """An object array (mixed pandas columns, lists of Decimals...) as float64 if every
+    element is a real number, else an error naming the first element that is not (text
+    is refused here as in a string array, numeric or not)."""
+    for value in arr.ravel():
+        if _is_missing(value):
+            raise ValueError(f"{what} has missing values ({value!r}); remove or impute them "
+                             f"before training")
+        if isinstance(value, (str, bytes)):
+            raise TypeError(_strings_message(what, f"object, e.g. {value!r:.40}", labels))
+        if isinstance(value, complex):
+            raise TypeError(f"{what} holds complex numbers such as {value!r}; fastmlp trains "
+                            f"on real numbers")
+        try:
+            float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise TypeError(f"{what} holds values that are not real numbers, such as "
+                            f"{value!r:.60} ({type(value).__name__}); pass a rectangular "
+                            f"numeric array") from None
+    return arr.astype(np.float64)
 
 
 def _check_finite(arr, what):
@@ -55,7 +113,8 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
     binary_cross_entropy: (n,) for one output or (n, K), values in [0, 1].
     mse: (n,) for one output or (n, K).
     """
-    arr = _as_real_array(y, what)
+    classifier = loss in ("cross_entropy", "binary_cross_entropy")
+    arr = _as_real_array(y, what, labels=classifier)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{what} must be 1-D (samples,) or 2-D (samples, outputs); got shape "
                          f"{arr.shape}")
@@ -64,11 +123,14 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
                          f"{what} must have one row per sample")
     if arr.dtype.kind == "f":
         _check_finite(arr, what)
+    if loss == "cross_entropy" and arr.ndim == 2 and arr.shape[1] == 1 and n_outputs > 1:
+        arr = arr[:, 0]  # a (samples, 1) column of labels, as a DataFrame column gives
     if loss == "cross_entropy" and arr.ndim == 1:
         labels = arr
         if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
             raise ValueError(f"{what}: cross_entropy takes integer class labels (samples,) or "
-                             f"one-hot rows (samples, {n_outputs}); got non-integer labels")
+                             f"(samples, 1), or one-hot rows (samples, {n_outputs}); got "
+                             f"non-integer labels")
         if labels.min() < 0 or labels.max() >= n_outputs:
             raise ValueError(f"{what}: class labels must be in [0, {n_outputs - 1}] for a "
                              f"{n_outputs}-way softmax; got labels from {labels.min()} to "
@@ -82,8 +144,9 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
                              f"(samples, {n_outputs}) targets")
         arr = arr.reshape(-1, 1)
     if arr.shape[1] != n_outputs:
-        raise ValueError(f"{what} has {arr.shape[1]} columns but the model has {n_outputs} "
-                         f"outputs")
+        raise ValueError(f"{what} has {arr.shape[1]} column{'s' * (arr.shape[1] != 1)} but "
+                         f"the model has {n_outputs} output{'s' * (n_outputs != 1)}; pass "
+                         f"(samples, {n_outputs}) targets")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     _check_finite(out, what)

@@ -43,10 +43,10 @@ class Workload:
         return rng.random((n, self.n_inputs), dtype=np.float32), rng.integers(0, k, n)
 
     def flops_per_step(self):
-        """DESIGN.md's count: forward + weight gradients + deltas of all but the first layer."""
-        sizes = [self.n_inputs] + [size for size, _ in self.layers]
-        macs = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-        return 2 * self.batch_size * (2 * sum(macs) + sum(macs[1:]))
+        """The FLOPs of one training step (spec.NetworkSpec.flops_per_step, the one home of
+        the count): forward + weight gradients + deltas of all but the first layer."""
+        from .spec import NetworkSpec
+        return NetworkSpec(self.n_inputs, list(self.layers)).flops_per_step(self.batch_size)
 
 
 WORKLOADS = {w.name: w for w in [

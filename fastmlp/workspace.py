@@ -88,14 +88,16 @@ def step_config(spec, rows, loss, optimizer, l2, batch_size, shuffle, weighted=F
                       0 if schedule is None else int(schedule.code))
 
 
-def fit_state(n, epochs, n_layers, hyper, batch_size, weights=None, schedule=None):
-    """A FitState for a fit of `epochs` epochs over n rows, the identity permutation, the
-    cursor at the start and zero statistics; weights: None or float64 (n,); schedule: a
-    schedules.Schedule, whose state array the loop then writes, or None (a private
-    constant schedule)."""
+def fit_state(n, epochs, n_layers, hyper, batch_size, weights=None, schedule=None,
+              perm=None):
+    """A FitState for a fit of `epochs` epochs over n rows, the cursor at the start and zero
+    statistics; weights: None or float64 (n,); schedule: a schedules.Schedule, whose state
+    array the loop then writes, or None (a private constant schedule); perm: the row
+    permutation to continue (shuffled in place), or None for the identity."""
     schedule = Constant() if schedule is None else schedule
     unweighted = weights is None
-    return FitState(np.arange(n, dtype=np.int64), np.zeros(2, np.int64), np.zeros(epochs),
+    perm = np.arange(n, dtype=np.int64) if perm is None else perm
+    return FitState(perm, np.zeros(2, np.int64), np.zeros(epochs),
                     np.zeros((epochs, n_layers)), np.zeros(n_layers),
                     np.zeros(0) if unweighted else weights,
                     np.zeros(0 if unweighted else batch_size), hyper.copy(),

@@ -33,7 +33,7 @@ def test_options_and_save(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "--dataset", "mnist"], "invalid choice: 'mnist'"),
+    (["train", "--dataset", "imagenet"], "invalid choice: 'imagenet'"),
     (["train", "--layers", "12relu"], "bad layer '12relu'"),
     (["train", "--layers", "12:swish"], "unknown activation 'swish'"),
     (["train", "--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),

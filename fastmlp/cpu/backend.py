@@ -40,17 +40,24 @@ class CpuBackend:
         self.ws = Workspace(spec, self.dtype)
         self.fit_state = self.config = self.kernel = None
         self.extra = ()
+        # The row permutation outlives a fit: a second fit on as many rows continues the
+        # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
+        self.perm = np.zeros(0, np.int64)
         if state is not None:
             self.set_state(state)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
         """Host copies of the persistent buffers, by name (STATE)."""
-        return {name: getattr(self.ws, name).copy() for name in STATE}
+        return {**{name: getattr(self.ws, name).copy() for name in STATE},
+                "perm": self.perm.copy()}
 
     def set_state(self, state):
+        """Buffers from get_state (or a file); "perm" is optional and of any length."""
         for name in STATE:
             getattr(self.ws, name)[:] = state[name]
+        if "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
 
     def get_params(self):
         return self.ws.params.copy()
@@ -114,8 +121,10 @@ class CpuBackend:
         self.X, self.T = X, T
         self.validation = _validation(validation)
         self.loss, self.l2, self.l2_per_sample = loss, l2, bool(l2_per_sample)
+        if self.perm.shape[0] != X.shape[0]:
+            self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.fit_state = fit_state(X.shape[0], epochs, n_layers, optimizer.hyper(), batch_size,
-                                   w, self.schedule)
+                                   w, self.schedule, self.perm)
         self.epoch_loss = self.fit_state.epoch_loss
         self.epoch_grad_norm = self.fit_state.epoch_grad_norm
         self.epoch_lr = self.fit_state.epoch_lr
@@ -144,6 +153,10 @@ class CpuBackend:
                                         self.X.shape[0], self.config.batch_size,
                                         self.config.hyper[LR])
         return int(status), int(done)
+
+    def cursor(self):
+        """(epoch, batch) the current fit has reached, counted from its begin_fit."""
+        return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])
 
     def current_lr(self):
         """The learning rate of the most recent update (of the next one before any)."""

@@ -52,14 +52,24 @@ def cache_dir():
     return os.path.join(base, "fastmlp", "kernels")
 
 
+def _holds(path, source):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read() == source
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _write(directory, name, source):
-    """Write source to directory/name atomically, unless that file is already there."""
+    """directory/name holding exactly source: written atomically when missing, and replaced
+    when it holds anything else (a file truncated by a full disk or a crash, a hand edit),
+    which would otherwise fail to import on every later fit."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
-    if not os.path.exists(path):
+    if not _holds(path, source):
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as f:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(source)
             os.replace(tmp, path)  # another process may have written the same text: fine
         except BaseException:
@@ -69,12 +79,50 @@ def _write(directory, name, source):
     return path
 
 
-def _import(path, module_name):
+def _import(path, module_name, source):
+    """The module of the generated source, executed from the text just checked (not from a
+    .pyc, which could be stale or damaged) under the file's path, so numba's cache finds it."""
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # numba's cache finds functions through their module
-    spec.loader.exec_module(module)
+    try:
+        exec(compile(source, path, "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
     return module
+
+
+def _tolerate_damaged_cache(dispatcher):
+    """Make a damaged entry in numba's on-disk cache of a generated kernel (a truncated
+    index or data file) a cache miss that is compiled and rewritten; numba itself unpickles
+    it unguarded, so every later call would raise."""
+    cache = getattr(dispatcher, "_cache", None)
+    load, save = getattr(cache, "load_overload", None), getattr(cache, "save_overload", None)
+    if load is None or save is None or not hasattr(cache, "flush"):
+        return dispatcher  # a numba whose cache works differently: left as it is
+    damaged = []
+
+    def load_overload(sig, target_context):
+        try:
+            return load(sig, target_context)
+        except Exception as exc:  # unpickling a cut-off file raises any of several kinds
+            damaged.append(exc)
+            try:
+                cache.flush()  # an empty index: the new entry replaces the damaged one
+            except OSError:
+                pass
+            return None
+
+    def save_overload(sig, data):
+        try:
+            save(sig, data)
+        except Exception:
+            if not damaged:
+                raise  # only a cache found damaged (and not repaired) may fail to save
+
+    cache.load_overload, cache.save_overload = load_overload, save_overload
+    return dispatcher
 
 
 def layout_for(batch_size):
@@ -124,7 +172,7 @@ def kernel(spec, loss, variant, layout=ROWS):
                 path = _write(directory, module_name + ".py", source)
             except OSError:
                 continue
-            found = _import(path, module_name).train_steps
+            found = _tolerate_damaged_cache(_import(path, module_name, source).train_steps)
             break
         _loaded[key] = found
         return found

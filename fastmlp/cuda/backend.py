@@ -56,15 +56,21 @@ class CudaBackend:
                 getattr(self.host, name)[:] = state[name]
         self.dws = DeviceWorkspace(self.host)
         self.trainer = None
+        self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
+        if state is not None and "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
         self.dws.download(self.host)
-        return {name: getattr(self.host, name).copy() for name in STATE}
+        return {**{name: getattr(self.host, name).copy() for name in STATE},
+                "perm": self.perm.copy()}
 
     def set_state(self, state):
         for name in STATE:
             getattr(self.host, name)[:] = state[name]
+        if "perm" in state:
+            self.perm = np.array(state["perm"], dtype=np.int64)
         self.dws.upload(self.host)
 
     def get_params(self):
@@ -118,14 +124,20 @@ class CudaBackend:
         self.epoch_loss = np.zeros(epochs)
         self.epoch_grad_norm = np.zeros((epochs, n_layers))
         self.epoch_lr = np.full(epochs, np.nan)
+        if self.perm.shape[0] != X.shape[0]:
+            self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.trainer = train.Trainer(self.dws, self.host.rng, X, T, batch_size, shuffle,
                                      epochs, self.epoch_loss, self.epoch_grad_norm,
-                                     validation, loss, optimizer, l2, weights=w,
+                                     validation, loss, optimizer, l2, self.perm, weights=w,
                                      schedule=self.schedule, l2_per_sample=bool(l2_per_sample),
                                      epoch_lr=self.epoch_lr)
 
     def train_steps(self, n_steps):
         return self.trainer.train_steps(n_steps)
+
+    def cursor(self):
+        epoch, batch = self.trainer.cursor
+        return int(epoch), int(batch)
 
     def current_lr(self):
         """The learning rate of the most recent update (of the next one before any)."""

@@ -82,12 +82,13 @@ class Trainer:
     """
 
     def __init__(self, dws, rng, X, T, batch_size, shuffle_rows, epochs, epoch_loss,
-                 epoch_grad_norm, validation, loss, optimizer, l2, *, weights=None,
-                 schedule=None, l2_per_sample=False, epoch_lr=None):
+                 epoch_grad_norm, validation, loss, optimizer, l2, perm=None, *,
+                 weights=None, schedule=None, l2_per_sample=False, epoch_lr=None):
         """dws: the DeviceWorkspace, which holds a batch already (ensure_rows); rng: the
         host's shuffling state (rng.shuffle advances it in place); loss: a loss code;
-        optimizer: an optimizers.Optimizer; validation: None or (Xv, Tv, Wv or None);
-        weights: None or float64 (n,); schedule: a schedules.Schedule (its state is
+        optimizer: an optimizers.Optimizer; perm: the row permutation to continue from
+        (shuffled in place; default the identity); validation: None or (Xv, Tv, Wv or
+        None); weights: None or float64 (n,); schedule: a schedules.Schedule (its state is
         advanced in place); epoch_lr: the host array of each epoch's last rate."""
         self.dws = dws
         self.loss, self.l2, self.l2_per_sample = loss, l2, l2_per_sample
@@ -107,7 +108,7 @@ class Trainer:
         self.epoch_loss, self.epoch_grad_norm = epoch_loss, epoch_grad_norm
         self.X, self.T = X, T
         self.rng = rng
-        self.perm = np.arange(n, dtype=np.int64)
+        self.perm = np.arange(n, dtype=np.int64) if perm is None else perm
         self.hyper = optimizer.hyper()
         dws.ensure_epochs(epochs)
         dws.hyper.copy_to_device(self.hyper)

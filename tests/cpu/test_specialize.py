@@ -75,6 +75,7 @@ def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
     ws = run.ws
     saved = {name: getattr(ws, name).copy() for name in ("params", "moment1", "moment2",
                                                          "opt_step", "rng")}
+    start_perm = run.perm.copy()
     status, done = run.train_steps(steps)
     out = {"status": status, "done": done, "cursor": run.fit_state.cursor.copy(),
            "perm": run.fit_state.perm.copy(), "epoch_loss": run.epoch_loss.copy(),
@@ -82,6 +83,7 @@ def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
     for name in saved:
         out[name] = getattr(ws, name).copy()
         getattr(ws, name)[...] = saved[name]  # the next run starts from the same state
+    run.perm[...] = start_perm
     return out
 
 

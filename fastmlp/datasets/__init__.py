@@ -1,5 +1,10 @@
-"""The seeds' worked examples as small datasets (no downloads: digits ships with sklearn)."""
+"""Datasets: the seeds' worked examples (xor, x_squared, abs_shifted, digits, built in),
+MNIST and Fashion-MNIST (load_mnist, from IDX files on disk or downloaded), and the user's own
+tables (load_table: CSV, Parquet, .npy, .npz)."""
 import numpy as np
+
+from .mnist import download_mnist, load_mnist
+from .table import load_table
 
 
 def xor():
@@ -30,3 +35,6 @@ def digits():
 
 
 DATASETS = {"digits": digits, "xor": xor, "x2": x_squared, "abs": abs_shifted}
+
+__all__ = ["xor", "x_squared", "abs_shifted", "digits", "load_mnist", "download_mnist",
+           "load_table", "DATASETS"]

@@ -1,0 +1,173 @@
+"""`fastmlp predict | evaluate | export | info | download | bench`."""
+import os
+
+import numpy as np
+
+from . import labels
+from .common import Failure, UsageError, check_writable, emit, load_model, load_table, write_rows
+
+
+def _features(model, path, target):
+    """The rows of DATA as the model's inputs (the --target column left out)."""
+    try:
+        X, _ = load_table(path, target)
+    except Failure as exc:
+        if target is not None:
+            raise
+        raise Failure(f"{exc}. If it holds the target column, leave that out with --target "
+                      f"COLUMN.") from None
+    if X.shape[1] != model.n_inputs:
+        hint = (" If one of them is the target, name it with --target."
+                if X.shape[1] == model.n_inputs + 1 and target is None else "")
+        raise Failure(f"{path!r} has {X.shape[1]} feature columns but the model takes "
+                      f"{model.n_inputs}.{hint}")
+    return X
+
+
+def predict(args):
+    if args.out is not None:
+        check_writable(args.out, "--out")
+        if not args.out.lower().endswith((".csv", ".npy")):
+            raise UsageError(f"--out {args.out!r}: write predictions to a .csv or .npy file")
+    model = load_model(args.model)
+    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    X = _features(model, args.data, args.target)
+    if args.proba:
+        if classes is None:
+            raise UsageError("--proba needs a classifier; this model's output is "
+                             f"{model.layers[-1][1]!r} (a regressor)")
+        values = labels.probabilities(model, X)
+        header = [str(labels.plain(c)) for c in classes]
+    elif classes is not None:
+        values = classes[labels.decide(model, X)]
+        header = ["prediction"]
+    else:
+        values = model.predict(X)
+        header = ["prediction"] if np.ndim(values) == 1 else [
+            f"output_{k}" for k in range(values.shape[1])]
+    if args.out is None and args.json:
+        emit(args, "", {"command": "predict", "rows": len(X), "predictions": values})
+        return 0
+    write_rows(args.out, np.asarray(values), header)
+    if args.out is not None:
+        emit(args, f"{len(X):,} predictions written to {args.out}",
+             {"command": "predict", "rows": len(X), "out": args.out})
+    return 0
+
+
+def _check_labelled(args):
+    if (args.data is None) == (args.dataset is None):
+        raise UsageError("give DATA --target COLUMN, or --dataset mnist|fashion")
+    if args.data is not None and args.target is None:
+        raise UsageError("DATA needs --target COLUMN: the column of true values")
+
+
+def _labelled(args):
+    """(X, y, a name for messages) from DATA --target COLUMN or --dataset."""
+    if args.dataset is not None:
+        from ..datasets import load_mnist
+        try:
+            X, y = load_mnist(args.split, args.dataset, path=args.data_dir)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        return X, y, f"{args.dataset} {args.split}"
+    X, y = load_table(args.data, args.target)
+    return X, y, args.data
+
+
+def evaluate(args):
+    from .train import _metrics
+    _check_labelled(args)
+    model = load_model(args.model)
+    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    X, y, name = _labelled(args)
+    if X.shape[1] != model.n_inputs:
+        raise Failure(f"{name} has {X.shape[1]} features but the model takes "
+                      f"{model.n_inputs}")
+    codes = None
+    if classes is not None:
+        try:
+            codes = labels.codes_for(classes, y, name)
+        except ValueError as exc:
+            raise Failure(str(exc)) from None
+        T = labels.targets(codes, model)
+    else:
+        T = y
+    result = _metrics(model, X, T, codes, classes)
+    text = f"{name}: {len(X):,} rows, loss {result['loss']:.4g}"
+    if "accuracy" in result:
+        text += f", accuracy {100 * result['accuracy']:.2f}%"
+    if result.get("r2") is not None:
+        text += f", R² {result['r2']:.4f}"
+    emit(args, text, dict(result, command="evaluate", rows=len(X)))
+    return 0
+
+
+def export(args):
+    from .. import export as exporters
+    target = args.onnx or args.torch
+    check_writable(target, "--onnx" if args.onnx else "--torch")
+    model = load_model(args.model)
+    if args.onnx:
+        written = exporters.to_onnx(model, args.onnx)
+        how = "onnxruntime.InferenceSession(path): input 'input', output 'output'"
+    else:
+        written = exporters.save_torch(model, args.torch)
+        how = "torch.export.load(path).module()"
+    emit(args, f"wrote {written} (load with {how})",
+         {"command": "export", "format": "onnx" if args.onnx else "torch", "out": written})
+    return 0
+
+
+def info(args):
+    from ..summary import summary
+    model = load_model(args.model)
+    record = labels.read_sidecar(args.model)
+    classes = labels.model_classes(model, record)
+    text = summary(model, args.batch_size)
+    run = (record or {}).get("summary")
+    if classes is not None:
+        shown = ", ".join(map(repr, [labels.plain(c) for c in classes[:20]]))
+        text += f"\nclasses ({len(classes)}): {shown}" + (", ..." if len(classes) > 20 else "")
+    if run:
+        metrics = run.get("held_out") or run.get("training") or {}
+        where = "held-out" if "held_out" in run else "training"
+        parts = [f"{k} {v:.4g}" for k, v in metrics.items() if v is not None]
+        text += (f"\ntrained on {run.get('data')}: {run.get('epochs')} epochs in "
+                 f"{run.get('seconds', 0):.2f} s; {where} {', '.join(parts)}")
+    else:
+        text += "\nno training summary (the model was not saved by `fastmlp train`)"
+    n_params = sum(W.size + b.size for W, b in model.get_weights())
+    emit(args, text, {
+        "command": "info", "n_inputs": model.n_inputs,
+        "layers": [list(layer) for layer in model.layers], "loss": model.loss_name,
+        "dtype": model.dtype.name, "optimizer": repr(model.optimizer), "parameters": n_params,
+        "flops_per_step": model.spec.flops_per_step(args.batch_size),
+        "batch_size": args.batch_size,
+        "classes": None if classes is None else [labels.plain(c) for c in classes],
+        "training": run})
+    return 0
+
+
+def download(args):
+    from ..datasets.mnist import cache_directory, download_mnist
+    directory = args.dir or cache_directory(args.variant)
+    paths = download_mnist(args.variant, directory, progress=not args.quiet)
+    emit(args, f"{args.variant}: {len(paths)} files in {directory}",
+         {"command": "download", "variant": args.variant, "directory": directory,
+          "files": paths})
+    return 0
+
+
+def bench(args):
+    from ..bench import main as run
+    if args.json:
+        check_writable(args.json, "--json")
+    if args.device == "cuda":
+        from ..cuda.device import require_cuda
+        require_cuda()  # a RuntimeError saying what is missing, before any timing
+    return run(args)
+
+
+COMMANDS = {"predict": predict, "evaluate": evaluate, "export": export, "info": info,
+            "download": download, "bench": bench}

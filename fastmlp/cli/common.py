@@ -1,0 +1,124 @@
+"""What every subcommand shares: its two kinds of error, output as text or JSON, reading
+models and tables, and checking before any work that an output path can be written."""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+
+class UsageError(Exception):
+    """The command line asks for something impossible: exit status 2."""
+
+
+class Failure(Exception):
+    """The command line was fine but the work could not be done: exit status 1."""
+
+
+def emit(args, text, record):
+    """Print `record` as one JSON object with --json, else `text`."""
+    if getattr(args, "json", False) is True:
+        print(json.dumps(record, default=_json_default))
+    else:
+        print(text)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def check_writable(path, option):
+    """UsageError unless a file can be created at path: its directory exists and accepts a
+    new file (tried, since permission bits do not tell the whole story), and path is not a
+    directory."""
+    path = os.fspath(path)
+    if path.endswith(os.sep) or os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a directory; give a file name, e.g. "
+                         f"{os.path.join(path, 'model.npz')!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{option} {path!r}: directory {directory!r} does not exist; create "
+                         f"it first (nothing was done)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastmlp-probe-", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"{option} {path!r}: cannot write in {directory!r} "
+                         f"({exc.strerror or exc}); nothing was done") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def load_model(path):
+    """MLP.load, with an unreadable file reported as a Failure naming it."""
+    from ..model import MLP
+    try:
+        return MLP.load(path)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+
+
+def target_for(path, text):
+    """--target as load_table wants it: a column index for .npy (and for .npz when it is a
+    number), else the column or array name."""
+    if text is None:
+        return None
+    from ..datasets.table import table_format
+    kind = table_format(path)
+    if kind in ("npy", "npz"):
+        try:
+            return int(text)
+        except ValueError:
+            if kind == "npy":
+                raise UsageError(f"--target {text!r}: a .npy file has no column names; give "
+                                 f"a column index such as -1") from None
+    return text
+
+
+def load_table(path, target_text):
+    """(X, y) from a table file; a file that cannot be read is a Failure naming it."""
+    from ..datasets import load_table as load
+    try:
+        target = target_for(path, target_text)
+    except ValueError as exc:  # a name whose format cannot be told
+        raise UsageError(str(exc)) from None
+    try:
+        return load(path, target)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+
+
+def write_rows(path, values, header):
+    """values (rows,) or (rows, k) to a .csv or .npy file, atomically; None: CSV on stdout."""
+    if path is not None and os.fspath(path).lower().endswith(".npy"):
+        _atomic(path, lambda f: np.save(f, values, allow_pickle=False))
+        return
+    import csv
+    rows = values.reshape(len(values), -1)
+
+    def write(f):
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(row.tolist() for row in rows)
+
+    if path is None:
+        write(sys.stdout)
+    else:
+        _atomic(path, write, text=True)
+
+
+def _atomic(path, write, text=False):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", newline="") if text else os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,164 @@
+"""Tabular files in, (X, y) out: CSV and Parquet through pandas, .npy and .npz through numpy.
+
+What `target` means, by format:
+
+- CSV (``.csv``, ``.tsv``, optionally ``.gz``/``.bz2``/``.xz``/``.zip`` compressed) and
+  Parquet (``.parquet``, ``.pq``): the name of the target column (an int selects a column by
+  position). Every other column is a feature and must be numeric.
+- ``.npy``: one 2-D array; `target` is a column index (negative counts from the end). The
+  array is memory-mapped, so with ``target=None`` X is read lazily from disk.
+- ``.npz``: the features are the array named ``X`` (or the file's only array); `target` is
+  the name of another array in the file holding the targets (``"y"`` by convention), or a
+  column index into X.
+
+``target=None`` returns ``(X, None)``: all columns are features (what ``predict`` reads).
+y keeps the user's labels (strings, integers, floats) for the caller to encode.
+"""
+import numbers
+import os
+
+import numpy as np
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+ARRAY_SUFFIXES = (".npy", ".npz")
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip", ".zst")
+
+
+def table_format(path):
+    """'csv', 'tsv', 'parquet', 'npy' or 'npz' from the file name; ValueError otherwise."""
+    name = os.fspath(path).lower()
+    for suffix in COMPRESSIONS:
+        if name.endswith(".csv" + suffix) or name.endswith(".tsv" + suffix):
+            name = name[:-len(suffix)]
+    for suffix, kind in ((".csv", "csv"), (".tsv", "tsv"), (".parquet", "parquet"),
+                         (".pq", "parquet"), (".npy", "npy"), (".npz", "npz")):
+        if name.endswith(suffix):
+            return kind
+    raise ValueError(f"cannot tell the format of {os.fspath(path)!r} from its name; use a "
+                     f"file ending in .csv, .tsv, .parquet, .npy or .npz")
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError:
+        raise ImportError("reading CSV and Parquet files needs pandas (and pyarrow for "
+                          "Parquet): pip install 'fastmlp[data]'") from None
+    return pandas
+
+
+def load_table(path, target=None):
+    """(X, y) from a CSV, Parquet, .npy or .npz file; see the module docstring for what
+    `target` means in each. X is a 2-D numeric array, y a 1-D array of the user's labels
+    (None when target is None)."""
+    kind = table_format(path)
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such data file: {path!r}")
+    if target is not None and (isinstance(target, bool)
+                               or not isinstance(target, (str, numbers.Integral))):
+        raise TypeError(f"target must be a column name (str), a column index (int) or None; "
+                        f"got {type(target).__name__} {target!r}")
+    if kind == "npy":
+        return _from_array(np.load(path, mmap_mode="r", allow_pickle=False), target, path)
+    if kind == "npz":
+        return _from_npz(path, target)
+    return _from_frame(_read_frame(path, kind), target, path)
+
+
+def _read_frame(path, kind):
+    pandas = _pandas()
+    try:
+        if kind == "parquet":
+            return pandas.read_parquet(path)
+        return pandas.read_csv(path, sep="\t" if kind == "tsv" else ",")
+    except ImportError as exc:
+        raise ImportError(f"reading {path!r} needs {exc.name or 'pyarrow'}: "
+                          f"pip install 'fastmlp[data]'") from None
+    except (ValueError, OSError, UnicodeError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path!r} could not be read as {kind}: {exc}") from None
+
+
+def _column_name(columns, target, path):
+    columns = list(columns)
+    if isinstance(target, str):
+        if target not in columns:
+            shown = ", ".join(map(repr, columns[:20])) + (", ..." if len(columns) > 20 else "")
+            raise ValueError(f"{path!r} has no column {target!r}; its columns are {shown}")
+        return target
+    if not -len(columns) <= target < len(columns):
+        raise ValueError(f"column index {target} is out of range for {path!r}, which has "
+                         f"{len(columns)} columns")
+    return columns[target]
+
+
+def _from_frame(frame, target, path):
+    if frame.shape[0] == 0:
+        raise ValueError(f"{path!r} has no data rows")
+    y = None
+    if target is not None:
+        name = _column_name(frame.columns, target, path)
+        column = frame[name]
+        if column.isna().any():
+            raise ValueError(f"target column {name!r} of {path!r} has "
+                             f"{int(column.isna().sum())} missing value(s); drop those rows")
+        y = column.to_numpy()
+        frame = frame.drop(columns=[name])
+    if frame.shape[1] == 0:
+        raise ValueError(f"{path!r} has no feature columns besides the target")
+    numeric = frame.select_dtypes(include=["number", "bool"])
+    if numeric.shape[1] != frame.shape[1]:
+        bad = [str(c) for c in frame.columns if c not in numeric.columns]
+        raise ValueError(f"feature column(s) {', '.join(map(repr, bad[:10]))} of {path!r} "
+                         f"are not numeric; encode them as numbers (e.g. pandas.get_dummies) "
+                         f"or drop them")
+    return frame.to_numpy(dtype=np.float64), y
+
+
+def _from_array(array, target, path):
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{path!r} holds a {array.dtype} array; expected numbers")
+    if array.ndim != 2:
+        raise ValueError(f"{path!r} holds a {array.ndim}-D array of shape {array.shape}; "
+                         f"expected a 2-D (rows, columns) table")
+    if target is None:
+        return array, None
+    if isinstance(target, str):
+        raise ValueError(f"{path!r} is a plain array: give target as a column index (e.g. "
+                         f"-1 for the last column), not a name")
+    n = array.shape[1]
+    if not -n <= target < n:
+        raise ValueError(f"column index {target} is out of range for {path!r}, which has "
+                         f"{n} columns")
+    column = target % n
+    return np.delete(array, column, axis=1), np.array(array[:, column])
+
+
+def _from_npz(path, target):
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from None
+    with archive:
+        names = list(archive.files)
+        if "X" in names:
+            features = "X"
+        elif len(names) == 1:
+            features = names[0]
+        elif len(names) == 2 and isinstance(target, str) and target in names:
+            features = next(n for n in names if n != target)
+        else:
+            raise ValueError(f"{path!r} holds arrays {names}; name the features 'X' (and "
+                             f"the targets e.g. 'y')")
+        if isinstance(target, str):
+            if target not in names or target == features:
+                raise ValueError(f"{path!r} has no target array {target!r}; its arrays are "
+                                 f"{names}")
+            X, y = archive[features], archive[target]
+            if X.ndim != 2 or y.ndim != 1 or len(y) != len(X):
+                raise ValueError(f"{path!r}: expected {features!r} as (rows, features) and "
+                                 f"{target!r} as (rows,); got shapes {X.shape} and {y.shape}")
+            return _from_array(X, None, path)[0], y
+        return _from_array(archive[features], target, path)

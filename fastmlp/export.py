@@ -1,0 +1,210 @@
+"""Models out to ONNX and PyTorch, and in from PyTorch, through the MLP's public API only.
+
+Layer l computes ``A_l = g_l(A_{l-1} W_l + b_l)`` with W_l shaped (n_in, n_out). ONNX's Gemm
+takes that W as is; torch.nn.Linear stores its transpose, (out_features, in_features).
+"""
+import os
+import tempfile
+
+import numpy as np
+
+from .activations import LEAKY_SLOPE
+
+ONNX_OPSET = 17
+#: IR version 8 is what opset 17 needs; older runtimes (onnxruntime >= 1.11) read it.
+ONNX_IR_VERSION = 8
+ONNX_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh",
+            "softmax": "Softmax"}
+
+
+def _refuse_step(model, target):
+    for l, (_, activation) in enumerate(model.layers):
+        if activation == "step":
+            raise ValueError(f"layer {l} uses 'step', which {target} cannot represent with a "
+                             f"standard operator; replace it by sigmoid (the same decisions "
+                             f"at threshold 0.5 on the output) before exporting")
+
+
+def _write_atomically(path, write):
+    """Call write(file) on a temporary file beside path, then rename it over path."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+
+def onnx_graph(model):
+    """The ModelProto of `model`: input "input" (batch, n_inputs), output "output"."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ImportError("exporting to ONNX needs the onnx package: "
+                          "pip install 'fastmlp[onnx]'") from None
+    _refuse_step(model, "ONNX")
+    elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
+    nodes, initializers = [], []
+    current = "input"
+    for l, ((W, b), (_, activation)) in enumerate(zip(model.get_weights(), model.layers)):
+        initializers += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
+        z = f"z{l}"
+        nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [z], name=f"gemm{l}"))
+        current = z
+        if activation != "identity":
+            attrs = {"alpha": LEAKY_SLOPE} if activation == "leaky_relu" else {}
+            if activation == "softmax":
+                attrs = {"axis": -1}
+            a = f"a{l}"
+            nodes.append(helper.make_node(ONNX_OPS[activation], [z], [a], name=f"{activation}{l}",
+                                          **attrs))
+            current = a
+    nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
+    graph = helper.make_graph(
+        nodes, "fastmlp_mlp",
+        [helper.make_tensor_value_info("input", elem, ["batch", model.n_inputs])],
+        [helper.make_tensor_value_info("output", elem, ["batch", model.layers[-1][0]])],
+        initializers)
+    proto = helper.make_model(graph, producer_name="fastmlp",
+                              opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    proto.ir_version = ONNX_IR_VERSION
+    helper.set_model_props(proto, {"loss": model.loss_name,
+                                   "layers": repr([tuple(x) for x in model.layers])})
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def to_onnx(model, path):
+    """Write `model` as an ONNX file (Gemm + activation nodes; the output is forward()'s:
+    probabilities for sigmoid/softmax outputs). Returns the path written."""
+    proto = onnx_graph(model)
+    return _write_atomically(path, lambda f: f.write(proto.SerializeToString()))
+
+
+# -- PyTorch ---------------------------------------------------------------------------------
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("PyTorch is not installed: pip install torch (or "
+                          "'fastmlp[reference]')") from None
+    return torch
+
+
+def _torch_activation(nn, name):
+    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
+            "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
+            "softmax": lambda: nn.Softmax(dim=-1)}[name]()
+
+
+def to_torch(model):
+    """A torch.nn.Sequential computing model.forward, in the model's dtype (Linear layers
+    followed by their activations; identity layers have none)."""
+    torch = _torch()
+    _refuse_step(model, "PyTorch")
+    nn = torch.nn
+    dtype = torch.float32 if model.dtype == np.float32 else torch.float64
+    modules = []
+    for (W, b), (size, activation) in zip(model.get_weights(), model.layers):
+        linear = nn.Linear(W.shape[0], size, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
+            linear.bias.copy_(torch.from_numpy(b))
+        modules.append(linear)
+        if activation != "identity":
+            modules.append(_torch_activation(nn, activation))
+    return nn.Sequential(*modules).eval()
+
+
+def save_torch(model, path):
+    """Write to_torch(model) as a torch.export program (load it with
+    torch.export.load(path).module()); the batch dimension is dynamic."""
+    torch = _torch()
+    module = to_torch(model)
+    dtype = next(module.parameters()).dtype
+    example = torch.zeros((2, model.n_inputs), dtype=dtype)
+    program = torch.export.export(module, (example,),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    return _write_atomically(path, lambda f: torch.export.save(program, f))
+
+
+def _flatten(module, nn):
+    if isinstance(module, nn.Sequential):
+        return [leaf for child in module for leaf in _flatten(child, nn)]
+    return [module]
+
+
+def _activation_name(module, nn):
+    """fastmlp's name for an activation module, or None if it is not one we support."""
+    if isinstance(module, nn.ReLU):
+        return "relu"
+    if isinstance(module, nn.Sigmoid):
+        return "sigmoid"
+    if isinstance(module, nn.Tanh):
+        return "tanh"
+    if isinstance(module, nn.LeakyReLU):
+        if module.negative_slope != LEAKY_SLOPE:
+            raise ValueError(f"LeakyReLU with negative_slope={module.negative_slope}: fastmlp's "
+                             f"leaky_relu has slope {LEAKY_SLOPE} only")
+        return "leaky_relu"
+    if isinstance(module, nn.Softmax):
+        if module.dim not in (-1, 1):
+            raise ValueError(f"Softmax(dim={module.dim}): only a softmax over the features "
+                             f"(dim=-1 or 1) matches fastmlp's")
+        return "softmax"
+    return None
+
+
+def read_torch(module, mlp_kwargs):
+    """(n_inputs, layers, weights, mlp_kwargs) of a torch.nn.Sequential (nested ones are
+    flattened) of Linear layers, each followed by at most one ReLU, LeakyReLU(0.01),
+    Sigmoid, Tanh or Softmax(dim=-1); nn.Identity is skipped. mlp_kwargs (for MLP: loss,
+    optimizer, dtype, ...) come back with dtype defaulting to the Linear weights' dtype.
+    MLP.from_torch builds the model."""
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"from_torch takes a torch.nn.Sequential; got {type(module).__name__}")
+    for key in ("n_inputs", "layers"):
+        if key in mlp_kwargs:
+            raise TypeError(f"from_torch takes {key} from the module; do not pass it")
+    supported = "Linear, ReLU, LeakyReLU(0.01), Sigmoid, Tanh, Softmax(dim=-1), Identity"
+    leaves = [m for m in _flatten(module, nn) if not isinstance(m, nn.Identity)]
+    layers, weights = [], []
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, nn.Linear):
+            if weights and leaf.in_features != weights[-1][0].shape[1]:
+                raise ValueError(f"Linear layer {len(weights)} takes {leaf.in_features} inputs "
+                                 f"but the layer before it gives {weights[-1][0].shape[1]}")
+            W = leaf.weight.detach().cpu().numpy().T
+            b = (leaf.bias.detach().cpu().numpy() if leaf.bias is not None
+                 else np.zeros(leaf.out_features, W.dtype))
+            weights.append((W, b))
+            layers.append([leaf.out_features, "identity"])
+            continue
+        name = _activation_name(leaf, nn)
+        if name is None:
+            raise ValueError(f"module {i} is {type(leaf).__name__}, which fastmlp cannot "
+                             f"represent; supported: {supported}")
+        if i == 0 or not isinstance(leaves[i - 1], nn.Linear):
+            raise ValueError(f"module {i} ({type(leaf).__name__}) must follow a Linear layer "
+                             f"directly: fastmlp layers are Linear + at most one activation")
+        layers[-1][1] = name
+    if not weights:
+        raise ValueError(f"the module has no Linear layer; supported: {supported}")
+    mlp_kwargs = dict(mlp_kwargs)
+    if "dtype" not in mlp_kwargs:
+        mlp_kwargs["dtype"] = "float64" if weights[0][0].dtype == np.float64 else "float32"
+    return weights[0][0].shape[0], [tuple(x) for x in layers], weights, mlp_kwargs
