@@ -302,3 +302,11 @@ def test_an_unknown_code_is_refused():
     with pytest.raises(ValueError, match="unknown schedule code"):
         schedules.scheduled_lr(max(schedules.CODES) + 1, np.zeros(schedules.N_PARAMS), state,
                                0.1)
+
+
+def test_every_registered_schedule_is_tested():
+    """A schedule added to schedules.SCHEDULES needs its closed form in `reference` above
+    (ReduceOnPlateau has its own tests)."""
+    tested = {type(make()) for make in SCHEDULES} | {ReduceOnPlateau}
+    assert tested == set(schedules.SCHEDULES.values())
+    assert sorted(cls.code for cls in tested) == list(schedules.CODES)
