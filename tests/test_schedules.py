@@ -310,3 +310,14 @@ def test_every_registered_schedule_is_tested():
     tested = {type(make()) for make in SCHEDULES} | {ReduceOnPlateau}
     assert tested == set(schedules.SCHEDULES.values())
     assert sorted(cls.code for cls in tested) == list(schedules.CODES)
+
+
+def test_current_lr_before_and_after_a_fit():
+    model, X, T = data()
+    b = model.backend
+    assert b.current_lr() is None
+    b.begin_fit(X, T, BATCH, False, 1, model.loss_code, model.optimizer, model.l2,
+                schedule=InverseScaling(1.0))
+    assert b.current_lr() == BASE  # the next update's, before any
+    b.train_steps(2)
+    assert b.current_lr() == BASE / 2

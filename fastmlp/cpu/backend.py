@@ -38,7 +38,7 @@ class CpuBackend:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.ws = Workspace(spec, self.dtype)
-        self.fit_state = self.config = self.kernel = None
+        self.fit_state = self.config = self.kernel = self.schedule = None
         self.extra = ()
         # The row permutation outlives a fit: a second fit on as many rows continues the
         # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
@@ -159,7 +159,10 @@ class CpuBackend:
         return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])
 
     def current_lr(self):
-        """The learning rate of the most recent update (of the next one before any)."""
+        """The learning rate of the most recent update (of the next one before any; None
+        before the first begin_fit)."""
+        if self.schedule is None:
+            return None
         last = self.schedule.state[LAST_LR]
         if math.isfinite(last):
             return float(last)

@@ -55,7 +55,7 @@ class CudaBackend:
             for name in STATE:
                 getattr(self.host, name)[:] = state[name]
         self.dws = DeviceWorkspace(self.host)
-        self.trainer = None
+        self.trainer = self.schedule = None
         self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
         if state is not None and "perm" in state:
             self.perm = np.array(state["perm"], dtype=np.int64)
@@ -140,7 +140,10 @@ class CudaBackend:
         return int(epoch), int(batch)
 
     def current_lr(self):
-        """The learning rate of the most recent update (of the next one before any)."""
+        """The learning rate of the most recent update (of the next one before any; None
+        before the first begin_fit)."""
+        if self.schedule is None:
+            return None
         last = self.schedule.state[LAST_LR]
         if math.isfinite(last):
             return float(last)
