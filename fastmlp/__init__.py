@@ -1,4 +1,5 @@
 """fastmlp: multilayer perceptrons trained by hand-written Numba kernels."""
+from . import datasets
 from .gradcheck import gradcheck
 from .history import History
 from .model import MLP

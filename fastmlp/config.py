@@ -98,6 +98,17 @@ CUDA_FUSED_MAX_WIDTH = 64
 CUDA_FUSED_ROWS = 64
 CUDA_FUSED_THREADS = 128
 
+#: Many training steps per launch of the fused kernel (cuda/fused_steps.py): "auto" when the
+#: data is on the device and the network, a whole batch and the step's buffers fit one
+#: block's shared memory; False: one launch per step; True: like "auto", but an error when
+#: it cannot be used.
+CUDA_FUSED_STEPS = "auto"
+#: Most steps one such launch runs: bounds a launch's duration (and so how long Ctrl-C and
+#: a display watchdog wait), at a launch's host overhead per this many steps.
+CUDA_FUSED_STEPS_PER_LAUNCH = 4096
+#: Bytes of shuffled row permutations sent up per launch, one per epoch the launch touches.
+CUDA_FUSED_PERM_BYTES = 8 << 20
+
 #: Device bytes the training data (X and targets) may take; None: half the free memory.
 #: Larger data is streamed to the device in chunks of whole batches, once per epoch.
 CUDA_DATA_BYTES = None

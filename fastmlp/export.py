@@ -3,12 +3,10 @@
 Layer l computes ``A_l = g_l(A_{l-1} W_l + b_l)`` with W_l shaped (n_in, n_out). ONNX's Gemm
 takes that W as is; torch.nn.Linear stores its transpose, (out_features, in_features).
 """
-import os
-import tempfile
-
 import numpy as np
 
 from .activations import LEAKY_SLOPE
+from .files import atomic_write
 
 ONNX_OPSET = 17
 #: IR version 8 is what opset 17 needs; older runtimes (onnxruntime >= 1.11) read it.
@@ -23,24 +21,6 @@ def _refuse_step(model, target):
             raise ValueError(f"layer {l} uses 'step', which {target} cannot represent with a "
                              f"standard operator; replace it by sigmoid (the same decisions "
                              f"at threshold 0.5 on the output) before exporting")
-
-
-def _write_atomically(path, write):
-    """Call write(file) on a temporary file beside path, then rename it over path."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 # -- ONNX ------------------------------------------------------------------------------------
@@ -89,7 +69,7 @@ def to_onnx(model, path):
     """Write `model` as an ONNX file (Gemm + activation nodes; the output is forward()'s:
     probabilities for sigmoid/softmax outputs). Returns the path written."""
     proto = onnx_graph(model)
-    return _write_atomically(path, lambda f: f.write(proto.SerializeToString()))
+    return atomic_write(path, lambda f: f.write(proto.SerializeToString()))
 
 
 # -- PyTorch ---------------------------------------------------------------------------------
@@ -137,7 +117,7 @@ def save_torch(model, path):
     example = torch.zeros((2, model.n_inputs), dtype=dtype)
     program = torch.export.export(module, (example,),
                                   dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    return _write_atomically(path, lambda f: torch.export.save(program, f))
+    return atomic_write(path, lambda f: torch.export.save(program, f))
 
 
 def _flatten(module, nn):

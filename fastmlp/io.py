@@ -44,6 +44,8 @@ def _fspath(path):
         path = os.fsdecode(path)
     if not path:
         raise ValueError("path is empty; give a file name such as 'model.npz'")
+    if "\0" in path:
+        raise ValueError(f"path {path!r} contains a NUL character, which no file name can hold")
     return path
 
 
@@ -59,9 +61,8 @@ def _refuse_directory(path, given):
 
 # -- writing ---------------------------------------------------------------------------------
 
-def write(path, meta, arrays):
-    """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
-    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+def _target(path):
+    """(file to write, its directory) for path, or the error a write to it would meet."""
     given = _fspath(path)
     _refuse_directory(given, given)
     path = _npz_path(given)
@@ -74,6 +75,27 @@ def write(path, meta, arrays):
             raise ValueError(f"cannot save {given!r}: {directory!r} is not a directory")
         raise FileNotFoundError(errno.ENOENT, f"cannot save {given!r}: directory "
                                 f"{directory!r} does not exist; create it first", given)
+    return path, directory
+
+
+def check_writable(path):
+    """The path write() would write for path, once a file could be created there: lets a
+    long job (the CLI's training) refuse a bad output path before it starts. Raises what
+    write() would (ValueError, FileNotFoundError, PermissionError...); leaves nothing."""
+    path, directory = _target(path)
+    try:
+        tmp, fd = _create_temp(directory)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise _write_error(exc, path, directory) from exc
+    return path
+
+
+def write(path, meta, arrays):
+    """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
+    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+    path, directory = _target(path)
     entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
     try:
         _remove_stale_temps(directory)
@@ -157,6 +179,8 @@ def _remove_stale_temps(directory):
         return
     host = _host()
     for name in os.listdir(directory):
+        if not name.startswith(".fastmlp-"):  # the cheap test first: a save may go into a
+            continue                          # directory of many thousand files
         match = _TEMP.match(name)
         if match is None or match.group(2) != host or _process_runs(int(match.group(1))):
             continue
@@ -195,6 +219,9 @@ def _fsync_directory(directory):
 def _write_error(exc, path, directory):
     """The same kind of OSError, saying what failed and that the old file is intact."""
     kept = "the previous file, if any, is unchanged"
+    if exc.errno == errno.ENAMETOOLONG:  # the argument is at fault, not the system
+        return ValueError(f"cannot save {path!r}: the file name is too long for the file "
+                          f"system; {kept}")
     if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         message = (f"cannot save {path!r}: no space left on the device (or disk quota "
                    f"exceeded); {kept}. Free some space or save elsewhere")

@@ -286,15 +286,21 @@ class MLP:
             stopper = training.EarlyStopping(patience, min_delta, restore_best_weights) \
                 if early_stopping else None
             accuracy = self._accuracy if self.is_classifier else None
-            if comm is not None:
-                raise NotImplementedError("data-parallel training (comm=) is not wired yet")
             from .optimizers import LBFGS
             if isinstance(self.optimizer, LBFGS):
+                if comm is not None:
+                    raise ValueError("LBFGS trains full batch in one process: every rank "
+                                     "would compute the same steps; fit without comm")
                 from .lbfgs import fit_lbfgs
                 return fit_lbfgs(self._backend, X, T, W, self.optimizer, self._loss_code,
                                  self.l2, self.l2_per_sample, epochs)
+            backend = self._backend
+            if comm is not None:  # checks comm (and the extra) before anything compiled
+                from .distributed import MpiBackend
+                backend = MpiBackend(self._backend, comm)
+                progress = progress and backend.rank == 0
             return training.fit(
-                self._backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                 validation=validation, progress=progress, loss=self._loss_code,
                 optimizer=self.optimizer, l2=self.l2, weights=W, schedule=schedule,
                 l2_per_sample=self.l2_per_sample, early_stopping=stopper,

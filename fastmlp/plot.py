@@ -5,9 +5,10 @@
 view in which a deep sigmoid net's early layers are seen to stop learning.
 """
 import os
-import tempfile
 
 import numpy as np
+
+from .files import atomic_write
 
 #: Longer series are drawn at this many evenly spaced epochs (a tiny net can run millions of
 #: epochs; the picture does not need them all and matplotlib would take minutes).
@@ -111,10 +112,12 @@ def plot_history(history, path=None, ax=None):
     def pick(values):
         return values[_keep(len(values))]
 
+    from matplotlib.ticker import MaxNLocator
     for axis, (title, draw) in zip(axes, panels):
         draw(axis, epochs, pick)
         axis.set_title(title)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     if path is not None:
         _save(fig, path)
     return fig
@@ -127,16 +130,5 @@ def _keep(n):
 
 
 def _save(fig, path):
-    path = os.fspath(path)
-    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix="." + fmt, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))

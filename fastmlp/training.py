@@ -187,6 +187,8 @@ def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callb
                     stop = True
             except StopTraining:
                 stop = True
+    if hasattr(backend, "any_rank"):  # data-parallel: every rank stops if one does
+        stop = backend.any_rank(stop)
     return stop
 
 

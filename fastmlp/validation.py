@@ -59,32 +59,53 @@ def _is_missing(value):
 
 
 def _object_to_float(arr, what, labels):
-    """An object array (mixed pandas columns, lists of Decimals...) as float64 if every
-    element is a real number, else an error naming the first element that is not (text
-    is refused here as in a string array, numeric or not)."""
-    for value in arr.ravel():
+    """An object array (mixed pandas columns, lists of Decimals...) as float64 when numpy can
+    convert every element, else an error that names the first element it cannot. Text is
+    refused here as in a string array, numeric or not: the same data must get the same
+    answer whichever container holds it."""
+    items = arr.ravel().tolist()
+    if any(issubclass(t, (str, bytes)) for t in set(map(type, items))):
+        text = next(v for v in items if isinstance(v, (str, bytes)))
+        raise TypeError(_strings_message(what, f"object, e.g. {text!r:.40}", labels))
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError):
+        pass
+    for value in items:
+        try:
+            float(value)
+            continue
+        except (TypeError, ValueError, OverflowError):
+            pass
         if _is_missing(value):
             raise ValueError(f"{what} has missing values ({value!r}); remove or impute them "
                              f"before training")
-        if isinstance(value, (str, bytes)):
-            raise TypeError(_strings_message(what, f"object, e.g. {value!r:.40}", labels))
         if isinstance(value, complex):
             raise TypeError(f"{what} holds complex numbers such as {value!r}; fastmlp trains "
                             f"on real numbers")
-        try:
-            float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise TypeError(f"{what} holds values that are not real numbers, such as "
-                            f"{value!r:.60} ({type(value).__name__}); pass a rectangular "
-                            f"numeric array") from None
-    return arr.astype(np.float64)
+        break
+    raise TypeError(f"{what} holds values that are not real numbers, such as {value!r:.60} "
+                    f"({type(value).__name__}); pass a rectangular numeric array")
 
 
-def _check_finite(arr, what):
+def _check_finite(arr, what, fix="remove or impute them before training"):
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = np.count_nonzero(~np.isfinite(arr))
         raise ValueError(f"{what} contains {bad} NaN or infinite value(s) (after conversion "
-                         f"to {arr.dtype}); remove or impute them before training")
+                         f"to {arr.dtype}); {fix}")
+
+
+def check_array(a, what, shape, dtype):
+    """a as a C-contiguous array of `shape` and `dtype`, read as X is read (masked values,
+    sparse matrices and text refused; object arrays of numbers converted) and finite: for
+    set_weights' W and b."""
+    arr = _as_real_array(a, what)
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{what} has shape {arr.shape}; expected {tuple(shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    _check_finite(out, what, fix="weights must be finite")
+    return out
 
 
 def check_inputs(X, n_inputs, dtype, what="X"):

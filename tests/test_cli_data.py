@@ -68,9 +68,12 @@ def test_string_labels_round_trip(trained, capsys):
     predicted = np.array([r[0] for r in rows])
     assert header == ["prediction"] and len(predicted) == 60
     assert set(predicted) <= set(SPECIES)
-    # The same as the model's own predict, mapped through the sorted labels.
+    # The labels are kept in the model file: MLP.predict in Python gives the same, and they
+    # are the outputs' argmax mapped through the sorted labels.
     model = fastmlp.MLP.load(tmp / "m.npz")
-    np.testing.assert_array_equal(predicted, np.sort(SPECIES)[model.predict(X_test)])
+    assert list(model.classes_) == sorted(SPECIES)
+    np.testing.assert_array_equal(predicted, model.predict(X_test))
+    np.testing.assert_array_equal(predicted, np.sort(SPECIES)[model.forward(X_test).argmax(1)])
     assert np.mean(predicted == y_test) > 0.9
 
 
@@ -104,7 +107,7 @@ def test_evaluate_matches_the_model(trained, capsys):
     result = run_json(["evaluate", str(tmp / "m.npz"), str(tmp / "test.csv"),
                        "--target", "species"], capsys)
     model = fastmlp.MLP.load(tmp / "m.npz")
-    expected = model.evaluate(X_test, np.searchsorted(SPECIES, y_test))
+    expected = model.evaluate(X_test, y_test)
     assert result["rows"] == 60
     assert result["loss"] == pytest.approx(expected["loss"], rel=1e-6)
     assert result["accuracy"] == pytest.approx(expected["accuracy"])
@@ -118,8 +121,10 @@ def test_info_reports_layers_flops_and_the_run(trained, capsys):
     assert main(["info", str(tmp / "m.npz")]) == 0
     text = capsys.readouterr().out
     assert "relu" in text and "softmax" in text and "FLOPs per training step" in text
+    assert "at batch size 32" in text  # the batch size it was trained with
     assert "classes (3): 'setosa', 'versicolor', 'virginica'" in text
-    assert "trained on train.csv: 40 epochs" in text and "held-out" in text
+    assert "trained on train.csv: 40 epochs" in text and "held-out loss" in text
+    assert "accuracy " in text and "%" in text.split("held-out")[1]
     record = run_json(["info", str(tmp / "m.npz"), "--batch-size", "10"], capsys)
     assert record["layers"] == [[64, "relu"], [3, "softmax"]] and record["dtype"] == "float32"
     assert record["parameters"] == 4 * 64 + 64 + 64 * 3 + 3
@@ -227,3 +232,15 @@ def test_download_from_the_shell(monkeypatch, tmp_path, capsys):
         assert len(record["files"]) == 4 and all(os.path.isfile(p) for p in record["files"])
     finally:
         server.close()
+
+
+def test_a_model_fitted_in_python_on_labels_predicts_them(tmp_path, capsys):
+    X, y = blobs(60, 3)
+    np.save(tmp_path / "x.npy", X)
+    model = fastmlp.MLP(4, [(3, "softmax")], seed=0)
+    model.fit(X, y, epochs=30, progress=False)
+    path = model.save(tmp_path / "m.npz")
+    assert main(["predict", path, str(tmp_path / "x.npy")]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[0] == "prediction"
+    np.testing.assert_array_equal(out[1:], model.predict(X))

@@ -144,7 +144,7 @@ def test_search_order(clean_env, monkeypatch):
 
 
 def test_cache_follows_xdg_and_fastmlp_cache_dir(monkeypatch, tmp_path):
-    from fastmlp.paths import cache_root
+    from fastmlp.files import cache_root
     monkeypatch.delenv("FASTMLP_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert mnist.cache_directory("mnist") == str(tmp_path / "xdg" / "fastmlp" / "datasets" /
@@ -234,6 +234,9 @@ def test_download_verifies_and_writes_into_the_cache(server):
     assert X.shape == (6, 784) and len(y) == 6
     assert cache_files() == sorted(n + ".gz" for n in mnist.FILES["train"])
     assert load_mnist("train")[0].shape == (6, 784)  # now found without downloading
+    from fastmlp.files import umask
+    path = os.path.join(mnist.cache_directory("mnist"), cache_files()[0])
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask()
     server.requests.clear()
     paths = mnist.download_mnist("mnist", progress=False)  # only the two missing files
     assert sorted(server.requests) == sorted(n + ".gz" for n in mnist.FILES["test"])

@@ -1,4 +1,6 @@
 """ONNX and PyTorch export: ONNX Runtime and torch give model.forward's outputs."""
+import os
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,14 @@ def test_step_is_refused(tmp_path):
     with pytest.raises(ValueError, match="layer 0 uses 'step'.*PyTorch"):
         export.to_torch(model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    pytest.importorskip("onnx", reason="pip install 'fastmlp[onnx]'")
+    from fastmlp.files import umask
+    path = export.to_onnx(fastmlp.MLP(2, [(1, "sigmoid")]), tmp_path / "m.onnx")
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask()  # as open() makes, not 0600
+    assert os.listdir(tmp_path) == ["m.onnx"]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

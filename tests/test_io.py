@@ -293,3 +293,34 @@ def test_a_save_removes_temp_files_of_dead_writers_only(tmp_path, trained):
     model.save(tmp_path / "m.npz")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [live.name, elsewhere.name, unrelated.name, "m.npz"])
+
+
+def test_impossible_file_names_are_value_errors_naming_the_path(tmp_path, trained):
+    model, _, _ = trained
+    for path, match in [(str(tmp_path / "a\0b.npz"), "NUL"),
+                        (tmp_path / ("x" * 300 + ".npz"), "too long"),
+                        ("", "empty")]:
+        with pytest.raises(ValueError, match=match) as info:
+            model.save(path)
+        assert "path" in str(info.value) or os.fspath(path) in str(info.value)
+    for path, error in [(str(tmp_path / "a\0b.npz"), ValueError), (b"", ValueError),
+                        (None, TypeError), (3, TypeError)]:
+        with pytest.raises(error, match="path"):
+            fastmlp.MLP.load(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_check_writable_finds_what_a_save_would_meet_and_leaves_nothing(tmp_path,
+                                                                         monkeypatch):
+    assert io.check_writable(tmp_path / "m") == str(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ValueError, match="names a directory"):
+        io.check_writable(str(tmp_path / "d") + os.sep)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        io.check_writable(tmp_path / "missing" / "m.npz")
+    monkeypatch.setattr(os, "open", _raise(errno.EROFS))
+    with pytest.raises(OSError, match="read-only") as info:
+        io.check_writable(tmp_path / "m.npz")
+    assert info.value.errno == errno.EROFS
+    assert sorted(os.listdir(tmp_path)) == ["d"]

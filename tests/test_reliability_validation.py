@@ -64,11 +64,15 @@ def test_sparse_input_is_told_to_use_toarray(no_kernels, clf, kind):
 
 
 def test_messages_for_text_features_and_text_labels(no_kernels, clf):
-    for Xs in (X.astype(str), X.astype(str).astype(object), X.astype(bytes)):
+    for Xs in (X.astype(str), X.astype(str).astype(object), X.astype(bytes),
+               np.array([list("abc")] * 5, dtype=object)):
         with pytest.raises(TypeError, match=r"X holds strings.*X\.astype\(float\).*"
                                             r"OneHotEncoder") as info:
             clf.fit(Xs, LABELS)
         assert "dtype=float" not in str(info.value)
+    pd = pytest.importorskip("pandas")  # the same text in a DataFrame: the same answer
+    with pytest.raises(TypeError, match=r"X holds strings"):
+        clf.fit(pd.DataFrame(X.astype(str)), LABELS)
     # Text labels are class labels for a classifier (MLP.classes_): see
     # tests/test_training_features.py. For a regressor they are a mistake:
     reg = fastmlp.MLP(3, [(1, "identity")])
@@ -79,7 +83,7 @@ def test_messages_for_text_features_and_text_labels(no_kernels, clf):
 def test_object_arrays_of_numbers_are_read_and_others_named(no_kernels, clf):
     pd = pytest.importorskip("pandas")
     for bad, error, match in [
-        (np.where(X > 1, None, X.astype(object)), ValueError, "X has missing values"),
+        (np.where(X > 1, None, X.astype(object)), ValueError, "X contains 4 NaN"),  # None
         (pd.DataFrame({"a": pd.array([1, None, 3, 4, 5], dtype="Int64"), "b": X[:, 1],
                        "c": X[:, 2]}), ValueError, "missing values"),
         (np.array([[1, 2, 3j]] * 5, dtype=object), TypeError, "complex"),
@@ -94,6 +98,9 @@ def test_object_arrays_of_numbers_are_read_and_others_named(no_kernels, clf):
 
 
 def test_object_and_nullable_numbers_train_like_floats():
+    # numbers as text are refused whatever holds them (tests above), numbers are read
+    clf = fastmlp.MLP(3, [(4, "relu"), (3, "softmax")], seed=0, dtype="float64")
+    np.testing.assert_array_equal(clf.forward(X.astype(object)), clf.forward(X))
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame({"a": pd.array([0, 1, 2, 3, 4], dtype="Int64"), "b": X[:, 1],
                           "c": X[:, 2]})
@@ -128,3 +135,20 @@ def test_a_softmax_over_one_unit_is_refused():
         fastmlp.MLP(3, [(4, "relu"), (1, "softmax")])
     with pytest.raises(ValueError, match="softmax over 1 unit"):
         fastmlp.MLP(3, [(1, "softmax")], loss="mse")
+
+
+def test_check_array_reads_weights_as_fit_reads_X():
+    from fastmlp.validation import check_array
+    W = np.arange(6.0).reshape(2, 3)
+    out = check_array(np.asfortranarray(W).astype(object), "layer 0 W", (2, 3), np.float32)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, W)
+    for bad, error, match in [
+        (np.ma.masked_array(W, mask=np.eye(2, 3, dtype=bool)), ValueError, "masked"),
+        (W.astype(str), TypeError, "strings"),
+        (W.T, ValueError, r"layer 0 W has shape \(3, 2\); expected \(2, 3\)"),
+        (W * np.nan, ValueError, "layer 0 W contains 6 NaN.*weights must be finite"),
+        (np.full((2, 3), 1e300), ValueError, "after conversion to float32"),
+    ]:
+        with pytest.raises(error, match=match):
+            check_array(bad, "layer 0 W", (2, 3), np.float32)

@@ -4,6 +4,7 @@ Exit status: 0 success; 1 the work failed (a file that cannot be read or written
 no GPU, a failed download); 2 a usage error (bad option or value), found before any work.
 Errors are one line on stderr, never a traceback.
 """
+import os
 import sys
 
 from .common import Failure, UsageError
@@ -30,6 +31,11 @@ def main(argv=None):
     status = 1
     try:
         return _run(args)
+    except BrokenPipeError:
+        # The reader went away (`fastmlp predict ... | head`): stop quietly, and point stdout
+        # at /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UsageError, ValueError, TypeError) as exc:
         # ValueError/TypeError come from the library's checks of option values (an lr out of
         # range, a loss that does not fit the output), which run before any training.

@@ -30,7 +30,7 @@ def predict(args):
         if not args.out.lower().endswith((".csv", ".npy")):
             raise UsageError(f"--out {args.out!r}: write predictions to a .csv or .npy file")
     model = load_model(args.model)
-    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    classes = labels.model_classes(model)
     X = _features(model, args.data, args.target)
     if args.proba:
         if classes is None:
@@ -79,7 +79,7 @@ def evaluate(args):
     from .train import _metrics
     _check_labelled(args)
     model = load_model(args.model)
-    classes = labels.model_classes(model, labels.read_sidecar(args.model))
+    classes = labels.model_classes(model)
     X, y, name = _labelled(args)
     if X.shape[1] != model.n_inputs:
         raise Failure(f"{name} has {X.shape[1]} features but the model takes "
@@ -123,16 +123,18 @@ def info(args):
     from ..summary import summary
     model = load_model(args.model)
     record = labels.read_sidecar(args.model)
-    classes = labels.model_classes(model, record)
-    text = summary(model, args.batch_size)
+    classes = labels.model_classes(model)
     run = (record or {}).get("summary")
+    batch_size = args.batch_size or (run or {}).get("batch_size") or 32
+    text = summary(model, batch_size)
     if classes is not None:
         shown = ", ".join(map(repr, [labels.plain(c) for c in classes[:20]]))
         text += f"\nclasses ({len(classes)}): {shown}" + (", ..." if len(classes) > 20 else "")
     if run:
         metrics = run.get("held_out") or run.get("training") or {}
         where = "held-out" if "held_out" in run else "training"
-        parts = [f"{k} {v:.4g}" for k, v in metrics.items() if v is not None]
+        parts = [f"{k} {100 * v:.2f}%" if k == "accuracy" else f"{k} {v:.4g}"
+                 for k, v in metrics.items() if v is not None]
         text += (f"\ntrained on {run.get('data')}: {run.get('epochs')} epochs in "
                  f"{run.get('seconds', 0):.2f} s; {where} {', '.join(parts)}")
     else:
@@ -142,8 +144,7 @@ def info(args):
         "command": "info", "n_inputs": model.n_inputs,
         "layers": [list(layer) for layer in model.layers], "loss": model.loss_name,
         "dtype": model.dtype.name, "optimizer": repr(model.optimizer), "parameters": n_params,
-        "flops_per_step": model.spec.flops_per_step(args.batch_size),
-        "batch_size": args.batch_size,
+        "flops_per_step": model.spec.flops_per_step(batch_size), "batch_size": batch_size,
         "classes": None if classes is None else [labels.plain(c) for c in classes],
         "training": run})
     return 0

@@ -7,6 +7,8 @@ import tempfile
 
 import numpy as np
 
+from ..files import atomic_write
+
 
 class UsageError(Exception):
     """The command line asks for something impossible: exit status 2."""
@@ -95,30 +97,19 @@ def load_table(path, target_text):
 def write_rows(path, values, header):
     """values (rows,) or (rows, k) to a .csv or .npy file, atomically; None: CSV on stdout."""
     if path is not None and os.fspath(path).lower().endswith(".npy"):
-        _atomic(path, lambda f: np.save(f, values, allow_pickle=False))
+        atomic_write(path, lambda f: np.save(f, values, allow_pickle=False))
         return
     import csv
     rows = values.reshape(len(values), -1)
 
     def write(f):
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows(row.tolist() for row in rows)
+        # str() of a numpy scalar is the shortest text that reads back as the same value in
+        # its own dtype: 0.99913 for a float32, not the float64 expansion of it.
+        writer.writerows([str(v) for v in row] for row in rows)
 
     if path is None:
         write(sys.stdout)
     else:
-        _atomic(path, write, text=True)
-
-
-def _atomic(path, write, text=False):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", newline="") if text else os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        atomic_write(path, write, text=True)

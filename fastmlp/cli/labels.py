@@ -1,16 +1,22 @@
-"""Class labels and the facts the CLI keeps beside a saved model.
+"""Class labels on the command line, and the run summary the CLI keeps beside a model.
 
 The CLI encodes a classifier's labels (any type: strings, non-contiguous integers) as codes
-0..k-1 for MLP.fit, as scikit-learn's LabelEncoder does (sorted, via np.unique), and writes the
-labels with a summary of the run to ``<model>.json`` beside the model file, so `predict` and
-`evaluate` speak the user's labels. A model without that file (saved from Python) is read as
-labels 0..k-1 (softmax) or 0/1 (one sigmoid output).
+0..k-1, sorted as np.unique sorts them (scikit-learn's LabelEncoder, and MLP.fit's own
+order), and trains on float targets built from the codes: one-hot rows for k > 1 outputs, a
+0/1 column for one sigmoid output. Float targets are never read as labels by MLP.fit, so the
+same targets serve every loss (cross-entropy, and mse or bce on one-hot rows, which MLP.fit
+cannot build from labels). After training the CLI sets the model's classes_ to the labels,
+which MLP.save keeps in the model file: `predict`, `evaluate` and Python's MLP.predict then
+speak the user's labels.
+
+``<model>.json`` beside the model holds a summary of the run for `fastmlp info`.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
+
+from ..files import atomic_write
 
 
 def is_classification(y, task):
@@ -57,11 +63,11 @@ def plain(value):
 
 
 def targets(codes, model):
-    """What fit/evaluate take for these class codes: the codes themselves for
-    cross_entropy or one output, one-hot rows otherwise (mse or bce on k > 1 outputs)."""
+    """The float targets fit/loss take for these class codes: one-hot rows for k > 1
+    outputs, a 0/1 column for one output."""
     n_outputs = model.layers[-1][0]
-    if model.loss_name == "cross_entropy" or n_outputs == 1:
-        return codes
+    if n_outputs == 1:
+        return codes.astype(np.float64)
     if codes.max(initial=0) >= n_outputs:
         raise ValueError(f"the data has {codes.max() + 1} classes but the output layer has "
                          f"{n_outputs} units")
@@ -90,23 +96,11 @@ def sidecar_path(model_path):
     return os.fspath(model_path) + ".json"
 
 
-def write_sidecar(model_path, classes, summary):
-    """Write <model>.json atomically: the class labels (None for regression) and a summary
-    of the run. Returns its path."""
+def write_sidecar(model_path, summary):
+    """Write <model>.json atomically: a summary of the run. Returns its path."""
     path = sidecar_path(model_path)
-    record = {"format": "fastmlp-cli", "version": 1,
-              "classes": None if classes is None else [plain(c) for c in classes],
-              "summary": summary}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    record = {"format": "fastmlp-cli", "version": 1, "summary": summary}
+    atomic_write(path, lambda f: json.dump(record, f, indent=1), text=True)
     return path
 
 
@@ -119,18 +113,18 @@ def read_sidecar(model_path):
         with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path!r} (the labels beside the model) is unreadable: {exc}") \
-            from None
+        raise ValueError(f"{path!r} (the run summary beside the model) is unreadable: "
+                         f"{exc}") from None
     if not isinstance(record, dict) or record.get("format") != "fastmlp-cli":
-        raise ValueError(f"{path!r} is not the labels file fastmlp train writes")
+        raise ValueError(f"{path!r} is not the run summary fastmlp train writes")
     return record
 
 
-def model_classes(model, record):
-    """The classes a model predicts: from the record, else 0..k-1 for a classifier's
-    outputs, else None (a regressor)."""
-    if record is not None and record.get("classes") is not None:
-        return np.asarray(record["classes"])
+def model_classes(model):
+    """The classes a model predicts: its classes_ (kept in the model file), else 0..k-1 for
+    a classifier's outputs, else None (a regressor)."""
+    if getattr(model, "classes_", None) is not None:
+        return np.asarray(model.classes_)
     if not model.is_classifier:
         return None
     n_outputs = model.layers[-1][0]

@@ -122,8 +122,9 @@ def _add_train(sub):
     train.add_argument("--optimizer", default=None, help="sgd, adam or adamw")
     train.add_argument("--lr", type=float, default=None, help="learning rate")
     train.add_argument("--schedule", metavar="SPEC", default=None,
-                       help="learning-rate schedule from fastmlp.schedules, NAME or "
-                            "NAME:KEY=VALUE,... (e.g. cosine)")
+                       help="learning-rate schedule scaling --lr: NAME[:KEY=VALUE,...], "
+                            "e.g. cosine, step:step_size=10,gamma=0.5, exponential:gamma=0.95, "
+                            "plateau:patience=5")
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--batch-size", type=int, default=None)
     train.add_argument("--l2", type=float, default=0.0, help="L2 penalty on the weights")
@@ -185,8 +186,9 @@ def build_parser():
 
     info = sub.add_parser("info", help="layers, parameters, FLOPs and training summary")
     info.add_argument("model", metavar="MODEL")
-    info.add_argument("--batch-size", type=positive_int, default=32,
-                      help="batch size for the FLOPs per step (default 32)")
+    info.add_argument("--batch-size", type=positive_int, default=None,
+                      help="batch size for the FLOPs per step (default: the one it was "
+                           "trained with, else 32)")
     _json_flag(info)
 
     download = sub.add_parser("download", help="download MNIST or Fashion-MNIST")

@@ -26,7 +26,7 @@ def _split(n, fraction, seed, stratify, salt):
 
 
 def load_data(args):
-    """(name, X, y, X_test or None, y_test, defaults, held_out) for the chosen data."""
+    """(name, X, y, X_test or None, y_test, defaults, fraction to hold out) for the data."""
     from ..datasets import DATASETS, load_mnist
     if args.data is None and args.target is not None:
         raise UsageError("--target goes with --data FILE")
@@ -63,52 +63,67 @@ def load_data(args):
     return name, X, y, None, None, DEFAULTS[name], split
 
 
-def make_schedule(spec, lr):
-    """--schedule NAME[:KEY=VALUE,...] -> fastmlp.schedules.<NAME>(KEY=VALUE, ...), given to
-    the optimizer as its lr; a schedule with an `lr` parameter starts from --lr (or the
-    dataset's default) unless the spec sets it. NAME matches case-insensitively, ignoring
-    underscores (cosine matches Cosine)."""
+#: Short names --schedule also takes (the class names work too, in any case).
+SCHEDULE_ALIASES = {"step": "stepdecay", "plateau": "reduceonplateau",
+                    "invscaling": "inversescaling"}
+
+
+def make_schedule(spec, epochs):
+    """--schedule NAME[:KEY=VALUE,...] -> a fastmlp.schedules schedule, e.g. `cosine`,
+    `step:step_size=10,gamma=0.5`, `exponential:gamma=0.95`, `plateau:patience=5`. It scales
+    the optimizer's --lr. NAME matches a schedule class case-insensitively, ignoring `_` and
+    `-`; a schedule that needs its length (Cosine) is given --epochs unless the spec says."""
     try:
         from .. import schedules
     except ImportError:
         raise UsageError("--schedule: this fastmlp has no fastmlp.schedules") from None
     name, _, rest = spec.partition(":")
-    found = {n.lower().replace("_", ""): getattr(schedules, n) for n in dir(schedules)
-             if not n.startswith("_") and callable(getattr(schedules, n))}
-    factory = found.get(name.lower().replace("_", ""))
+    found = {n.lower(): cls for n, cls in vars(schedules).items()
+             if isinstance(cls, type) and issubclass(cls, schedules.Schedule)
+             and cls is not schedules.Schedule}
+    key = name.lower().replace("_", "").replace("-", "")
+    factory = found.get(SCHEDULE_ALIASES.get(key, key))
     if factory is None:
         raise UsageError(f"--schedule {spec!r}: unknown schedule {name!r}; choose one of "
-                         f"{', '.join(sorted(found))}")
+                         f"{', '.join(sorted(found) + sorted(SCHEDULE_ALIASES))}")
     kwargs = {}
     for item in filter(None, rest.split(",")):
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--schedule {spec!r}: write options as KEY=VALUE")
-        kwargs[key.strip()] = _number(value.strip(), spec)
+        kwargs[key.strip()] = _value(value.strip())
+    accepted = inspect.signature(factory).parameters
+    if "total_epochs" in accepted and "total_epochs" not in kwargs \
+            and "total_steps" not in kwargs:
+        kwargs["total_epochs"] = epochs
     try:
-        if "lr" in inspect.signature(factory).parameters:
-            kwargs.setdefault("lr", lr)
-    except (TypeError, ValueError):  # no introspectable signature
-        pass
-    return factory(**kwargs)
+        return factory(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--schedule {spec!r}: {exc}") from None
 
 
-def _number(text, spec):
+def _value(text):
+    """An option value: an int, else a float, else the text (e.g. counter=samples)."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    raise UsageError(f"--schedule {spec!r}: {text!r} is not a number")
+    return text
 
 
-def _fit_extras(model, args, validation):
-    """Keyword arguments for fit beyond the basics. --early-stopping and --patience need a
-    fit that takes them (checked, so an older fit gives a usage error, not a TypeError)."""
+def _fit_extras(model, args, validation, schedule):
+    """Keyword arguments for fit beyond the basics. --early-stopping, --patience and
+    --schedule need a fit that takes them (checked, so an older fit gives a usage error, not
+    a TypeError)."""
     accepted = inspect.signature(model.fit).parameters
     extras = {}
     if validation is not None:
         extras["validation_data"] = validation
+    if schedule is not None:
+        if "schedule" not in accepted:
+            raise UsageError("--schedule: this fastmlp's MLP.fit takes no schedule")
+        extras["schedule"] = schedule
     if args.early_stopping or args.patience is not None:
         if "early_stopping" not in accepted:
             raise UsageError("--early-stopping: this fastmlp's MLP.fit has no early_stopping")
@@ -131,49 +146,66 @@ def _metrics(model, X, T, codes, classes):
     return result
 
 
-def _save(model, path, classes, summary):
+def _save(model, path, summary):
     """Save; if that fails after training, put the model somewhere it can be found and say
     where (a Failure), so a long run is never lost to a bad path."""
     try:
         saved = model.save(path)
-        labels.write_sidecar(saved, classes, summary)
+        labels.write_sidecar(saved, summary)
         return saved
     except OSError as exc:
         fd, rescue = tempfile.mkstemp(prefix="fastmlp-unsaved-", suffix=".npz")
         os.close(fd)
         rescue = model.save(rescue)
-        labels.write_sidecar(rescue, classes, summary)
+        labels.write_sidecar(rescue, summary)
         raise Failure(f"could not save the model to {path!r} ({exc.strerror or exc}); it was "
                       f"saved to {rescue!r} instead") from None
 
 
-def train(args):
+class Rows:
+    """Feature rows and their targets: class codes for a classification (into `classes`),
+    the target values for a regression."""
+
+    def __init__(self, X, y):
+        self.X, self.y = X, y
+
+    def take(self, index):
+        return Rows(self.X[index], self.y[index])
+
+    def __len__(self):
+        return len(self.X)
+
+
+def _prepare(args):
+    """(name, training Rows, held-out Rows or None, classes or None, defaults)."""
+    name, X, y, X_test, y_test, defaults, split = load_data(args)
+    classes = None
+    if labels.is_classification(y, args.task):
+        # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
+        classes, y = labels.encode(y)
+        if y_test is not None:
+            try:
+                y_test = labels.codes_for(classes, y_test, repr(args.test or name))
+            except ValueError as exc:
+                raise Failure(str(exc)) from None
+    elif np.asarray(y).dtype.kind not in "biuf":
+        raise UsageError(f"regression needs numeric targets, but the target holds "
+                         f"{np.asarray(y).dtype} values; use --task classify")
+    rows = Rows(X, y)
+    test = None if X_test is None else Rows(X_test, y_test)
+    if test is None and split:
+        kept, held = _split(len(rows), split, args.seed, y if classes is not None else None,
+                            salt=0)
+        rows, test = rows.take(kept), rows.take(held)
+    return name, rows, test, classes, defaults
+
+
+def _build_model(args, n_inputs, classes, defaults):
     from ..model import MLP
     from ..optimizers import OPTIMIZERS
-
-    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
-        if path is not None:
-            check_writable(path, option)
-    if args.plot is not None:
-        from ..plot import _matplotlib
-        _matplotlib()  # an ImportError naming the extra, before the training it would follow
-    name, X, y, X_test, y_test, defaults, split = load_data(args)
-    classify = labels.is_classification(y, args.task)
-    classes = None
-    if classify:
-        classes, codes = labels.encode(y)
-    test_codes = None
-    if X_test is None and split:
-        rows, held = _split(len(X), split, args.seed, codes if classify else None, salt=0)
-        X, X_test, y, y_test = X[rows], X[held], y[rows], y[held]
-        if classify:
-            codes, test_codes = codes[rows], codes[held]
-    elif classify and X_test is not None:
-        test_codes = labels.codes_for(classes, y_test, "--test")
     if defaults is None:  # --data: a hidden layer, then the output the targets need
         width, opt_name, lr, epochs, batch = TABLE_DEFAULTS
-        out = f"{len(classes)}:softmax" if classify else (
-            f"{1 if np.ndim(y) == 1 else np.shape(y)[1]}:identity")
+        out = "1:identity" if classes is None else f"{len(classes)}:softmax"
         defaults = (f"{width}:relu,{out}", opt_name, lr, epochs, batch)
     layers_text, opt_name, lr, epochs, batch = defaults
     layers = args.layers or parse_layers(layers_text)
@@ -182,52 +214,64 @@ def train(args):
         raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
-    if args.schedule is not None:
-        lr = make_schedule(args.schedule, lr)
-    optimizer = OPTIMIZERS[opt_name](lr=lr)
+    model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
+                l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    if classes is not None:
+        n_out, k = layers[-1][0], len(classes)
+        if not (n_out == k or (n_out == 1 and k <= 2)):
+            raise UsageError(f"the data has {k} classes but the output layer has {n_out} "
+                             f"unit(s); end --layers with {k}:softmax"
+                             + (" (or 1:sigmoid)" if k == 2 else ""))
     epochs = epochs if args.epochs is None else args.epochs
-    batch = batch if args.batch_size is None else args.batch_size
-    model = MLP(X.shape[1], layers, loss=args.loss, optimizer=optimizer, l2=args.l2,
-                dtype=args.dtype, seed=args.seed, device=args.device)
-    if classify:
-        n_out = layers[-1][0]
-        if (n_out == 1 and len(classes) > 2) or (n_out > 1 and n_out < len(classes)):
-            raise UsageError(f"the data has {len(classes)} classes but the output layer has "
-                             f"{n_out} unit(s); end --layers with {len(classes)}:softmax")
-        T = labels.targets(codes, model)
-        T_test = None if X_test is None else labels.targets(test_codes, model)
-    else:
-        T, T_test = y, y_test
+    schedule = None if args.schedule is None else make_schedule(args.schedule, epochs)
+    return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
+
+
+def train(args):
+    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
+        if path is not None:
+            check_writable(path, option)
+    if args.plot is not None:
+        from ..plot import _matplotlib
+        _matplotlib()  # an ImportError naming the extra, before the training it would follow
+    name, rows, test, classes, defaults = _prepare(args)
+    model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
+
+    def fit_targets(part):  # float targets from class codes (labels.targets), or the values
+        return part.y if classes is None else labels.targets(part.y, model)
+
     validation = None
     if args.validation_split or args.early_stopping:
-        rows, held = _split(len(X), args.validation_split or 0.1, args.seed,
-                            codes if classify else None, salt=1)
-        validation = (X[held], T[held])
-        X, T = X[rows], T[rows]
-        if classify:
-            codes = codes[rows]
-    history = model.fit(X, T, epochs=epochs, batch_size=batch, progress=not args.quiet,
-                        **_fit_extras(model, args, validation))
-    held_out = X_test is not None
-    if held_out:
-        result = _metrics(model, X_test, T_test, test_codes if classify else None, classes)
-    else:
-        result = _metrics(model, X, T, codes if classify else None, classes)
+        kept, held = _split(len(rows), args.validation_split or 0.1, args.seed,
+                            rows.y if classes is not None else None, salt=1)
+        rows, checked = rows.take(kept), rows.take(held)
+        validation = (checked.X, fit_targets(checked))
+    history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
+                        progress=not args.quiet, **_fit_extras(model, args, validation, schedule))
+    if classes is not None:
+        model.classes_ = classes  # saved with the model; fit saw float targets, not labels
+    scored = rows if test is None else test
+    codes = None if classes is None else scored.y
+    result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
                "final_loss": float(history.loss[-1]) if history.epochs else None,
-               "held_out" if held_out else "training": result,
-               "rows": int(len(X)), "test_rows": int(len(X_test)) if held_out else 0,
-               "validation_rows": 0 if validation is None else int(len(validation[0]))}
+               "training" if test is None else "held_out": result,
+               "rows": len(rows), "test_rows": 0 if test is None else len(test),
+               "batch_size": batch,
+               "validation_rows": 0 if validation is None else len(validation[0])}
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
+    lrs = getattr(history, "lr", None)
+    if lrs is not None and len(lrs):
+        summary["final_lr"] = float(lrs[-1])
     record = {"command": "train", **summary, "model": None, "plot": None}
     if args.save:
-        record["model"] = _save(model, args.save, classes, summary)
+        record["model"] = _save(model, args.save, summary)
     if args.plot:
         history.plot(args.plot)
         record["plot"] = os.fspath(args.plot)
-    emit(args, _report(record, held_out), record)
+    emit(args, _report(record, test is not None), record)
     return 0
 
 
@@ -245,7 +289,7 @@ def _report(record, held_out):
     if record.get("stopped_early"):
         text += "; stopped early"
     if record["model"]:
-        text += f"\nmodel saved to {record['model']} (labels and summary in " \
+        text += f"\nmodel saved to {record['model']} (run summary in " \
                 f"{labels.sidecar_path(record['model'])})"
     if record["plot"]:
         text += f"\ntraining curves written to {record['plot']}"

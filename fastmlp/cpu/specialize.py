@@ -22,6 +22,7 @@ import threading
 import numpy as np
 
 from .. import config
+from ..files import cache_root
 from ..jitcache import source_digest
 from ..schedules import CONSTANT
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
@@ -45,11 +46,7 @@ _lock = threading.Lock()
 def cache_dir():
     """Where generated sources (and numba's cache of them) go: $FASTMLP_CACHE_DIR, else
     $XDG_CACHE_HOME/fastmlp or ~/.cache/fastmlp, else a directory in the temp dir."""
-    root = os.environ.get("FASTMLP_CACHE_DIR")
-    if root:
-        return os.path.join(root, "kernels")
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "fastmlp", "kernels")
+    return os.path.join(cache_root(), "kernels")
 
 
 def _holds(path, source):

@@ -17,7 +17,9 @@ norms and the update.
     loss.py        row losses and output delta, one thread per row (twins of cpu/loss.py)
     optim.py       the step's verdict and the optimizer update, one elementwise kernel;
                    the twins of cpu/optim.py
-    fused.py       the one-launch training step for narrow networks
+    fused.py       the one-launch training step for narrow networks, and the choice of
+                   many steps per launch
+    fused_steps.py many training steps per launch when a network and a batch fit one block
     workspace.py   DeviceWorkspace: the flat buffers on the device
     network.py     launch plans for a forward pass, a backward pass, a training step
     train.py       host drivers: Trainer (fit), forward_rows, loss_rows, gradient_rows

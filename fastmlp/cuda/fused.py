@@ -15,8 +15,14 @@ The parameter-sized buffers are flat; layer l's rows of the activation buffer st
 rows * width_offset[l], as in the CPU code. Shared memory holds MAX_WIDTH^2 weights, two
 (ROWS, MAX_WIDTH) row tiles and the reduction buffer, so `rows_per_block` keeps the total
 within 48 KiB, the static shared memory limit.
+
+When the parameters, a whole batch and the step's buffers fit one block's shared memory
+(steps_shape, StepsShape), fused_steps.py runs many steps per launch instead; use_steps
+makes that choice (config.CUDA_FUSED_STEPS), and this kernel serves the networks too big
+for it.
 """
 import functools
+from typing import NamedTuple
 
 from numba import cuda
 
@@ -58,6 +64,76 @@ def rows_per_block(itemsize):
 def shape(itemsize):
     """(max_width, rows per block, threads per block) of the fused kernel for a dtype."""
     return (config.CUDA_FUSED_MAX_WIDTH, rows_per_block(itemsize), config.CUDA_FUSED_THREADS)
+
+
+class StepsShape(NamedTuple):
+    """Compile-time sizes of the multi-step kernel (fused_steps.py): one network, one batch."""
+    n_inputs: int
+    n_outputs: int
+    hidden_width: int     # the hidden layers' widths added up (their activations' row)
+    max_width: int        # the widest layer output: the delta tiles' row
+    n_layers: int
+    params: int           # n_params, rounded up so that similar networks share a kernel
+    rows: int             # the batch's rows, rounded up likewise
+    n_threads: int
+    moments_shared: bool  # the optimizer's two moment buffers in shared memory too
+
+
+def steps_bytes(shape, itemsize):
+    """Static shared memory of the multi-step kernel for a shape, in bytes."""
+    moments = 2 * shape.params if shape.moments_shared else 2
+    values = (2 * shape.params + moments  # parameters, gradients, moments
+              + shape.rows * (shape.n_inputs + shape.hidden_width)  # inputs, activations
+              + 3 * shape.rows * shape.n_outputs  # logits, outputs, targets
+              + 2 * shape.rows * shape.max_width)  # two delta tiles
+    float64s = shape.rows + (1 + 3 * shape.n_layers) * shape.n_threads  # losses, sums
+    return values * itemsize + 8 * float64s + 12 * 8  # 12 arrays, aligned to 8 bytes
+
+
+def _round_up(n, multiple):
+    return -(-n // multiple) * multiple
+
+
+def steps_shape(spec, batch_size, itemsize):
+    """The StepsShape for training spec on batches of batch_size rows, moments in shared
+    memory when they fit too; None when even without them the network, a batch and the
+    step's buffers exceed SHARED_BYTES."""
+    layers = spec.layers
+    # Threads for the largest phase (a layer's outputs over the batch, its weights, the
+    # update), a warp at least and CUDA_FUSED_THREADS at most: a tiny network's barriers
+    # and reductions then span one warp, not four.
+    work = max(batch_size * spec.max_width, max(l.n_in * l.n_out for l in layers),
+               spec.n_params)
+    threads = min(config.CUDA_FUSED_THREADS, max(32, 1 << (work - 1).bit_length()))
+    common = dict(n_inputs=spec.n_inputs, n_outputs=spec.n_outputs,
+                  hidden_width=sum(l.n_out for l in layers[:-1]),
+                  max_width=max(l.n_out for l in layers), n_layers=len(layers),
+                  n_threads=threads)
+    for moments_shared in (True, False):
+        # Rounded sizes first (fewer compiles); the exact ones when only those fit.
+        for params, rows in ((_round_up(spec.n_params, 32), _round_up(batch_size, 8)),
+                             (spec.n_params, batch_size)):
+            candidate = StepsShape(params=params, rows=rows, moments_shared=moments_shared,
+                                   **common)
+            if steps_bytes(candidate, itemsize) <= SHARED_BYTES:
+                return candidate
+    return None
+
+
+def use_steps(spec, fused, batch_size, itemsize, resident):
+    """The configured choice of many steps per launch (config.CUDA_FUSED_STEPS): its
+    StepsShape, or None for one launch per step. Needs the fused path (fused: the
+    workspace's choice) and resident data."""
+    choice = config.CUDA_FUSED_STEPS
+    if not choice:
+        return None
+    shape = steps_shape(spec, batch_size, itemsize) if fused else None
+    if choice == "auto" or (shape is not None and resident):
+        return shape if resident else None
+    why = ("the data is streamed (over config.CUDA_DATA_BYTES)" if shape is not None else
+           f"this network and a batch of {batch_size} rows do not fit one block's "
+           f"{SHARED_BYTES} bytes of shared memory (or the fused path is off)")
+    raise ValueError(f"CUDA_FUSED_STEPS=True but {why}; set it to \"auto\" or False")
 
 
 @functools.lru_cache(maxsize=None)

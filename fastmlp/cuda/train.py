@@ -24,8 +24,9 @@ from ..optimizers import LR
 from ..rng import shuffle
 from ..schedules import CONSTANT, Constant, advance, replay_constant_steps, scheduled_lr
 from ..weights import batch_weight_sums, total_weight
-from . import device
+from . import device, fused
 from .elementwise import l2_backward_kernel
+from .fused_steps import StepsRun
 from .network import StepPlan, network_backward, network_loss, network_output
 from .optim import STATUS, STEPS_DONE, kernels as optimizer_kernels
 
@@ -151,6 +152,17 @@ class Trainer:
                 <= data_budget()
             self.validation = ((device.upload(Xv), device.upload(Tv), Wv) if fits
                                else validation)
+        self.steps_run = self._steps_run(optimizer.code)
+
+    def _steps_run(self, optimizer):
+        """A fused_steps.StepsRun (many steps per launch) where the network and a batch fit
+        one block, else None (one launch per step, below). Like the fused kernel it keeps
+        the plain mean, the optimizer's own rate and the fit's l2: not for weighted,
+        scheduled or l2_per_sample fits."""
+        usable = self.fused and not self.l2_per_sample
+        shape = fused.use_steps(self.dws.spec, usable, self.batch_size,
+                                self.X.dtype.itemsize, self.chunk_rows == self.n)
+        return None if shape is None else StepsRun(self, shape, optimizer)
 
     @property
     def launches_per_step(self):
@@ -188,8 +200,11 @@ class Trainer:
         first_epoch = self.cursor[0]
         batches_per_chunk = self.chunk_rows // self.batch_size
         try:
-            for i in range(n_steps):
-                self._launch_step(i, batches_per_chunk)
+            if self.steps_run is not None:
+                self.steps_run.launch_steps(n_steps)
+            else:
+                for i in range(n_steps):
+                    self._launch_step(i, batches_per_chunk)
         except KeyboardInterrupt:  # the queued steps still run: account for them, then stop
             self._collect(first_epoch)
             raise

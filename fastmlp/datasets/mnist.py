@@ -13,7 +13,7 @@ from http.client import HTTPException
 
 import numpy as np
 
-from ..paths import cache_root
+from ..files import cache_root, umask
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 VARIANTS = ("mnist", "fashion")
@@ -220,6 +220,7 @@ def _fetch(url, target, md5, progress):
         if digest.hexdigest() != md5:
             raise DownloadError(f"checksum mismatch (MD5 {digest.hexdigest()}, expected "
                                 f"{md5}); the file was not kept")
+        os.chmod(tmp, 0o666 & ~umask())  # as open() would create it, not mkstemp's 0600
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):

@@ -75,7 +75,9 @@ def test_train_steps_allocates_and_copies_nothing_per_step(monkeypatch, traffic,
     assert one == {"device to host": 2, "device to device": 3}
 
 
-def test_shuffling_sends_one_permutation_per_epoch(traffic):
+def test_shuffling_sends_one_permutation_per_epoch(monkeypatch, traffic):
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", False)  # one launch per step (see
+    # test_fused_multistep.py for one copy per launch of many steps)
     rng = np.random.default_rng(1)
     model = fastmlp.MLP(2, [(3, "tanh"), (1, "sigmoid")], seed=0, device="cuda")
     X, T = model.as_arrays(rng.standard_normal((6, 2)), rng.integers(0, 2, 6))
@@ -85,7 +87,9 @@ def test_shuffling_sends_one_permutation_per_epoch(traffic):
     assert steps["host to device"] == 3 and "device allocation" not in steps
 
 
-def test_fit_allocations_do_not_grow_with_epochs(traffic):
+@pytest.mark.parametrize("steps_per_launch", [False, "auto"])
+def test_fit_allocations_do_not_grow_with_epochs(monkeypatch, traffic, steps_per_launch):
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", steps_per_launch)
     rng = np.random.default_rng(2)
     model = fastmlp.MLP(2, [(3, "tanh"), (1, "identity")], seed=0, device="cuda")
     X, y = rng.standard_normal((8, 2)), rng.standard_normal(8)
@@ -94,4 +98,6 @@ def test_fit_allocations_do_not_grow_with_epochs(traffic):
     long = counted(traffic, lambda: model.fit(X, y, epochs=3, batch_size=4, progress=False))
     for kind in ("device allocation", "pinned host allocation", "implicit copy"):
         assert short[kind] == long[kind]
-    assert short["device allocation"] == 3  # per fit: X, the targets, the permutation
+    # per fit: X, the targets, the permutation (and, for many steps per launch with
+    # shuffling, the room for the permutations of the epochs a launch touches)
+    assert short["device allocation"] == (3 if steps_per_launch is False else 4)

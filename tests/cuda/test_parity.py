@@ -80,6 +80,8 @@ def test_tiled_path_matches_cpu(monkeypatch, index, loss, out, dtype):
 @pytest.mark.parametrize("index,loss,out", [(i, *pair) for i, pair in enumerate(TRAINABLE)])
 def test_fused_path_matches_cpu(monkeypatch, index, loss, out, dtype):
     monkeypatch.setattr(config, "CUDA_FUSED", "auto")  # the test networks fit: fused
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", False)  # one launch per step (many
+    # steps per launch: test_fused_multistep.py)
     (cpu, gpu), X, y = problem(index, loss, out, dtype)
     assert gpu.backend.dws.fused
     tol = TOL[dtype]
