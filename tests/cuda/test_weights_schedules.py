@@ -159,3 +159,22 @@ def test_counters_after_a_failed_step_match_cpu():
     assert results[0][:2] == results[1][:2]
     np.testing.assert_array_equal(results[1][2], results[0][2])
     np.testing.assert_array_equal(results[1][3], results[0][3])
+
+
+@pytest.mark.parametrize("steps_per_launch", [False, True])
+def test_constant_rate_fits_keep_the_record_on_every_path(monkeypatch, steps_per_launch):
+    """Unweighted at a constant rate the fused kernels run (one step or many per launch);
+    the rate of each epoch and the schedule's counters are recorded as on the CPU."""
+    monkeypatch.setattr(config, "CUDA_FUSED", "auto")
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", steps_per_launch)
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS_PER_LAUNCH", 2)
+    (cpu, gpu), X, T, _ = problem(4, "mse", "tanh", "float64")
+    runs, states = [], []
+    for model in (cpu, gpu):
+        schedule = schedules.Constant()
+        runs.append(fit(model, X, T, None, schedule, False, epochs=3))
+        states.append(schedule.state.copy())
+    assert runs[1].trainer.fused
+    assert (runs[1].trainer.steps_run is not None) == steps_per_launch
+    assert_same_fit(*runs, TOL["float64"])
+    np.testing.assert_array_equal(states[1], states[0])
