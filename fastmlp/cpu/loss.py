@@ -98,7 +98,11 @@ def weighted_loss_forward(outputs, logits, targets, weights, loss):
 @jit
 def weighted_loss_backward(dlogits, outputs, targets, weights, scale, loss, activation):
     """dlogits = dL/dZ of the output layer for the weighted mean with scale = 1/sum(w):
-    row i is loss_backward's with weight weights[i] * scale (the delta is linear in it)."""
+    loss_backward's delta with scale 1, row i then times weights[i] * scale (the delta is
+    linear in its scale, so this is the same delta)."""
+    loss_backward(dlogits, outputs, targets, 1.0, loss, activation)
+    dt = dlogits.dtype.type
     for i in range(outputs.shape[0]):
-        loss_backward(dlogits[i:i + 1], outputs[i:i + 1], targets[i:i + 1],
-                      weights[i] * scale, loss, activation)
+        row_scale = dt(weights[i] * scale)
+        for j in range(outputs.shape[1]):
+            dlogits[i, j] *= row_scale

@@ -143,7 +143,8 @@ def weighted_loss_forward_backward(dlogits, row_losses, outputs, logits, targets
     """loss_forward_backward for the weighted mean sum(w l) / sum(w): row i's weight is
     weights[perm[start + i]] (gathered here, with no batch buffer), row_losses[i] = w * l_i
     (0 for w = 0, as cpu/loss.weighted_loss_forward) and the delta has scale
-    w * inv_weight_sum, inv_weight_sum = 1 / sum(w), as cpu/loss.weighted_loss_backward."""
+    w * inv_weight_sum, inv_weight_sum = 1 / sum(w) (cpu/loss.weighted_loss_backward scales
+    after the chain rule instead of before: the same delta up to rounding)."""
     i = cuda.grid(1)
     if i < logits.shape[0]:
         w = weights[perm[start + i]]
