@@ -222,7 +222,7 @@ class Trainer:
             start -= (b // batches_per_chunk) * self.chunk_rows
         m = min(self.batch_size, self.n - b * self.batch_size)
         ended = b + 1 == self.n_batches
-        self.cursor = [epoch + 1, 0] if ended else [epoch, b + 1]
+        following = [epoch + 1, 0] if ended else [epoch, b + 1]
         state = self.schedule.state
         lr = scheduled_lr(self.schedule.code, self.schedule_params, state, self.hyper[LR])
         weight_sum, l2 = None, None
@@ -231,6 +231,7 @@ class Trainer:
             if weight_sum == 0:  # nothing to learn from: skipped, as on the CPU
                 advance(state, lr, m, False, ended)
                 self.queued.append((m, lr, False, ended, epoch, 0.0))
+                self.cursor = following
                 return
             if self.l2_per_sample:
                 l2 = self.l2 / weight_sum
@@ -240,6 +241,7 @@ class Trainer:
         self.queued.append((m, lr, True, ended, epoch, self.epoch_lr[epoch]))
         self.epoch_lr[epoch] = lr
         advance(state, lr, m, True, ended)
+        self.cursor = following  # only now: a Ctrl-C inside launch leaves it at this step
 
     def _collect(self, first_epoch):
         """Wait for the queued steps; read the status and the touched epochs' statistics."""
