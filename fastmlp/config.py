@@ -49,6 +49,10 @@ SPECIALIZE_COLUMNS_MIN_BATCH = 16
 #: with one thread, 82 ms with two). Set 1 on machines whose cores are not your own.
 BLAS_THREADS = None
 
+#: Entries a History keeps at most: a longer fit merges neighbouring epochs in pairs
+#: (History.epoch_stride), so its memory stays under ~40 bytes x this x (layers + 4).
+HISTORY_MAX_ENTRIES = 1 << 17
+
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
 #: models trained with tiny batches.
 MIN_WORKSPACE_ROWS = 256

@@ -29,9 +29,15 @@ class History:
     #: True when early stopping ended training before `epochs`
     stopped_early: bool = False
 
+    #: epochs per entry of the per-epoch arrays: 1, unless a very long fit merged neighbours
+    #: to bound memory (epochlog.py)
+    epoch_stride: int = 1
+    #: epochs completed (None: one per entry of loss)
+    completed: int = None
+
     @property
     def epochs(self):
-        return len(self.loss)
+        return len(self.loss) if self.completed is None else self.completed
 
     def plot(self, path=None, ax=None):
         """Loss, accuracy, learning rate and per-layer gradient norms per epoch (matplotlib);

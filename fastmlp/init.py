@@ -5,7 +5,7 @@ INITS = ("auto", "he", "glorot", "pytorch", "zeros")
 
 
 def check_init(init):
-    if init not in INITS:
+    if not isinstance(init, str) or init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     return init
 

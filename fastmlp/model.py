@@ -13,7 +13,8 @@ from .optimizers import make_optimizer
 from .spec import NetworkSpec
 from .prepare import (check_callbacks, check_real, check_sample_weight, check_schedule,
                       encode_labels, split_validation)
-from .validation import check_bool, check_dtype, check_inputs, check_int, check_targets
+from .validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
+                         check_targets)
 
 DEVICES = ("cpu", "cuda")
 
@@ -351,17 +352,9 @@ class MLP:
             self._backend.set_params(flat)  # only now, so a bad pair changes nothing
 
     def _weight_array(self, a, shape, what):
-        arr = np.asarray(a)
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"{what} has dtype {arr.dtype}; weights must be real numbers "
-                            f"(the model stores {self.dtype.name})")
-        if arr.shape != shape:
-            raise ValueError(f"{what} has shape {arr.shape}; expected {shape} "
-                             f"(W is (n_in, n_out), b is (n_out,))")
-        out = arr.astype(self.dtype)
-        if not np.isfinite(out).all():
-            raise ValueError(f"{what} contains NaN or infinite values (in {self.dtype.name})")
-        return out
+        """W or b read as X is (masks, text and sparse refused; object arrays of numbers
+        read), in the model's dtype, finite."""
+        return check_array(a, what, shape, self.dtype)
 
     # -- persistence ---------------------------------------------------------------------
     def _meta(self):

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import config
 from .config import PROGRESS_INTERVAL
+from .epochlog import EpochLog
 from .history import History
 from .status import OK, describe
 
@@ -91,9 +92,9 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
     n = X.shape[0]
     batch_size = min(batch_size, n)
     spec = backend.spec
-    log = _Log(len(spec.layers), epochs)
+    log = EpochLog(len(spec.layers))
     if epochs == 0:
-        return log.history()
+        return _history(log)
     steps_per_epoch = math.ceil(n / batch_size)
     epoch_hook = bool(validation is not None or early_stopping is not None or callbacks
                       or (schedule is not None and schedule.needs_epoch_end))
@@ -128,9 +129,9 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
                     before = seg.done
                     seg.advance(ran, elapsed)
                     if status != OK:
-                        log.add(seg, n)
+                        _add_epochs(log, seg, n)
                         _raise_nonfinite(backend, status, seg_start * steps_per_epoch + seg.done,
-                                         steps_per_epoch, log.history())
+                                         steps_per_epoch, _history(log))
                     if epoch_hook and seg.done % steps_per_epoch == 0:
                         stop = _epoch_end(backend, log, seg, n, validation, early_stopping,
                                           schedule, callbacks, owner, accuracy)
@@ -142,19 +143,19 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
                     if not progress:
                         chunk = _quiet_chunk(chunk, steps_per_epoch)
                 if not epoch_hook:
-                    log.add(seg, n)
+                    _add_epochs(log, seg, n)
                 if stop:
                     break
     except KeyboardInterrupt:
         log.interrupted = True
-        log.add(seg, n)
+        _add_epochs(log, seg, n)
         warnings.warn(f"fastmlp: training interrupted after {log.epochs} whole epoch(s); the "
                       f"model keeps the weights of the last whole batch", RuntimeWarning,
                       stacklevel=3)
     finally:
         if bar is not None:
             bar.close()
-    history = log.history()
+    history = _history(log)
     if early_stopping is not None:
         history.best_epoch = early_stopping.best_epoch
         history.stopped_early = stop and early_stopping.wait >= early_stopping.patience
@@ -167,20 +168,22 @@ def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callb
                accuracy):
     """The work at an epoch's end; True when training should stop."""
     epoch = log.epochs  # the 0-based index of the epoch that just ended
-    log.add(seg, n, upto=seg.done // seg.steps_per_epoch)
-    train_loss = log.loss[epoch]
+    done = seg.done // seg.steps_per_epoch
+    train_loss = backend.epoch_loss[done - 1] / n
+    extra = {}
     if validation is not None:
-        log.val_loss.append(backend.validation_loss())
+        extra["val_loss"] = [backend.validation_loss()]
         if accuracy is not None:
-            log.val_accuracy.append(accuracy(*validation))
-    monitored = log.val_loss[-1] if validation is not None else train_loss
+            extra["val_accuracy"] = [accuracy(*validation)]
+    _add_epochs(log, seg, n, upto=done, **extra)
+    monitored = extra["val_loss"][0] if validation is not None else train_loss
     if schedule is not None and schedule.needs_epoch_end:
         schedule.epoch_end(monitored)
     stop = False
     if early_stopping is not None:
         stop = early_stopping.epoch_end(epoch, monitored, backend)
     if callbacks:
-        history = log.history()
+        history = _history(log)
         for callback in callbacks:
             try:
                 if callback(owner, history) is False:
@@ -223,43 +226,28 @@ class _Segment:
         self.advance(max(ran, 0), elapsed)
 
 
-class _Log:
-    """The History being built: per-epoch figures appended segment by segment."""
+def _add_epochs(log, seg, n, upto=None, **extra):
+    """Move the segment's completed epochs (up to `upto`) into the log."""
+    upto = min(seg.done // seg.steps_per_epoch if upto is None else upto, len(seg.seconds))
+    lo = seg.taken
+    if upto <= lo:
+        return
+    backend = seg.backend
+    lr = getattr(backend, "epoch_lr", None)
+    log.add(loss=backend.epoch_loss[lo:upto] / n,
+            grad_norms=backend.epoch_grad_norm[lo:upto] / seg.steps_per_epoch,
+            seconds=seg.seconds[lo:upto], lr=lr[lo:upto] if lr is not None else (), **extra)
+    seg.taken = upto
 
-    def __init__(self, n_layers, epochs):
-        self.n_layers = n_layers
-        self.loss, self.grad_norms, self.seconds, self.lr = [], [], [], []
-        self.val_loss, self.val_accuracy = [], []
-        self.interrupted = False
 
-    @property
-    def epochs(self):
-        return sum(len(a) for a in self.loss)
-
-    def add(self, seg, n, upto=None):
-        """Move the segment's completed epochs (up to `upto`) into the log."""
-        upto = min(seg.done // seg.steps_per_epoch if upto is None else upto,
-                   len(seg.seconds))
-        lo = seg.taken
-        if upto <= lo:
-            return
-        backend = seg.backend
-        self.loss.append(backend.epoch_loss[lo:upto] / n)
-        self.grad_norms.append(backend.epoch_grad_norm[lo:upto] / seg.steps_per_epoch)
-        self.seconds.append(seg.seconds[lo:upto].copy())
-        lr = getattr(backend, "epoch_lr", None)
-        self.lr.append(lr[lo:upto].copy() if lr is not None else np.zeros(0))
-        seg.taken = upto
-
-    def history(self):
-        def join(parts, shape=(0,)):
-            return np.concatenate(parts) if parts else np.zeros(shape)
-        h = History(loss=join(self.loss), grad_norms=join(self.grad_norms, (0, self.n_layers)),
-                    seconds=join(self.seconds), val_loss=np.array(self.val_loss, np.float64))
-        h.lr = join(self.lr)
-        h.val_accuracy = np.array(self.val_accuracy, np.float64)
-        h.interrupted = self.interrupted
-        return h
+def _history(log):
+    h = History(loss=log.series("loss"), grad_norms=log.series("grad_norms"),
+                seconds=log.series("seconds"), val_loss=log.series("val_loss"))
+    h.lr = log.series("lr")
+    h.val_accuracy = log.series("val_accuracy")
+    h.interrupted = log.interrupted
+    h.completed, h.epoch_stride = log.epochs, log.stride
+    return h
 
 
 def _samples(steps, steps_per_epoch, batch_size, n):

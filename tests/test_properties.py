@@ -272,9 +272,6 @@ def test_set_weights(case):
         np.testing.assert_array_equal(g, e)
 
 
-@pytest.mark.xfail(strict=True, reason="MLP.set_weights reads arrays with np.asarray: a mask "
-                   "is ignored and object arrays of numbers are refused, unlike fit's X; "
-                   "validation.check_array does both as fit does")
 def test_set_weights_reads_like_fit():
     model = make(1)
     (W, b), rest = model.get_weights()[0], model.get_weights()[1:]

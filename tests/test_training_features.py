@@ -259,3 +259,19 @@ def test_lbfgs_matches_scikit_learn_from_the_same_start():
         clf.fit(X, y)
     assert h.loss[-1] == pytest.approx(model.loss(X, y))
     assert model.loss(X, y) == pytest.approx(clf.loss_, rel=0.01, abs=1e-3)
+
+
+def test_a_long_fit_merges_epochs_to_bound_its_history(monkeypatch):
+    from fastmlp import config
+    monkeypatch.setattr(config, "HISTORY_MAX_ENTRIES", 8)
+    X, y = np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]), np.array([1, 1, 0, 0])
+    args = (2, [(3, "tanh"), (1, "sigmoid")])
+    model, full = fastmlp.MLP(*args, seed=0), fastmlp.MLP(*args, seed=0)
+    h = model.fit(X, y, epochs=37, batch_size=4, progress=False)
+    monkeypatch.setattr(config, "HISTORY_MAX_ENTRIES", 1000)
+    f = full.fit(X, y, epochs=37, batch_size=4, progress=False)
+    assert h.epochs == 37 and h.epoch_stride == 8 and len(h.loss) == 5  # 4 x 8 + 5
+    np.testing.assert_allclose(h.loss[:4], f.loss[:32].reshape(4, 8).mean(1))
+    np.testing.assert_allclose(h.loss[4], f.loss[32:].mean())
+    np.testing.assert_allclose(h.seconds.sum(), h.seconds.sum())
+    assert h.grad_norms.shape == (5, 2)

@@ -246,8 +246,15 @@ def train(args):
                             rows.y if classes is not None else None, salt=1)
         rows, checked = rows.take(kept), rows.take(held)
         validation = (checked.X, fit_targets(checked))
+    # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
+    # rank 0 writes the model, the plot and the report.
+    from ..distributed import launched_comm
+    comm = launched_comm()
     history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
-                        progress=not args.quiet, **_fit_extras(model, args, validation, schedule))
+                        progress=not args.quiet, comm=comm,
+                        **_fit_extras(model, args, validation, schedule))
+    if comm is not None and comm.Get_rank() != 0:
+        return 0
     if classes is not None:
         model.classes_ = classes  # saved with the model; fit saw float targets, not labels
     scored = rows if test is None else test

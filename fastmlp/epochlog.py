@@ -1,0 +1,95 @@
+"""The per-epoch record of a fit, in memory bounded whatever the number of epochs.
+
+Up to config.HISTORY_MAX_ENTRIES epochs are kept one entry each. Past that, neighbouring
+entries merge in pairs and the stride (epochs per entry) doubles, as often as needed: a fit of
+10**7 epochs keeps between HISTORY_MAX_ENTRIES / 2 and HISTORY_MAX_ENTRIES entries of 2**k
+epochs each. An entry holds the mean of its epochs' losses, accuracies and gradient norms,
+the sum of their seconds and the learning rate of its last epoch. History.epoch_stride says
+the stride; History.epochs is always the number of epochs completed.
+"""
+import numpy as np
+
+from . import config
+
+MEAN, SUM, LAST = "mean", "sum", "last"
+#: How each History field merges: losses and norms average, seconds add, the rate is the last.
+FIELDS = {"loss": MEAN, "grad_norms": MEAN, "seconds": SUM, "lr": LAST, "val_loss": MEAN,
+          "val_accuracy": MEAN}
+
+
+def _merge(values, stride, rule):
+    """Blocks of `stride` consecutive rows of values merged by rule."""
+    blocks = values.reshape(-1, stride, *values.shape[1:])
+    if rule == MEAN:
+        return blocks.mean(axis=1)
+    if rule == SUM:
+        return blocks.sum(axis=1)
+    return blocks[:, -1]
+
+
+class EpochLog:
+    def __init__(self, n_layers, max_entries=None):
+        self.max_entries = max_entries or config.HISTORY_MAX_ENTRIES
+        self.stride = 1
+        self.epochs = 0
+        self.shapes = {"grad_norms": (n_layers,)}
+        self.stored = {name: [] for name in FIELDS}   # merged entries, chunk by chunk
+        self.pending = {name: [] for name in FIELDS}  # epochs not yet a whole entry
+        self.interrupted = False
+
+    def add(self, **values):
+        """Append k epochs: loss (k,), grad_norms (k, layers), seconds (k,), lr (k,) and,
+        when given, val_loss and val_accuracy (k,)."""
+        k = len(values["loss"])
+        if k == 0:
+            return
+        self.epochs += k
+        for name in FIELDS:
+            if name in values and len(values[name]):
+                self.pending[name].append(np.asarray(values[name], np.float64))
+        self._settle()
+
+    def _settle(self):
+        """Turn whole strides of pending epochs into entries; halve when over the limit."""
+        for name, rule in FIELDS.items():
+            if not self.pending[name]:
+                continue
+            rows = np.concatenate(self.pending[name])
+            whole = len(rows) // self.stride * self.stride
+            if whole:
+                self.stored[name].append(_merge(rows[:whole], self.stride, rule))
+            self.pending[name] = [rows[whole:]] if whole < len(rows) else []
+        while self._entries() > self.max_entries:
+            self._halve()
+
+    def _entries(self):
+        return sum(len(c) for c in self.stored["loss"])
+
+    def _halve(self):
+        """Merge stored entries in pairs; an odd last entry goes back to pending as
+        `stride` epochs of its own values, to merge with the epochs that follow."""
+        for name, rule in FIELDS.items():
+            if not self.stored[name]:
+                continue
+            entries = np.concatenate(self.stored[name])
+            pairs = len(entries) // 2 * 2
+            self.stored[name] = [_merge(entries[:pairs], 2, rule)]
+            if pairs < len(entries):
+                back = np.repeat(entries[pairs:], self.stride, axis=0)
+                self.pending[name] = [back] + self.pending[name]
+        self.stride *= 2
+
+    def series(self, name):
+        """Entries of a field, the pending epochs merged into a last, partial entry."""
+        parts = list(self.stored[name])
+        if self.pending[name]:
+            rows = np.concatenate(self.pending[name])
+            parts.append(_merge(rows, len(rows), FIELDS[name]))
+        shape = self.shapes.get(name, ())
+        return np.concatenate(parts) if parts else np.zeros((0, *shape))
+
+    def last(self, name):
+        """The most recent epoch's value of a field (monitored losses)."""
+        if self.pending[name]:
+            return float(self.pending[name][-1][-1])
+        return float(self.stored[name][-1][-1])
