@@ -145,8 +145,9 @@ def test_integer_weights_equal_repeated_rows_in_full_batch():
     X, y = dataset("multiclass", n=60)
     counts = np.random.default_rng(1).integers(1, 4, len(X))
     params = dict(DETERMINISTIC, solver="sgd", learning_rate_init=0.1)
-    weighted = MLPClassifier(**params, batch_size=len(X)).fit(X, y, sample_weight=counts)
-    repeated = MLPClassifier(**params, batch_size=int(counts.sum())).fit(
+    weighted = MLPClassifier(**dict(params, batch_size=len(X))).fit(X, y,
+                                                                    sample_weight=counts)
+    repeated = MLPClassifier(**dict(params, batch_size=int(counts.sum()))).fit(
         np.repeat(X, counts, axis=0), np.repeat(y, counts))
     assert_same_weights(weighted, repeated, 1e-8)
 
