@@ -1,5 +1,5 @@
 """fastmlp: multilayer perceptrons trained by hand-written Numba kernels."""
-from . import datasets
+from . import datasets, schedules, weights
 from .gradcheck import gradcheck
 from .history import History
 from .model import MLP

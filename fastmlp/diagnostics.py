@@ -35,8 +35,11 @@ def nrt_allocations(fn):
     return rtsys.get_allocation_stats().alloc - before
 
 
-def allocations_per_step(model, X, y, batch_size, steps=8):
+def allocations_per_step(model, X, y, batch_size, steps=8, *, sample_weight=None,
+                         schedule=None, l2_per_sample=False):
     """NRT allocations per CPU training step on (X, y), shuffled as fit does: must be 0.
+    sample_weight, schedule (a fastmlp.schedules schedule) and l2_per_sample are passed on
+    to the backend's begin_fit, to count the loop with them on.
 
     Runs the compiled training loop fit uses (the CPU backend's train_steps) once for 1 step and once for
     `steps` steps: (count(steps) - count(1)) / (steps - 1). When `steps` spans several epochs,
@@ -54,7 +57,8 @@ def allocations_per_step(model, X, y, batch_size, steps=8):
     epochs = math.ceil((steps + 2) / math.ceil(X.shape[0] / batch_size)) + 1
     run = model.backend
     run.begin_fit(X, T, batch_size, True, epochs, model.loss_code,
-                  model.optimizer, model.l2)
+                  model.optimizer, model.l2, weights=sample_weight, schedule=schedule,
+                  l2_per_sample=l2_per_sample)
 
     def train(n):
         def call():

@@ -48,8 +48,10 @@ def fit_lbfgs(backend, X, T, W, optimizer, loss, l2, l2_per_sample, epochs):
     start = backend.get_params().astype(np.float64)
     result = minimize(loss_and_gradient, start, method="L-BFGS-B", jac=True,
                       callback=iteration_end,
+                      # gtol alone, as scikit-learn's lbfgs solver: with ftol too it stops
+                      # far earlier on flat stretches
                       options={"maxiter": iterations, "maxfun": optimizer.max_fun,
-                               "ftol": optimizer.tol, "gtol": optimizer.tol})
+                               "gtol": optimizer.tol})
     backend.set_params(result.x)
     history.loss = np.array(losses)
     history.grad_norms = np.array(norms).reshape(-1, n_layers)

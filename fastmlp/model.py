@@ -11,8 +11,9 @@ from .cpu.backend import CpuBackend
 from .init import check_init, initialise
 from .optimizers import make_optimizer
 from .spec import NetworkSpec
-from .prepare import (check_callbacks, check_real, check_sample_weight, check_schedule,
-                      encode_labels, split_validation)
+from .prepare import check_callbacks, check_real, encode_labels, split_validation
+from .schedules import check_schedule
+from .weights import check_sample_weight
 from .validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
                          check_targets)
 
@@ -265,7 +266,7 @@ class MLP:
         patience = check_int(patience, "patience", 1)
         min_delta = check_real(min_delta, "min_delta", 0.0)
         callbacks = check_callbacks(callbacks)
-        schedule = check_schedule(schedule)
+        schedule = None if schedule is None else check_schedule(schedule)
         frozen = self.spec.inference_only_layers()
         if frozen:
             names = ", ".join(f"layer {i} ({self.spec.layers[i].activation})" for i in frozen)

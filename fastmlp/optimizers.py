@@ -115,7 +115,8 @@ class LBFGS(Optimizer):
     """Full-batch L-BFGS-B (scipy.optimize.minimize) over the flat parameter vector, the loss
     and gradient from the compiled kernels. Not a per-step update: it has no kernel code,
     and fit runs it through lbfgs.py. max_iter: iterations (fit's epochs cap them too);
-    tol: scipy's ftol and gtol; max_fun: loss evaluations."""
+    tol: scipy's gtol (the projected gradient's largest component), as scikit-learn's
+    lbfgs solver; max_fun: loss evaluations."""
     name = "lbfgs"
     _fields = ("max_iter", "tol", "max_fun")
 

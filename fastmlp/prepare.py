@@ -1,5 +1,5 @@
-"""Checks and preparation of fit's newer arguments: sample weights, class labels, the
-validation split, callbacks and schedules. Like validation.py, everything here runs before
+"""Checks and preparation of fit's newer arguments: class labels, the validation split and
+callbacks (sample weights: weights.py; schedules: schedules.py). Like validation.py, everything here runs before
 any compiled code, with errors that say how to fix things."""
 import math
 import numbers
@@ -13,29 +13,6 @@ def check_real(value, name, minimum):
     if not (math.isfinite(value) and value >= minimum):
         raise ValueError(f"{name} must be a finite number >= {minimum}; got {value!r}")
     return float(value)
-
-
-def check_sample_weight(w, n_samples, what="sample_weight"):
-    """Per-row weights as a float64 (n,) array: finite, >= 0, not all zero."""
-    try:
-        arr = np.asarray(w)
-    except Exception as exc:
-        raise TypeError(f"{what} could not be read as an array ({exc}); pass one number per "
-                        f"row") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{what} has dtype {arr.dtype}; pass real numbers, one per row")
-    if arr.ndim != 1 or arr.shape[0] != n_samples:
-        raise ValueError(f"{what} must have shape ({n_samples},), one weight per row of X; got "
-                         f"shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} contains NaN or infinite values")
-    if (arr < 0).any():
-        raise ValueError(f"{what} contains negative weights (the smallest is {arr.min()}); "
-                         f"weights must be >= 0")
-    if not (arr > 0).any():
-        raise ValueError(f"{what} is all zero: at least one row must have a positive weight")
-    return arr
 
 
 def _label_vector(y, n_outputs):
@@ -149,16 +126,3 @@ def check_callbacks(callbacks):
             raise TypeError(f"callbacks must be callables cb(model, history); got "
                             f"{type(cb).__name__} {cb!r}")
     return callbacks
-
-
-def check_schedule(schedule):
-    if schedule is None:
-        return None
-    try:
-        from .schedules import Schedule
-    except ImportError:  # schedules not built yet
-        raise NotImplementedError("learning-rate schedules are not available yet") from None
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a fastmlp.schedules schedule; got "
-                        f"{type(schedule).__name__}")
-    return schedule

@@ -177,11 +177,13 @@ def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callb
             extra["val_accuracy"] = [accuracy(*validation)]
     _add_epochs(log, seg, n, upto=done, **extra)
     monitored = extra["val_loss"][0] if validation is not None else train_loss
-    if schedule is not None and schedule.needs_epoch_end:
-        schedule.epoch_end(monitored)
     stop = False
+    if schedule is not None and schedule.needs_epoch_end:
+        # True when scikit-learn's adaptive rule would stop: no improvement while the rate
+        # is already at its floor
+        stop = bool(schedule.epoch_end(monitored))
     if early_stopping is not None:
-        stop = early_stopping.epoch_end(epoch, monitored, backend)
+        stop = early_stopping.epoch_end(epoch, monitored, backend) or stop
     if callbacks:
         history = _history(log)
         for callback in callbacks:

@@ -46,10 +46,10 @@ def _as_real_array(a, what, labels=False):
 
 def _strings_message(what, dtype, labels):
     if labels:
-        return (f"{what} holds strings ({dtype}), which are not numeric: class labels must be "
+        return (f"{what} holds strings (dtype {dtype}), which are not numeric: class labels must be "
                 f"integers 0..K-1; encode them, e.g. classes, {what} = np.unique({what}, "
                 f"return_inverse=True)")
-    return (f"{what} holds strings ({dtype}), which are not numeric: features must be "
+    return (f"{what} holds strings (dtype {dtype}), which are not numeric: features must be "
             f"numbers; convert numeric text with {what}.astype(float), or encode categories "
             f"as numbers (e.g. sklearn.preprocessing.OneHotEncoder)")
 

@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .schedules import Constant
+
 
 class TrainState(NamedTuple):
     """The model's buffers a training step reads and writes."""
@@ -32,18 +34,36 @@ class TrainState(NamedTuple):
 
 
 class FitState(NamedTuple):
-    """One fit's bookkeeping: the row permutation, the cursor [epoch, batch] and the
-    per-epoch statistics the loop adds to."""
+    """One fit's bookkeeping: the row permutation, the cursor [epoch, batch], the
+    per-epoch statistics the loop adds to, the sample weights and the schedule.
+
+    weights: float64 (n,), or (0,) when the rows are unweighted; wbatch: float64
+    (batch_size,), the step's weights gathered through perm. hyper: the optimizer's
+    hyper-parameters for this step (StepConfig.hyper with LR rewritten by the schedule
+    before each update). schedule_params, schedule_state: the schedule's parameters and
+    its counters (schedules.py; the state array is the schedule object's own, written in
+    place). epoch_lr[e]: the learning rate of epoch e's last update."""
     perm: np.ndarray
     cursor: np.ndarray
     epoch_loss: np.ndarray
     epoch_grad_norm: np.ndarray
     grad_norms: np.ndarray
+    weights: np.ndarray
+    wbatch: np.ndarray
+    hyper: np.ndarray
+    schedule_params: np.ndarray
+    schedule_state: np.ndarray
+    epoch_lr: np.ndarray
 
 
 class StepConfig(NamedTuple):
     """What a step needs besides buffers: the spec's layer table, the row capacity of the
-    buffers, the codes and the hyper-parameters."""
+    buffers, the codes and the hyper-parameters.
+
+    weighted: the rows carry sample weights (FitState.weights). l2_per_sample: the l2 term
+    is scikit-learn's 0.5 * l2 * sum ||W||^2 / (the batch's weight sum, or its rows when
+    unweighted) instead of 0.5 * l2 * sum ||W||^2. schedule: the schedule's code
+    (schedules.py)."""
     layers: np.ndarray
     rows: int
     n_weights: int
@@ -53,13 +73,35 @@ class StepConfig(NamedTuple):
     l2: float
     batch_size: int
     shuffle: bool
+    weighted: bool = False
+    l2_per_sample: bool = False
+    schedule: int = 0
 
 
-def step_config(spec, rows, loss, optimizer, l2, batch_size, shuffle):
-    """A StepConfig with every scalar of a fixed type, so that it compiles once."""
+def step_config(spec, rows, loss, optimizer, l2, batch_size, shuffle, weighted=False,
+                l2_per_sample=False, schedule=None):
+    """A StepConfig with every scalar of a fixed type, so that it compiles once. schedule:
+    a schedules.Schedule or None (constant)."""
     return StepConfig(spec.table, int(rows), int(spec.n_weights), int(loss),
                       int(optimizer.code), optimizer.hyper(), float(l2), int(batch_size),
-                      bool(shuffle))
+                      bool(shuffle), bool(weighted), bool(l2_per_sample),
+                      0 if schedule is None else int(schedule.code))
+
+
+def fit_state(n, epochs, n_layers, hyper, batch_size, weights=None, schedule=None,
+              perm=None):
+    """A FitState for a fit of `epochs` epochs over n rows, the cursor at the start and zero
+    statistics; weights: None or float64 (n,); schedule: a schedules.Schedule, whose state
+    array the loop then writes, or None (a private constant schedule); perm: the row
+    permutation to continue (shuffled in place), or None for the identity."""
+    schedule = Constant() if schedule is None else schedule
+    unweighted = weights is None
+    perm = np.arange(n, dtype=np.int64) if perm is None else perm
+    return FitState(perm, np.zeros(2, np.int64), np.zeros(epochs),
+                    np.zeros((epochs, n_layers)), np.zeros(n_layers),
+                    np.zeros(0) if unweighted else weights,
+                    np.zeros(0 if unweighted else batch_size), hyper.copy(),
+                    schedule.params(), schedule.state, np.full(epochs, np.nan))
 
 
 

@@ -73,7 +73,8 @@ def test_training_imports_neither_twin(graph):
 # History.plot calls, with files.py, its atomic writer). They import no twin, and nothing
 # that drives one.
 EDGE = ("spec", "activations", "losses", "optimizers", "status", "rng", "config", "jitcache",
-        "workspace", "validation", "history", "init", "plot", "files")
+        "workspace", "validation", "history", "init", "plot", "files", "schedules",
+        "weights")
 
 
 def test_edge_modules_import_no_twin_and_no_driver(graph):

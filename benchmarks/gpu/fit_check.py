@@ -13,6 +13,7 @@ the tolerances are looser than the simulator's parity tests), 0 otherwise.
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -132,6 +133,9 @@ def main(argv=None):
     parser.add_argument("--simulate", action="store_true",
                         help="Numba's CUDA simulator, tiny launch shapes")
     args = parser.parse_args(argv)
+    # FASTMLP_CHECK_STALL (seconds): a stage that outlasts its budget whatever the caches
+    # hold, for the test of check.py's time limit
+    time.sleep(float(os.environ.get("FASTMLP_CHECK_STALL", "0")))
     if args.simulate:
         os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
     sys.path.insert(0, ROOT)

@@ -7,11 +7,23 @@ either through these methods alone:
   get_params / set_params        the flat parameter vector alone
   forward_rows / loss_rows / gradient_rows    inference, the loss and its gradient on host data
   begin_fit / train_steps / validation_loss / restore_if_overflowed    one fit's compiled loop
+  current_lr, epoch_lr, epoch_loss, epoch_grad_norm                  what the loop recorded
+
+Sample weights (`weights=`) are float64 arrays, one per row, in every method (converted and
+checked once, by weights.check_sample_weight); the loss is the weighted mean
+sum(w l) / sum(w). l2_per_sample=True gives the l2 term scikit-learn's form,
+0.5 * l2 * sum ||W||^2 / sum(w) (sum(w) of the batch; its rows when unweighted), instead of
+0.5 * l2 * sum ||W||^2.
 """
+import math
+
 import numpy as np
 
 from .. import config
-from ..workspace import FitState, Workspace, step_config
+from ..optimizers import LR
+from ..schedules import LAST_LR, check_schedule, replay_constant_steps
+from ..weights import check_sample_weight
+from ..workspace import Workspace, fit_state, step_config
 from . import specialize
 from . import train as cpu_train
 
@@ -26,7 +38,7 @@ class CpuBackend:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.ws = Workspace(spec, self.dtype)
-        self.fit_state = self.config = self.kernel = None
+        self.fit_state = self.config = self.kernel = self.schedule = None
         self.extra = ()
         # The row permutation outlives a fit: a second fit on as many rows continues the
         # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
@@ -68,63 +80,98 @@ class CpuBackend:
         return out
 
     def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
-        """The mean loss over the rows of X as one batch, plus the l2 term."""
-        _unweighted(weights, l2_per_sample)
+        """The mean loss over the rows of X as one batch (weighted by `weights` when
+        given), plus the l2 term."""
         rows = self._rows(1)
         ws = self.ws
+        w = _weights(weights, X.shape[0])
         return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                          self.spec.table, rows, loss, self.spec.n_weights,
-                                         l2))
+                                         l2, w, bool(l2_per_sample)))
 
     def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
-        _unweighted(weights, l2_per_sample)
         rows = self._rows(X.shape[0])
         ws = self.ws
+        w = _weights(weights, X.shape[0])
         cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
-                                self.spec.table, rows, loss, self.spec.n_weights, l2)
+                                self.spec.table, rows, loss, self.spec.n_weights, l2, w,
+                                bool(l2_per_sample))
         return ws.grads.copy()
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
                   validation=None, *, weights=None, schedule=None, l2_per_sample=False):
         """Set up one fit: the row permutation, the cursor and the per-epoch statistics
-        (epoch_loss, epoch_grad_norm: sums the caller turns into means).
+        (epoch_loss, epoch_grad_norm: sums the caller turns into means; epoch_lr: the rate
+        of each epoch's last update). validation: None, (Xv, Tv) or (Xv, Tv, Wv).
+        weights: None or one weight per row of X; schedule: None (constant) or a
+        schedules.Schedule, whose counters this fit continues and advances.
 
         A small network trains with the kernel generated for its architecture
-        (cpu/specialize.py); any other with cpu_train.train_steps, looked up at each call
+        (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
+        Constant are on; any other with cpu_train.train_steps, looked up at each call
         (tests replace it)."""
         n_layers = len(self.spec.layers)
         rows = self._rows(batch_size)
-        self.X, self.T, self.validation = X, T, validation
-        self.loss, self.l2 = loss, l2
-        self.epoch_loss = np.zeros(epochs)
-        self.epoch_grad_norm = np.zeros((epochs, n_layers))
-        if weights is not None or schedule is not None or l2_per_sample:
-            raise NotImplementedError("sample weights, schedules and l2_per_sample are not "
-                                      "in the CPU kernels yet")
+        w = _weights(weights, X.shape[0])
+        self.schedule = check_schedule(schedule)
+        if hasattr(self.schedule, "start"):  # ReduceOnPlateau: the rate it starts from
+            self.schedule.start(optimizer.lr)
+        self.X, self.T = X, T
+        self.validation = _validation(validation)
+        self.loss, self.l2, self.l2_per_sample = loss, l2, bool(l2_per_sample)
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
-        self.fit_state = FitState(self.perm, np.zeros(2, np.int64),
-                                  self.epoch_loss, self.epoch_grad_norm, np.zeros(n_layers))
-        self.config = step_config(self.spec, rows, loss, optimizer, l2, batch_size, shuffle)
-        self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
-                                                     self.dtype)
+        self.fit_state = fit_state(X.shape[0], epochs, n_layers, optimizer.hyper(), batch_size,
+                                   w, self.schedule, self.perm)
+        self.epoch_loss = self.fit_state.epoch_loss
+        self.epoch_grad_norm = self.fit_state.epoch_grad_norm
+        self.epoch_lr = self.fit_state.epoch_lr
+        self.schedule_backup = self.schedule.state.copy()
+        self.config = step_config(self.spec, rows, loss, optimizer, l2, batch_size, shuffle,
+                                  w is not None, l2_per_sample, self.schedule)
+        self.kernel, self.extra = None, ()
+        if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
+            self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer,
+                                                         batch_size, self.dtype)
 
     def train_steps(self, n_steps):
         """Up to n_steps minibatch updates in one compiled call: (status, steps done)."""
         self.ws.save_backup()
-        kernel = self.kernel or cpu_train.train_steps
-        status, done = kernel(self.ws.train_state(), self.fit_state, self.X, self.T,
-                              self.config, n_steps, *self.extra)
+        self.schedule_backup[:] = self.schedule.state
+        fit = self.fit_state
+        if self.kernel is None:
+            status, done = cpu_train.train_steps(self.ws.train_state(), fit, self.X, self.T,
+                                                 self.config, n_steps)
+            return int(status), int(done)
+        cursor = fit.cursor.copy()
+        status, done = self.kernel(self.ws.train_state(), fit, self.X, self.T, self.config,
+                                   n_steps, *self.extra)
+        # The generated kernels train at the constant rate and keep no record of it.
+        replay_constant_steps(self.schedule.state, self.epoch_lr, cursor, done,
+                                        self.X.shape[0], self.config.batch_size,
+                                        self.config.hyper[LR])
         return int(status), int(done)
 
     def cursor(self):
         """(epoch, batch) the current fit has reached, counted from its begin_fit."""
         return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])
 
+    def current_lr(self):
+        """The learning rate of the most recent update (of the next one before any; None
+        before the first begin_fit)."""
+        if self.schedule is None:
+            return None
+        last = self.schedule.state[LAST_LR]
+        if math.isfinite(last):
+            return float(last)
+        return self.schedule.lr(self.config.hyper[LR])
+
     def validation_loss(self):
-        return self.loss_rows(*self.validation, self.loss, self.l2)
+        """The loss on the validation data, weighted by its weights when it has them."""
+        Xv, Tv, Wv = self.validation
+        return self.loss_rows(Xv, Tv, self.loss, self.l2, Wv, self.l2_per_sample)
 
     def restore_if_overflowed(self):
         """After a failed step: if an update overflowed the weights themselves, go back to
@@ -132,10 +179,20 @@ class CpuBackend:
         if np.isfinite(self.ws.params).all():
             return False
         self.ws.restore_backup()
+        self.schedule.state[:] = self.schedule_backup
         return True
 
 
-def _unweighted(weights, l2_per_sample):
-    if weights is not None or l2_per_sample:
-        raise NotImplementedError("sample weights and l2_per_sample are not in these kernels "
-                                  "yet")
+def _weights(weights, n):
+    """None, or the checked float64 weights of n rows."""
+    return None if weights is None else check_sample_weight(weights, n)
+
+
+def _validation(validation):
+    """(Xv, Tv, Wv or None) from None, (Xv, Tv) or (Xv, Tv, Wv); None stays None."""
+    if validation is None:
+        return None
+    if len(validation) == 2:
+        return (*validation, None)
+    Xv, Tv, Wv = validation
+    return Xv, Tv, _weights(Wv, Xv.shape[0])

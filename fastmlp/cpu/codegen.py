@@ -356,7 +356,8 @@ def train_steps(state, fit, x, targets, config, n_steps{extra_argument}):
     written into the code. {docstring}"""
     params, grads, moment1, moment2 = state.params, state.grads, state.moment1, state.moment2
     opt_step, rng, xbatch, tbatch = state.opt_step, state.rng, state.xbatch, state.tbatch
-    perm, cursor, epoch_loss, epoch_grad_norm, grad_norms = fit
+    perm, cursor, grad_norms = fit.perm, fit.cursor, fit.grad_norms
+    epoch_loss, epoch_grad_norm = fit.epoch_loss, fit.epoch_grad_norm
     hyper, l2, n_weights = config.hyper, config.l2, config.n_weights
     batch_size, shuffle_rows = config.batch_size, config.shuffle
     dt = params.dtype.type

@@ -80,3 +80,29 @@ def loss_backward(dlogits, outputs, targets, scale, loss, activation):
                 dlogits[i, j] = outputs[i, j] * (dlogits[i, j] - dot)
     else:
         activation_backward(dlogits, outputs, activation)
+
+
+# -- sample weights: the batch loss is sum_i w_i l_i / sum_i w_i ----------------------------
+@jit
+def weighted_loss_forward(outputs, logits, targets, weights, loss):
+    """Sum over the rows of weights[i] times row i's loss (loss_forward row by row; the
+    caller divides by the weights' sum)."""
+    total = 0.0
+    for i in range(outputs.shape[0]):
+        if weights[i] != 0:  # a zero-weight row adds nothing, even if its loss is inf
+            total += weights[i] * loss_forward(outputs[i:i + 1], logits[i:i + 1],
+                                               targets[i:i + 1], loss)
+    return total
+
+
+@jit
+def weighted_loss_backward(dlogits, outputs, targets, weights, scale, loss, activation):
+    """dlogits = dL/dZ of the output layer for the weighted mean with scale = 1/sum(w):
+    loss_backward's delta with scale 1, row i then times weights[i] * scale (the delta is
+    linear in its scale, so this is the same delta)."""
+    loss_backward(dlogits, outputs, targets, 1.0, loss, activation)
+    dt = dlogits.dtype.type
+    for i in range(outputs.shape[0]):
+        row_scale = dt(weights[i] * scale)
+        for j in range(outputs.shape[1]):
+            dlogits[i, j] *= row_scale

@@ -9,7 +9,7 @@ from ..config import jit
 from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from ..activations import IDENTITY
 from .dense import dense_backward, dense_forward
-from .loss import loss_backward, loss_forward
+from .loss import loss_backward, loss_forward, weighted_loss_backward, weighted_loss_forward
 from .views import view2d
 
 
@@ -58,16 +58,22 @@ def network_forward(acts, logits, deltas, x, params, layers, rows):
 
 
 @jit
-def network_backward(grads, deltas, acts, x, targets, params, layers, rows, scale, loss):
+def network_backward(grads, deltas, acts, x, targets, params, layers, rows, scale, loss,
+                     row_weights=None):
     """Backward pass after network_forward on the same x: fills grads with d(loss)/d(params).
 
-    scale is 1/m_total: the batch loss is a mean over m_total rows.
+    scale is 1/m_total: the batch loss is a mean over m_total rows; with row_weights (the
+    rows' sample weights) it is 1/sum(row_weights), the loss a weighted mean.
     """
     m = x.shape[0]
     last = layers.shape[0] - 1
     dout = rows_view(deltas, layers, last, rows, m)
-    loss_backward(dout, rows_view(acts, layers, last, rows, m), targets, scale, loss,
-                  layers[last, ACTIVATION])
+    outputs = rows_view(acts, layers, last, rows, m)
+    if row_weights is None:
+        loss_backward(dout, outputs, targets, scale, loss, layers[last, ACTIVATION])
+    else:
+        weighted_loss_backward(dout, outputs, targets, row_weights, scale, loss,
+                               layers[last, ACTIVATION])
     for l in range(last, -1, -1):
         if l > 0:
             inp = rows_view(acts, layers, l - 1, rows, m)
@@ -101,9 +107,12 @@ def l2_backward(grads, params, n_weights, l2):
 
 
 @jit
-def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss):
-    """Sum over the rows of x of the per-row loss (no l2 term)."""
+def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, row_weights=None):
+    """Sum over the rows of x of the per-row loss (no l2 term), each times its weight in
+    row_weights when given."""
     out = network_forward(acts, logits, deltas, x, params, layers, rows)
     m = x.shape[0]
     n_out = out.shape[1]
-    return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)
+    if row_weights is None:
+        return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)
+    return weighted_loss_forward(out, view2d(logits, 0, m, n_out), targets, row_weights, loss)

@@ -1,6 +1,13 @@
 """Generated training kernels for small networks: which networks get one, and where its
 source (cpu/codegen.py) is cached and loaded from.
 
+The generated kernels hard-code the plain mean over the batch, the l2 term (l2/2) sum ||W||^2
+and a constant learning rate. A fit with sample weights, with l2_per_sample (scikit-learn's
+l2 / sum(w), which changes with each batch's weight) or with a schedule other than Constant
+trains with the generic kernel (cpu/train.train_steps) instead (`supports`): one template
+less to keep in step with the generic loop, for the same numbers; the cost is the generic
+kernel's speed on small networks (xor: about 1.3 us a step instead of 0.1 us).
+
 Sources go to a cache directory (cache_dir) under a name that hashes them and the kernel
 modules they import, so numba's on-disk cache applies: a new architecture compiles once per
 layout, in seconds, then loads from the cache.
@@ -17,7 +24,13 @@ import numpy as np
 from .. import config
 from ..files import cache_root
 from ..jitcache import source_digest
+from ..schedules import CONSTANT
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
+
+def supports(weighted, schedule_code, l2_per_sample):
+    """Whether a generated kernel can train a fit with these options (see the docstring)."""
+    return not weighted and schedule_code == CONSTANT and not l2_per_sample
+
 
 def eligible(spec):
     """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""

@@ -1,16 +1,20 @@
 """Compiled drivers: whole runs of minibatches, chunked inference, loss and gradients.
 
 `train_steps` is the training loop itself: shuffling (Fisher-Yates over a row permutation),
-gathering each batch into the preallocated batch buffers, forward, backward, the l2 term and
-the optimizer update all run here, so Python is not in the per-batch loop.
+gathering each batch (and its sample weights) into the preallocated batch buffers, the
+learning rate of the schedule, forward, backward, the l2 term and the optimizer update all
+run here, so Python is not in the per-batch loop.
 """
 import math
 
 import numpy as np
 
 from ..config import jit
+from ..optimizers import LR
 from ..rng import shuffle
+from ..schedules import advance, scheduled_lr
 from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..weights import total_weight
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import gradient_norms, optimizer_step
 from .views import view2d
@@ -24,6 +28,17 @@ def gather_rows(out, src, perm, start, m):
         r = perm[start + i]
         for j in range(n):
             out[i, j] = src[r, j]
+
+
+@jit
+def gather_weights(out, weights, perm, start, m):
+    """out[:m] = weights[perm[start:start+m]]; returns their sum (float64, in row order)."""
+    total = 0.0
+    for i in range(m):
+        w = weights[perm[start + i]]
+        out[i] = w
+        total += w
+    return total
 
 
 @jit
@@ -46,9 +61,15 @@ def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, 
     epoch_loss[epoch] += total_loss * m
     for l in range(grad_norms.shape[0]):
         epoch_grad_norm[epoch, l] += grad_norms[l]
+    move_cursor(cursor, n, batch_size)
+
+
+@jit
+def move_cursor(cursor, n, batch_size):
+    """cursor = [epoch, batch] of the next step."""
     b = cursor[1] + 1
     if b == (n + batch_size - 1) // batch_size:
-        cursor[0] = epoch + 1
+        cursor[0] += 1
         cursor[1] = 0
     else:
         cursor[1] = b
@@ -66,6 +87,14 @@ def train_steps(state, fit, x, targets, config, n_steps):
     before it. (Only an update that itself overflows the weights gets past this; the next
     step's loss shows it, and the caller restores the copy it made before the call.)
     The last batch of an epoch is the remainder and may be smaller than batch_size.
+
+    With config.weighted the batch loss is the weighted mean sum(w l) / sum(w) of
+    fit.weights gathered with the rows; a batch whose weights are all zero is skipped (it
+    counts as a step, adds nothing and changes no parameter, moment or step count). With
+    config.l2_per_sample the l2 coefficient of a batch is l2 / sum(w) (its rows when
+    unweighted). Before each update fit.hyper[LR] becomes the schedule's rate
+    (schedules.scheduled_lr); after it the schedule's counters advance and fit.epoch_lr
+    records the rate.
     """
     s, c = state, config
     params, grads, layers, rows = s.params, s.grads, c.layers, c.rows
@@ -76,19 +105,40 @@ def train_steps(state, fit, x, targets, config, n_steps):
         tb = view2d(s.tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, fit.perm, start, m)
         gather_rows(tb, targets, fit.perm, start, m)
-        data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
-                               c.loss) / m
-        total_loss = data_loss + l2_forward(params, c.n_weights, c.l2)
+        epoch = fit.cursor[0]
+        lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
+        if c.weighted:
+            wb = fit.wbatch[:m]
+            weight_sum = gather_weights(wb, fit.weights, fit.perm, start, m)
+            if weight_sum == 0:  # nothing to learn from: skip the update
+                move_cursor(fit.cursor, n, c.batch_size)
+                advance(fit.schedule_state, lr, m, False, fit.cursor[0] != epoch)
+                continue
+            data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
+                                   c.loss, wb) / weight_sum
+        else:
+            weight_sum = float(m)
+            data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
+                                   c.loss) / m
+        l2 = c.l2 / weight_sum if c.l2_per_sample else c.l2
+        total_loss = data_loss + l2_forward(params, c.n_weights, l2)
         if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
             return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
-        network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows, 1.0 / m,
-                         c.loss)
-        if not gradient_norms(fit.grad_norms, grads, params, layers, c.l2):
+        if c.weighted:
+            network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows,
+                             1.0 / weight_sum, c.loss, wb)
+        else:
+            network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows, 1.0 / m,
+                             c.loss)
+        if not gradient_norms(fit.grad_norms, grads, params, layers, l2):
             return NONFINITE_GRADIENT, step  # nothing updated either
+        fit.hyper[LR] = lr
         optimizer_step(params, grads, s.moment1, s.moment2, s.opt_step, layers, c.optimizer,
-                       c.hyper, c.l2)
+                       fit.hyper, l2)
         finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms,
                     total_loss, m, n, c.batch_size)
+        fit.epoch_lr[epoch] = lr
+        advance(fit.schedule_state, lr, m, True, fit.cursor[0] != epoch)
     return OK, n_steps
 
 
@@ -103,22 +153,38 @@ def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
 
 
 @jit
-def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2):
-    """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time."""
+def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2,
+              weights=None, l2_per_sample=False):
+    """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time.
+    With weights (float64, one per row) the mean is sum(w l) / sum(w); with l2_per_sample
+    the l2 coefficient is l2 / sum(w) (l2 / n unweighted)."""
     n = x.shape[0]
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop], params,
-                            layers, rows, loss)
-    return total / n + l2_forward(params, n_weights, l2)
+        if weights is None:
+            total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
+                                params, layers, rows, loss)
+        else:
+            total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
+                                params, layers, rows, loss, weights[start:stop])
+    weight_sum = float(n) if weights is None else total_weight(weights)
+    scale = l2 / weight_sum if l2_per_sample else l2
+    return total / weight_sum + l2_forward(params, n_weights, scale)
 
 
 @jit
 def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows, loss,
-                  n_weights, l2):
+                  n_weights, l2, weights=None, l2_per_sample=False):
     """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
-    batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss)
-    network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
-    l2_backward(grads, params, n_weights, l2)
+    if weights is None:
+        weight_sum = float(n)
+        batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss)
+        network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
+    else:
+        weight_sum = total_weight(weights)
+        batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, weights)
+        network_backward(grads, deltas, acts, x, targets, params, layers, rows,
+                         1.0 / weight_sum, loss, weights)
+    l2_backward(grads, params, n_weights, l2 / weight_sum if l2_per_sample else l2)

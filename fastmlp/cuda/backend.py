@@ -5,10 +5,15 @@ and training.py drives either. The host keeps a Workspace mirror for what stays 
 (the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has the
 drivers (Trainer, forward_rows, loss_rows, gradient_rows).
 """
+import math
+
 import numpy as np
 
 from .. import config
+from ..optimizers import LR
+from ..schedules import LAST_LR, check_schedule
 from ..spec import ACTIVATION
+from ..weights import check_sample_weight
 from ..workspace import Workspace
 from . import train
 from .device import require_cuda
@@ -50,7 +55,7 @@ class CudaBackend:
             for name in STATE:
                 getattr(self.host, name)[:] = state[name]
         self.dws = DeviceWorkspace(self.host)
-        self.trainer = None
+        self.trainer = self.schedule = None
         self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
         if state is not None and "perm" in state:
             self.perm = np.array(state["perm"], dtype=np.int64)
@@ -87,34 +92,45 @@ class CudaBackend:
         return out
 
     def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
-        _unweighted(weights, l2_per_sample)
+        """As cpu/backend.CpuBackend.loss_rows."""
         check_codes(self.spec, loss)
         self._rows(1)
-        return train.loss_rows(self.dws, X, T, loss, l2)
+        return train.loss_rows(self.dws, X, T, loss, l2, _weights(weights, X.shape[0]),
+                               bool(l2_per_sample))
 
     def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
-        _unweighted(weights, l2_per_sample)
+        """As cpu/backend.CpuBackend.gradient_rows."""
         check_codes(self.spec, loss)
         self._rows(X.shape[0])
-        train.gradient_rows(self.dws, X, T, loss, l2)
+        train.gradient_rows(self.dws, X, T, loss, l2, _weights(weights, X.shape[0]),
+                            bool(l2_per_sample))
         return self.dws.grads.copy_to_host()
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
                   validation=None, *, weights=None, schedule=None, l2_per_sample=False):
-        if weights is not None or schedule is not None or l2_per_sample:
-            raise NotImplementedError("sample weights, schedules and l2_per_sample are not "
-                                      "in the CUDA kernels yet")
+        """As cpu/backend.CpuBackend.begin_fit."""
         check_codes(self.spec, loss, optimizer)
         n_layers = len(self.spec.layers)
+        w = _weights(weights, X.shape[0])
+        self.schedule = check_schedule(schedule)
+        if hasattr(self.schedule, "start"):  # ReduceOnPlateau: the rate it starts from
+            self.schedule.start(optimizer.lr)
+        self.base_lr = float(optimizer.hyper()[LR])
+        if validation is not None:
+            Xv, Tv, *rest = validation
+            validation = (Xv, Tv, _weights(rest[0], Xv.shape[0]) if rest else None)
         self._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
         self.epoch_loss = np.zeros(epochs)
         self.epoch_grad_norm = np.zeros((epochs, n_layers))
+        self.epoch_lr = np.full(epochs, np.nan)
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.trainer = train.Trainer(self.dws, self.host.rng, X, T, batch_size, shuffle,
                                      epochs, self.epoch_loss, self.epoch_grad_norm,
-                                     validation, loss, optimizer, l2, perm=self.perm)
+                                     validation, loss, optimizer, l2, self.perm, weights=w,
+                                     schedule=self.schedule, l2_per_sample=bool(l2_per_sample),
+                                     epoch_lr=self.epoch_lr)
 
     def train_steps(self, n_steps):
         return self.trainer.train_steps(n_steps)
@@ -123,6 +139,16 @@ class CudaBackend:
         epoch, batch = self.trainer.cursor
         return int(epoch), int(batch)
 
+    def current_lr(self):
+        """The learning rate of the most recent update (of the next one before any; None
+        before the first begin_fit)."""
+        if self.schedule is None:
+            return None
+        last = self.schedule.state[LAST_LR]
+        if math.isfinite(last):
+            return float(last)
+        return self.schedule.lr(self.base_lr)
+
     def validation_loss(self):
         return self.trainer.validation_loss()
 
@@ -130,7 +156,6 @@ class CudaBackend:
         return self.trainer.restore_if_overflowed()
 
 
-def _unweighted(weights, l2_per_sample):
-    if weights is not None or l2_per_sample:
-        raise NotImplementedError("sample weights and l2_per_sample are not in these kernels "
-                                  "yet")
+def _weights(weights, n):
+    """None, or the checked float64 weights of n rows."""
+    return None if weights is None else check_sample_weight(weights, n)

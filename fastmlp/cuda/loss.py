@@ -137,6 +137,25 @@ def loss_forward_backward(dlogits, row_losses, outputs, logits, targets, scale, 
         delta_row(dlogits, outputs, targets, i, scale, loss, activation)
 
 
+@cuda.jit(cache=CUDA_CACHE)
+def weighted_loss_forward_backward(dlogits, row_losses, outputs, logits, targets, weights,
+                                   perm, loss, activation, start, inv_weight_sum):
+    """loss_forward_backward for the weighted mean sum(w l) / sum(w): row i's weight is
+    weights[perm[start + i]] (gathered here, with no batch buffer), row_losses[i] = w * l_i
+    (0 for w = 0, as cpu/loss.weighted_loss_forward) and the delta has scale
+    w * inv_weight_sum, inv_weight_sum = 1 / sum(w) (cpu/loss.weighted_loss_backward scales
+    after the chain rule instead of before: the same delta up to rounding)."""
+    i = cuda.grid(1)
+    if i < logits.shape[0]:
+        w = weights[perm[start + i]]
+        output_row(outputs, logits, i, activation)
+        value = 0.0
+        if w != 0:
+            value = w * row_loss(outputs, logits, targets, i, loss)
+        row_losses[i] = value
+        delta_row(dlogits, outputs, targets, i, w * inv_weight_sum, loss, activation)
+
+
 # -- the twins of cpu/loss.py: same names, arguments and results, on device arrays -------
 def loss_forward(outputs, logits, targets, loss):
     """Sum over the rows of the per-row loss (a float; the caller divides by the rows)."""

@@ -10,13 +10,14 @@ host<->device copy. Launches per training step (L layers):
 """
 from .. import config
 from ..activations import IDENTITY
+from ..optimizers import LR
 from ..spec import ACTIVATION
 from . import fused as fused_kernels
 from . import optim
 from .dense import (Launch, activation_forward_launch, blocks, dense_backward_launch,
                     dense_forward_launch, matmul_forward_launch)
 from .elementwise import gather_rows
-from .loss import loss_forward_backward, loss_forward_kernel
+from .loss import loss_forward_backward, loss_forward_kernel, weighted_loss_forward_backward
 
 
 def _layer_code(dws, l):
@@ -70,19 +71,29 @@ def network_loss(dws, x, targets, m, loss):
     return launches
 
 
-def network_backward(dws, x, targets, m, loss, l2):
+def network_backward(dws, x, targets, m, loss, l2, weighting=None):
     """Forward pass, fused loss/output delta, then every layer's dense_backward: fills grads
     with the data gradient (no l2 term, as on the CPU), row_losses[:m] and tile_sums (whose
-    gradient squares include the l2 term: the norms the optimizer records)."""
+    gradient squares include the l2 term: the norms the optimizer records).
+
+    weighting: None, or (weights, perm, start, inv_weight_sum) for a weighted batch (the
+    arguments of loss.weighted_loss_forward_backward; its last two come last in the
+    launch's args, so that a plan can replace them per step)."""
     launches, logits = network_forward(dws, x, m)
     spec = dws.spec
     last = len(spec.layers) - 1
     outputs = dws.layer_rows(dws.acts, last, m)
     dout = dws.layer_rows(dws.deltas, last, m)
     threads = config.CUDA_THREADS
-    launches.append(Launch(loss_forward_backward, blocks(m, threads), threads,
-                           (dout, dws.row_losses[:m], outputs, logits, targets, 1.0 / m, loss,
-                            _layer_code(dws, last))))
+    if weighting is None:
+        launches.append(Launch(loss_forward_backward, blocks(m, threads), threads,
+                               (dout, dws.row_losses[:m], outputs, logits, targets, 1.0 / m,
+                                loss, _layer_code(dws, last))))
+    else:
+        weights, perm, start, inv_weight_sum = weighting
+        launches.append(Launch(weighted_loss_forward_backward, blocks(m, threads), threads,
+                               (dout, dws.row_losses[:m], outputs, logits, targets, weights,
+                                perm, loss, _layer_code(dws, last), start, inv_weight_sum)))
     for l in range(last, -1, -1):
         if l > 0:
             inp = dws.layer_rows(dws.acts, l - 1, m)
@@ -99,15 +110,24 @@ def network_backward(dws, x, targets, m, loss, l2):
 
 
 class StepPlan:
-    """The launches of one training step on batches of m rows; `launch` replays them."""
+    """The launches of one training step on batches of m rows; `launch` replays them.
 
-    def __init__(self, dws, x, targets, perm, m, loss, optimizer, l2):
+    weights: None, or the device array of sample weights read through perm (a weighted
+    plan: the loss kernel gets each step's start and 1/sum(w) at launch). fused: whether
+    to use the fused kernel (the workspace's choice; the Trainer turns it off for weighted
+    and scheduled fits and for a per-step l2, which the fused kernel does not take).
+    """
+
+    def __init__(self, dws, x, targets, perm, m, loss, optimizer, l2, weights=None,
+                 fused=None):
         self.dws = dws
         self.m = m
         self.optimizer = optimizer
         self.l2 = l2
+        self.fused = dws.fused if fused is None else fused
+        self.weighted = weights is not None
         spec = dws.spec
-        if dws.fused:
+        if self.fused:
             max_width, block_rows, threads = dws.fused_shape
             last = len(spec.layers) - 1
             self.kernel = fused_kernels.kernel(*dws.fused_shape)
@@ -126,31 +146,43 @@ class StepPlan:
         xb, tb = dws.xbatch[:m], dws.tbatch[:m]
         self.gather = (gather_rows, blocks(m * (xb.shape[1] + tb.shape[1]), threads), threads,
                        (xb, tb, x, targets, perm))
-        self.body = network_backward(dws, xb, tb, m, loss, l2)
+        weighting = None if weights is None else (weights, perm, 0, 1.0)
+        self.body = network_backward(dws, xb, tb, m, loss, l2, weighting)
+        self.loss_at = len(spec.layers)  # the body: L forward launches, the loss, L backward
         n_params = spec.n_params
         self.update = (optim.kernels(threads)[0],
                        max(1, min(config.CUDA_OPTIMIZER_BLOCKS, blocks(n_params, threads))),
                        threads,
                        (dws.params, dws.grads, dws.moment1, dws.moment2, dws.status,
                         dws.epoch_stats, dws.row_losses[:m], dws.tile_sums, dws.layer_tiles,
-                        dws.hyper, optimizer, spec.n_weights, l2, m))
+                        dws.hyper, optimizer, spec.n_weights, m))
 
     @property
     def launches_per_step(self):
-        return 1 if self.dws.fused else len(self.body) + 2
+        return 1 if self.fused else len(self.body) + 2
 
-    def launch(self, start, epoch, step, hyper):
+    def launch(self, start, epoch, step, hyper, lr=None, weight_sum=None, l2=None):
         """One training step on rows perm[start:start+m], counted in epoch; `step` is the
-        1-based optimizer step (for Adam's bias corrections)."""
-        step_size, correction = optim.adam_scalars(hyper, self.optimizer, step)
-        if self.dws.fused:
+        1-based optimizer step (for Adam's bias corrections). lr: the step's rate (None:
+        hyper's); weight_sum: the batch's weight sum (weighted plans; m otherwise); l2:
+        this step's l2 coefficient (None: the plan's). The fused kernel takes neither."""
+        lr = hyper[LR] if lr is None else lr
+        step_size, correction = optim.adam_scalars(hyper, self.optimizer, step, lr)
+        if self.fused:
             self.kernel[self.grid, self.block](*self.head, start, *self.tail, epoch,
                                                step_size, correction)
             return
+        weight_sum = float(self.m) if weight_sum is None else weight_sum
+        l2 = self.l2 if l2 is None else l2
         kernel, grid, block, args = self.gather
         kernel[grid, block](*args, start)
-        for launch in self.body:
-            launch()
+        for i, launch in enumerate(self.body):
+            if i == self.loss_at and self.weighted:
+                launch.kernel[launch.grid, launch.block](*launch.args[:-2], start,
+                                                         1.0 / weight_sum)
+            elif i > self.loss_at and l2 != self.l2:  # dense_backward: l2 is its last
+                launch.kernel[launch.grid, launch.block](*launch.args[:-1], l2)
+            else:
+                launch()
         kernel, grid, block, args = self.update
-        kernel[grid, block](*args, epoch, step_size, correction)
-
+        kernel[grid, block](*args, l2, epoch, lr, weight_sum, step_size, correction)

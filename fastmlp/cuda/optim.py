@@ -44,15 +44,22 @@ HANDLED_OPTIMIZERS = (SGD, ADAM, ADAMW)
 @cuda.jit(device=True, cache=CUDA_CACHE)
 def update_parameter(params, grads, moment1, moment2, i, hyper, optimizer, n_weights, l2,
                      step_size, bias_correction2_sqrt):
-    """Update params[i] in place with the gradient grads[i] + l2 * params[i]; the l2 term
-    and AdamW's decay reach i < n_weights only. step_size = lr / (1 - beta1^t) and
-    bias_correction2_sqrt = sqrt(1 - beta2^t) are computed on the host in float64, as
-    cpu/optim.adam_step does."""
+    """scheduled_update at the optimizer's own rate hyper[LR]."""
+    scheduled_update(params, grads, moment1, moment2, i, hyper, optimizer, n_weights, l2,
+                     hyper[LR], step_size, bias_correction2_sqrt)
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def scheduled_update(params, grads, moment1, moment2, i, hyper, optimizer, n_weights, l2,
+                     lr, step_size, bias_correction2_sqrt):
+    """Update params[i] in place with the gradient grads[i] + l2 * params[i] at rate lr
+    (the schedule's, hyper[LR] without one); the l2 term and AdamW's decay reach
+    i < n_weights only. step_size = lr / (1 - beta1^t) and bias_correction2_sqrt =
+    sqrt(1 - beta2^t) are computed on the host in float64, as cpu/optim.adam_step does."""
     g = grads[i]
     if i < n_weights:  # l2 in the parameters' dtype, as cpu/optim; before AdamW's decay
         g += params.dtype.type(l2) * params[i]
     if optimizer == SGD:
-        lr = hyper[LR]
         momentum = hyper[MOMENTUM]
         if momentum == 0:
             params[i] -= lr * g
@@ -65,7 +72,7 @@ def update_parameter(params, grads, moment1, moment2, i, hyper, optimizer, n_wei
                 params[i] -= lr * b
         return
     if optimizer == ADAMW and i < n_weights:  # decoupled decay, weights only
-        params[i] *= 1.0 - hyper[LR] * hyper[WEIGHT_DECAY]
+        params[i] *= 1.0 - lr * hyper[WEIGHT_DECAY]
     beta1 = hyper[BETA1]
     beta2 = hyper[BETA2]
     m = moment1[i]
@@ -97,6 +104,14 @@ def segment_sum_squares(sums, grads, params, lo, hi, decay, tid, n_threads):
 @cuda.jit(device=True, cache=CUDA_CACHE)
 def step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles, params, m,
                  epoch, l2, record, tid, n_threads):
+    """weighted_step_verdict of an unweighted batch (its weight sum is m)."""
+    return weighted_step_verdict(sums, status, epoch_stats, row_losses, tile_sums,
+                                 layer_tiles, params, m, m, epoch, l2, record, tid, n_threads)
+
+
+@cuda.jit(device=True, cache=CUDA_CACHE)
+def weighted_step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles,
+                          params, m, weight_sum, epoch, l2, record, tid, n_threads):
     """True when the step's loss and gradients are finite; with record, also count the step
     and add its loss (l2 term included) times m and each ||dW_l + l2 W_l|| to
     epoch_stats[epoch].
@@ -105,7 +120,9 @@ def step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles, 
     and gets the same answer. tile_sums[l, t] holds dense_backward's ((dW + l2 W)^2, W^2,
     db^2) for dW tile t < layer_tiles[l] of layer l, summed in float64, so a finite float32
     gradient whose square overflows float32 passes, as in cpu/optim.gradient_norms. The loss
-    is judged in the model's precision (params' dtype), as in cpu/train.train_steps.
+    is judged in the model's precision (params' dtype), as in cpu/train.train_steps. The
+    step's loss is sum(row_losses[:m]) / weight_sum (the row losses of a weighted batch
+    carry their weights) plus the l2 term.
     """
     n_layers = layer_tiles.shape[0]
     loss_sum = 0.0
@@ -124,7 +141,7 @@ def step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles, 
     sums[2, tid] = weight_sq
     sums[3, tid] = bias_sq
     block_sum(sums, tid, n_threads)
-    total = sums[0, 0] / m
+    total = sums[0, 0] / weight_sum
     if l2 != 0:
         total += 0.5 * l2 * sums[2, 0]
     code = OK
@@ -170,9 +187,10 @@ def kernels(n_threads):
 
     @cuda.jit(cache=CUDA_CACHE)
     def optimizer_step(params, grads, moment1, moment2, status, epoch_stats, row_losses,
-                       tile_sums, layer_tiles, hyper, optimizer, n_weights, l2, m, epoch,
-                       step_size, bias_correction2_sqrt):
-        """The training step's verdict, then (if finite) the update, grid-stride."""
+                       tile_sums, layer_tiles, hyper, optimizer, n_weights, m, l2, epoch,
+                       lr, weight_sum, step_size, bias_correction2_sqrt):
+        """The training step's verdict, then (if finite) the update at rate lr, grid-stride.
+        weight_sum: the batch's weight sum (m unweighted); l2: this step's coefficient."""
         sums = cuda.shared.array((4, n_threads), epoch_stats.dtype)
         tid = cuda.threadIdx.x
         # If an earlier step failed, leave everything as it is. One thread reads status, so
@@ -183,12 +201,13 @@ def kernels(n_threads):
         if sums[0, 0] != OK:
             return
         cuda.syncthreads()  # all have read sums[0, 0] before the verdict reuses it
-        ok = step_verdict(sums, status, epoch_stats, row_losses, tile_sums, layer_tiles,
-                          params, m, epoch, l2, cuda.blockIdx.x == 0, tid, n_threads)
+        ok = weighted_step_verdict(sums, status, epoch_stats, row_losses, tile_sums,
+                                   layer_tiles, params, m, weight_sum, epoch, l2,
+                                   cuda.blockIdx.x == 0, tid, n_threads)
         if ok:
             for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
-                update_parameter(params, grads, moment1, moment2, i, hyper, optimizer,
-                                 n_weights, l2, step_size, bias_correction2_sqrt)
+                scheduled_update(params, grads, moment1, moment2, i, hyper, optimizer,
+                                 n_weights, l2, lr, step_size, bias_correction2_sqrt)
 
     @cuda.jit(cache=CUDA_CACHE)
     def update(params, grads, moment1, moment2, hyper, optimizer, n_weights, l2, step_size,
@@ -237,12 +256,14 @@ def kernels(n_threads):
     return Kernels(optimizer_step, update, sum_squares, gradient_norms)
 
 
-def adam_scalars(hyper, optimizer, step):
-    """(step_size, bias_correction2_sqrt) of update number `step` (1-based), in float64."""
+def adam_scalars(hyper, optimizer, step, lr=None):
+    """(step_size, bias_correction2_sqrt) of update number `step` (1-based) at rate lr
+    (hyper[LR] when None), in float64."""
     if optimizer not in (ADAM, ADAMW):
         return 0.0, 1.0
     bias_correction1 = 1.0 - hyper[BETA1] ** step
-    return hyper[LR] / bias_correction1, math.sqrt(1.0 - hyper[BETA2] ** step)
+    lr = hyper[LR] if lr is None else lr
+    return lr / bias_correction1, math.sqrt(1.0 - hyper[BETA2] ** step)
 
 
 # -- the twins of cpu/optim.py: same names, arguments and results, on device arrays ------

@@ -9,8 +9,9 @@ from numba.core.runtime import _nrt_python, rtsys
 
 import fastmlp
 from fastmlp.cpu import train as cpu_train
+from fastmlp import schedules
 from fastmlp.status import OK
-from fastmlp.workspace import FitState, step_config
+from fastmlp.workspace import fit_state, step_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,18 +44,33 @@ def make(n_inputs, layers, optimizer, n, dtype):
     return model, X, y
 
 
+#: (sample weights, schedule, l2_per_sample) of the fits counted: the plain loop, and every
+#: option on, with weights of which some are zero (the skip path of a zero-weight batch).
+OPTIONS = [(False, None, False),
+           (True, lambda: schedules.Cosine(total_steps=60, warmup=5, min_factor=0.1), True),
+           (True, lambda: schedules.InverseScaling(0.5, counter="samples"), False),
+           (True, lambda: schedules.ReduceOnPlateau(), True)]
+
+
+@pytest.mark.parametrize("weighted,schedule,l2_per_sample", OPTIONS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n_inputs,layers,optimizer", MODELS)
-def test_train_steps_allocates_nothing_per_step(n_inputs, layers, optimizer, dtype):
+def test_train_steps_allocates_nothing_per_step(n_inputs, layers, optimizer, dtype, weighted,
+                                                schedule, l2_per_sample):
     model, X, y = make(n_inputs, layers, optimizer, 300, dtype)
     X, T = model.as_arrays(X, y)
     ws = model.backend.ws
     ws.ensure_rows(32)
-    config = step_config(model.spec, ws.rows, model.loss_code, model.optimizer, 0.01, 32, True)
+    weights = None
+    if weighted:
+        weights = np.random.default_rng(1).random(300)
+        weights[:40] = 0.0  # with shuffle off, the first batch weighs nothing
+    chosen = schedule() if schedule is not None else None
+    config = step_config(model.spec, ws.rows, model.loss_code, model.optimizer, 0.01, 32,
+                         not weighted, weighted, l2_per_sample, chosen)
 
     def run(steps):
-        fit = FitState(np.arange(300), np.zeros(2, np.int64), np.zeros(20),
-                       np.zeros((20, len(layers))), np.zeros(len(layers)))
+        fit = fit_state(300, 20, len(layers), model.optimizer.hyper(), 32, weights, chosen)
 
         def call():
             status, done = cpu_train.train_steps(ws.train_state(), fit, X, T, config, steps)
@@ -75,3 +91,12 @@ def test_fit_allocations_do_not_grow_with_data(n_inputs, layers, optimizer):
                                           progress=False))
     large = allocations(lambda: model.fit(X, y, epochs=2, batch_size=8, progress=False))
     assert small == large
+
+
+def test_diagnostics_counts_the_loop_with_every_option_on():
+    from fastmlp.diagnostics import allocations_per_step
+    model, X, y = make(*MODELS[1], 200, "float32")
+    weights = np.random.default_rng(2).random(200)
+    assert allocations_per_step(model, X, y, 16, steps=30, sample_weight=weights,
+                                schedule=schedules.Cosine(total_steps=20, warmup=3),
+                                l2_per_sample=True) == 0

@@ -33,9 +33,11 @@ def signatures(dtype):
     yield "loss_backward", loss.loss_backward_kernel, (mat, mat, mat, f64, i64, i64)
     yield "loss_forward_backward", loss.loss_forward_backward, \
         (mat, fvec, mat, mat, mat, f64, i64, i64)
+    yield "weighted_loss_forward_backward", loss.weighted_loss_forward_backward, \
+        (mat, fvec, mat, mat, mat, fvec, ivec, i64, i64, i64, f64)
     yield "optimizer_step", optimizer_step, \
-        (vec, vec, vec, vec, ivec, fmat, fvec, mat3, ivec, fvec, i64, i64, f64, i64, i64,
-         f64, f64)
+        (vec, vec, vec, vec, ivec, fmat, fvec, mat3, ivec, fvec, i64, i64, i64, f64, i64,
+         f64, f64, f64, f64)
     yield "update", update, (vec, vec, vec, vec, fvec, i64, i64, f64, f64, f64)
     yield "sum_squares", sum_squares, (fvec, vec)
     yield "gradient_norms", gradient_norms, (fvec, ivec, vec, vec, array(i64, 2), f64)

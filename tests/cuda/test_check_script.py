@@ -29,8 +29,9 @@ def gpu_modules():
     sys.path.remove(GPU_DIR)
 
 
-def run_check(outdir, *args, timeout):
+def run_check(outdir, *args, timeout, **extra_env):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env.update(extra_env)
     start = time.monotonic()
     result = subprocess.run([sys.executable, CHECK, str(outdir), "--simulate", *args],
                             capture_output=True, text=True, env=env, cwd=ROOT,
@@ -67,10 +68,11 @@ def test_simulated_check_runs_what_it_can_and_says_why_not_the_rest(tmp_path):
 
 
 def test_a_time_limit_stops_the_check_cleanly(tmp_path):
-    """fit_check and the tests need longer than their shares of 20 s: each is stopped at
-    its share, recorded, and the run ends within the limit with status 1."""
+    """fit_check (stalled, so that warm caches cannot make it fast) needs longer than its
+    share of 20 s: it is stopped at its share, recorded, and the run ends within the limit
+    with status 1."""
     result, summary, elapsed = run_check(tmp_path, "--time-limit", "20", "--only",
-                                         "fit,tests", timeout=120)
+                                         "fit,tests", timeout=120, FASTMLP_CHECK_STALL="60")
     assert result.returncode == 1
     assert elapsed < 20 + 10  # the limit, plus starting Python and killing children
     stages = {s["name"]: s for s in summary["stages"]}

@@ -342,8 +342,8 @@ def test_optimizer_step_takes_the_verdict_on_the_device(rng, case):
     kernel = optim.kernels(4).optimizer_step
     kernel[3, 4](d_p, on_device(g), device.zeros(n, dtype), device.zeros(n, dtype),
                  d_status, stats, on_device(row_losses), on_device(tile_sums),
-                 on_device(layer_tiles), on_device(hyper), optimizers.SGD_CODE, n_weights, l2, m,
-                 epoch, 0.0, 1.0)
+                 on_device(layer_tiles), on_device(hyper), optimizers.SGD_CODE, n_weights, m, l2,
+                 epoch, lr, float(m), 0.0, 1.0)
     expect_stats = np.zeros((3, 3))
     if case in ("finite", "float32 squares overflow"):
         # the weights' gradient gets the l2 term, the biases' does not

@@ -1,0 +1,323 @@
+"""Learning-rate schedules, applied inside the compiled training loop.
+
+A schedule multiplies the optimizer's learning rate (its `lr`, the base rate) by a factor
+computed at every update from a code, a few float64 parameters and the schedule's counters;
+no Python runs per step. The CPU kernel (cpu/train.py) calls `scheduled_lr` before each
+update and `advance` after it; the CUDA host does the same per launch, so both devices use
+the same numbers.
+
+    Constant()                           lr
+    InverseScaling(power, "steps")       lr / t^power,      t = updates so far, this one included
+    InverseScaling(power, "samples")     lr / (s + 1)^power, s = samples seen before this epoch
+                                         (scikit-learn's invscaling: changes at epoch ends)
+    StepDecay(step_size, gamma)          lr * gamma^floor(e / step_size)
+    Exponential(gamma)                   lr * gamma^e
+    Cosine(total_epochs=E | total_steps=S, warmup=w, min_factor=f)
+                                         t < w: lr * (t + 1) / w  (linear warm-up)
+                                         else:  lr * (f + (1 - f) (1 + cos(pi p)) / 2),
+                                                p = min((t - w) / (total - w), 1)
+    ReduceOnPlateau(factor, patience, tol, min_lr)
+                                         lr, divided by 1/factor by epoch_end() (scikit-learn's
+                                         adaptive)
+
+where e is the number of epochs completed before the update (0 during the first) and, for
+Cosine, t is e (total_epochs) or the number of updates before this one (total_steps).
+
+The counters live in the schedule's `state` (float64, laid out by the indices below) and the
+compiled loop writes them in place: updates applied (STEPS), epochs completed (EPOCHS),
+samples seen (SAMPLES), samples seen when the current epoch began (EPOCH_START), the
+learning rate of the last update (LAST_LR), and ReduceOnPlateau's current rate and record
+(LR, BEST, BAD_EPOCHS). Passing the same schedule object to consecutive fits continues them
+(a second fit is then one longer fit); `reset()` starts over. A schedule belongs to one model:
+two models must not share one object.
+
+ReduceOnPlateau cannot be computed inside the loop: the driver calls `epoch_end(loss)` at
+every epoch end (`needs_epoch_end` says which schedules want it) before the next epoch's
+first update; it returns True when training should stop (scikit-learn's rule: the loss did
+not improve for `patience` epochs while the rate is already at or below `min_lr`).
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .config import jit
+
+CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU = range(6)
+CODES = (CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU)
+#: Length of the float64 parameter vector every schedule hands the kernels.
+N_PARAMS = 4
+# Layout of a schedule's float64 state vector.
+STEPS, EPOCHS, SAMPLES, EPOCH_START, LAST_LR, LR, BEST, BAD_EPOCHS, N_STATE = range(9)
+# InverseScaling's counter and Cosine's unit, as the kernels take them.
+BY_STEPS, BY_SAMPLES, BY_EPOCHS = 0.0, 1.0, 2.0
+
+
+@jit
+def scheduled_lr(code, params, state, base_lr):
+    """The learning rate of the next update: base_lr times the schedule's factor, from the
+    counters in state (see the module docstring for each closed form)."""
+    if code == CONSTANT:
+        return base_lr
+    if code == INVERSE_SCALING:
+        if params[1] == BY_SAMPLES:
+            return base_lr / (state[EPOCH_START] + 1.0) ** params[0]
+        return base_lr / (state[STEPS] + 1.0) ** params[0]
+    if code == STEP_DECAY:
+        return base_lr * params[1] ** math.floor(state[EPOCHS] / params[0])
+    if code == EXPONENTIAL:
+        return base_lr * params[0] ** state[EPOCHS]
+    if code == COSINE:
+        total, warmup, min_factor = params[0], params[1], params[2]
+        t = state[EPOCHS] if params[3] == BY_EPOCHS else state[STEPS]
+        if t < warmup:
+            return base_lr * (t + 1.0) / warmup
+        progress = min((t - warmup) / max(total - warmup, 1.0), 1.0)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return base_lr * (min_factor + (1.0 - min_factor) * cosine)
+    if code == PLATEAU:
+        return state[LR] if state[LR] > 0 else base_lr
+    # a code in CODES without a branch here must not train at another rate
+    raise ValueError("schedules.scheduled_lr: unknown schedule code")
+
+
+@jit
+def advance(state, lr, rows, applied, epoch_ended):
+    """The counters after a step of `rows` rows at rate lr: an applied update counts as a
+    step; the rows count as seen even when the step was skipped (a batch of zero weight)."""
+    if applied:
+        state[STEPS] += 1.0
+        state[LAST_LR] = lr
+    state[SAMPLES] += rows
+    if epoch_ended:
+        state[EPOCHS] += 1.0
+        state[EPOCH_START] = state[SAMPLES]
+
+
+@jit
+def replay_constant_steps(schedule_state, epoch_lr, cursor, done, n, batch_size, lr):
+    """The schedule counters and epoch_lr after `done` steps at the constant rate lr from
+    cursor [epoch, batch] (not moved): what the generic loops record, for the kernels that
+    train at a constant rate and keep no such record (cpu/codegen.py's, the CUDA fused
+    ones)."""
+    epoch, b = cursor[0], cursor[1]
+    n_batches = (n + batch_size - 1) // batch_size
+    for _ in range(done):
+        m = min(batch_size, n - b * batch_size)
+        epoch_lr[epoch] = lr
+        b += 1
+        ended = b == n_batches
+        advance(schedule_state, lr, m, True, ended)
+        if ended:
+            epoch, b = epoch + 1, 0
+
+
+def _number(owner, name, value, low=0.0, low_open=False, high=math.inf, integer=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number; got {type(value).__name__} "
+                        f"{value!r}")
+    if integer and value != int(value):
+        raise ValueError(f"{owner}: {name} must be a whole number; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+        bound = f"> {low:g}" if low_open else f">= {low:g}"
+        upper = f" and <= {high:g}" if math.isfinite(high) else ""
+        raise ValueError(f"{owner}: {name} must be a finite number {bound}{upper}; "
+                         f"got {value!r}")
+    return value
+
+
+class Schedule:
+    """Base class: a code, a parameter vector and the counters (see the module docstring)."""
+    #: the integer code the kernels dispatch on (one of CODES)
+    code = None
+    #: True when the driver must call epoch_end(loss) at every epoch end
+    needs_epoch_end = False
+    _fields = ()
+
+    def __init__(self):
+        self.state = np.zeros(N_STATE)
+        self.reset()
+
+    def params(self):
+        """The float64 vector of N_PARAMS parameters the kernels read."""
+        return np.zeros(N_PARAMS)
+
+    def reset(self):
+        """Start the counters (and any plateau record) over, as for a fresh model."""
+        self.state[:] = 0.0
+        self.state[LAST_LR] = math.nan
+        self.state[BEST] = math.inf
+
+    def lr(self, base_lr):
+        """The rate the next update will use, for an optimizer whose lr is base_lr."""
+        return float(scheduled_lr(self.code, self.params(), self.state, float(base_lr)))
+
+    def epoch_end(self, loss):
+        """Called by the driver at an epoch end with the monitored loss (lower is better);
+        returns True when training should stop. Only ReduceOnPlateau acts on it."""
+        return False
+
+    def config(self):
+        """JSON-able settings, enough to rebuild the schedule (see from_config); the
+        counters are not part of it."""
+        return {"name": type(self).__name__, **{k: getattr(self, k) for k in self._fields}}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields)
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.config() == other.config()
+
+    __hash__ = None
+
+
+class Constant(Schedule):
+    """The optimizer's lr at every update."""
+    code = CONSTANT
+
+
+class InverseScaling(Schedule):
+    """lr / t^power. counter="steps": t counts the updates so far, this one included (the
+    first update runs at lr). counter="samples": scikit-learn's invscaling, lr / (s + 1)^power
+    with s the samples seen before the current epoch, so the rate changes at epoch ends only
+    and the first epoch runs at lr."""
+    code = INVERSE_SCALING
+    _fields = ("power", "counter")
+
+    def __init__(self, power=0.5, counter="steps"):
+        self.power = _number("InverseScaling", "power", power)
+        if counter not in ("steps", "samples"):
+            raise ValueError(f"InverseScaling: counter must be 'steps' or 'samples' (scikit-"
+                             f"learn's invscaling); got {counter!r}")
+        self.counter = counter
+        super().__init__()
+
+    def params(self):
+        return np.array([self.power, BY_SAMPLES if self.counter == "samples" else BY_STEPS,
+                         0.0, 0.0])
+
+
+class StepDecay(Schedule):
+    """lr * gamma^floor(e / step_size), e the epochs completed (torch's StepLR, per epoch)."""
+    code = STEP_DECAY
+    _fields = ("step_size", "gamma")
+
+    def __init__(self, step_size, gamma=0.1):
+        self.step_size = int(_number("StepDecay", "step_size", step_size, 1.0, integer=True))
+        self.gamma = _number("StepDecay", "gamma", gamma)
+        super().__init__()
+
+    def params(self):
+        return np.array([float(self.step_size), self.gamma, 0.0, 0.0])
+
+
+class Exponential(Schedule):
+    """lr * gamma^e, e the epochs completed (torch's ExponentialLR, per epoch)."""
+    code = EXPONENTIAL
+    _fields = ("gamma",)
+
+    def __init__(self, gamma):
+        self.gamma = _number("Exponential", "gamma", gamma)
+        super().__init__()
+
+    def params(self):
+        return np.array([self.gamma, 0.0, 0.0, 0.0])
+
+
+class Cosine(Schedule):
+    """Cosine annealing from lr to min_factor * lr over total_epochs epochs or total_steps
+    updates (give exactly one), after an optional linear warm-up of `warmup` epochs or
+    updates (the same unit) that rises to lr at its last one; min_factor * lr after the end."""
+    code = COSINE
+    _fields = ("total_epochs", "total_steps", "warmup", "min_factor")
+
+    def __init__(self, total_epochs=None, total_steps=None, warmup=0, min_factor=0.0):
+        if (total_epochs is None) == (total_steps is None):
+            raise ValueError("Cosine: give exactly one of total_epochs and total_steps")
+        total = total_epochs if total_steps is None else total_steps
+        name = "total_epochs" if total_steps is None else "total_steps"
+        total = int(_number("Cosine", name, total, 1.0, integer=True))
+        self.total_epochs = total if total_steps is None else None
+        self.total_steps = total if total_epochs is None else None
+        self.warmup = int(_number("Cosine", "warmup", warmup, integer=True))
+        if self.warmup > total:
+            raise ValueError(f"Cosine: warmup ({self.warmup}) must not exceed {name} ({total})")
+        self.min_factor = _number("Cosine", "min_factor", min_factor, high=1.0)
+        super().__init__()
+
+    def params(self):
+        by_epochs = self.total_epochs is not None
+        total = self.total_epochs if by_epochs else self.total_steps
+        return np.array([float(total), float(self.warmup), self.min_factor,
+                         BY_EPOCHS if by_epochs else BY_STEPS])
+
+
+class ReduceOnPlateau(Schedule):
+    """scikit-learn's `adaptive` rate: at each epoch end, the monitored loss counts as a bad
+    epoch unless it is below the best so far minus tol; after more than `patience` bad epochs
+    in a row the rate is divided by 1/factor (by 5 for the default 0.2, as scikit-learn) and
+    the count starts over, or, if the rate is already <= min_lr, epoch_end returns True (stop).
+    scikit-learn's MLP passes patience=n_iter_no_change, tol=tol, min_lr=1e-6; for its
+    validation score (higher is better) pass -score."""
+    code = PLATEAU
+    needs_epoch_end = True
+    _fields = ("factor", "patience", "tol", "min_lr")
+
+    def __init__(self, factor=0.2, patience=10, tol=1e-4, min_lr=1e-6):
+        self.factor = _number("ReduceOnPlateau", "factor", factor, 0.0, low_open=True,
+                              high=1.0)
+        self.patience = int(_number("ReduceOnPlateau", "patience", patience, integer=True))
+        self.tol = _number("ReduceOnPlateau", "tol", tol)
+        self.min_lr = _number("ReduceOnPlateau", "min_lr", min_lr)
+        super().__init__()
+
+    def params(self):
+        return np.array([self.factor, float(self.patience), self.tol, self.min_lr])
+
+    def start(self, base_lr):
+        """Take the optimizer's lr as the current rate unless a fit has set it already (the
+        backends call this in begin_fit)."""
+        if not self.state[LR] > 0:
+            self.state[LR] = float(base_lr)
+
+    def epoch_end(self, loss):
+        # The comparisons are scikit-learn's _update_no_improvement_count and
+        # SGDOptimizer.trigger_stopping, in its order (a NaN loss resets the count there too).
+        state = self.state
+        loss = float(loss)
+        if loss > state[BEST] - self.tol:
+            state[BAD_EPOCHS] += 1
+        else:
+            state[BAD_EPOCHS] = 0
+        if loss < state[BEST]:
+            state[BEST] = loss
+        if state[BAD_EPOCHS] > self.patience:
+            if state[LR] <= self.min_lr:
+                return True
+            state[LR] /= 1.0 / self.factor  # repeated division, as lr /= 5.0
+            state[BAD_EPOCHS] = 0
+        return False
+
+
+SCHEDULES = {cls.__name__: cls for cls in (Constant, InverseScaling, StepDecay, Exponential,
+                                           Cosine, ReduceOnPlateau)}
+
+
+def check_schedule(schedule):
+    """None -> Constant(); a Schedule as is; anything else a TypeError."""
+    if schedule is None:
+        return Constant()
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be None or a fastmlp.schedules schedule "
+                        f"({', '.join(SCHEDULES)}); got {type(schedule).__name__}")
+    return schedule
+
+
+def from_config(config):
+    config = dict(config)
+    name = config.pop("name")
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; one of {', '.join(SCHEDULES)}")
+    return SCHEDULES[name](**config)
