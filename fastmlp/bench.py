@@ -9,6 +9,7 @@ against ONNX Runtime and PyTorch (bench_inference.py).
 """
 import json
 import math
+import os
 import time
 
 import numpy as np
@@ -215,7 +216,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {},
-               "inference": {}}
+               "inference": {}, "load_average": _load_average()}
     installed = _installed(peers, log)
     available = {peer: PEERS[peer] for peer in installed if peer in PEERS}
     for name in names:
@@ -237,7 +238,23 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
         results["workloads"][name] = row
     if device == "cpu":
         results["inference"] = inference_rows(names, installed, seconds, repeats, log)
+    # Measured again at the end: on a shared host the load drifts during a run, and a
+    # roofline that moved says the ratios in between are not to be trusted.
+    results["roofline_sgemm_gflops_end"] = sgemm_gflops()
+    results["load_average_end"] = _load_average()
     return results
+
+
+def _load_average():
+    """The host's 1-minute load average (None where the OS does not report one)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _format_load(load):
+    return "n/a" if load is None else f"{load:.1f}"
 
 
 def _add_ratios(row):
@@ -252,7 +269,12 @@ def format_table(results):
     roofline = results["roofline_sgemm_gflops"]
     lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s "
              f"(float32, 1024x1024); fastmlp on {results['device']}; BLAS/torch threads: "
-             f"{threads}, JAX: its default", ""]
+             f"{threads}, JAX: its default"]
+    if "roofline_sgemm_gflops_end" in results:
+        lines.append(f"at the end of the run: {results['roofline_sgemm_gflops_end']:.0f} "
+                     f"GFLOP/s; load average {_format_load(results.get('load_average'))} at "
+                     f"the start, {_format_load(results.get('load_average_end'))} at the end")
+    lines.append("")
     header = f"{'workload':<12} {'who':<8} {'steps/s':>11} {'samples/s':>12} {'GFLOP/s':>9} " \
              f"{'% sgemm':>8} {'fastmlp x':>10} {'test acc':>9}"
     lines += [header, "-" * len(header)]
