@@ -6,6 +6,8 @@ import numbers
 
 import numpy as np
 
+from .validation import for_kernels
+
 
 def check_real(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -111,8 +113,10 @@ def split_validation(X, T, W, fraction, seed, classifier):
     train, val = train_test_split(rows, test_size=n_val, stratify=stratify,
                                   random_state=np.random.default_rng(seed).integers(2**31))
     train, val = np.sort(train), np.sort(val)
-    validation = (X[val], T[val]) if W is None else (X[val], T[val], W[val])
-    return X[train], T[train], None if W is None else W[train], validation
+    # the kernels' kind of array (validation.for_kernels), as check_inputs hands out
+    X_val, T_val, X, T = (for_kernels(a) for a in (X[val], T[val], X[train], T[train]))
+    validation = (X_val, T_val) if W is None else (X_val, T_val, W[val])
+    return X, T, None if W is None else W[train], validation
 
 
 def check_callbacks(callbacks):

@@ -108,6 +108,16 @@ def check_array(a, what, shape, dtype):
     return out
 
 
+def for_kernels(arr):
+    """A read-only view of arr, never a copy: the compiled kernels only read inputs, and numba
+    types a read-only array apart from a writable one, so handing them one kind whatever the
+    caller passed (a frozen array, a file mapped "r", a buffer from pickle) means one compile.
+    The view is a base-class ndarray, so np.memmap and other subclasses type the same too."""
+    view = arr.view(np.ndarray)
+    view.flags.writeable = False
+    return view
+
+
 def check_inputs(X, n_inputs, dtype, what="X"):
     """X as a C-contiguous (n, n_inputs) array of the model's dtype."""
     arr = _as_real_array(X, what)
@@ -124,7 +134,7 @@ def check_inputs(X, n_inputs, dtype, what="X"):
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
     _check_finite(out, what)
-    return out
+    return for_kernels(out)
 
 
 def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
@@ -158,7 +168,7 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
                              f"{labels.max()}")
         out = np.zeros((n_samples, n_outputs), dtype=dtype)
         out[np.arange(n_samples), labels.astype(np.int64)] = 1
-        return out
+        return for_kernels(out)
     if arr.ndim == 1:
         if n_outputs != 1:
             raise ValueError(f"{what} is 1-D but the model has {n_outputs} outputs; pass "
@@ -180,7 +190,7 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
         if not np.allclose(sums, 1.0, atol=1e-3):
             raise ValueError(f"{what}: cross_entropy targets given as rows must be one-hot "
                              f"(or probabilities) summing to 1; pass integer labels instead")
-    return out
+    return for_kernels(out)
 
 
 def check_int(value, name, minimum):

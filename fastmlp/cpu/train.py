@@ -148,8 +148,12 @@ def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
     n = x.shape[0]
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        out[start:stop] = network_forward(acts, logits, deltas, x[start:stop], params, layers,
-                                          rows)
+        result = network_forward(acts, logits, deltas, x[start:stop], params, layers, rows)
+        # A loop, not out[start:stop] = result: numba compiles array-to-slice assignment
+        # with a formatter for its shape-mismatch message, seconds of a cold compile.
+        for i in range(stop - start):
+            for j in range(result.shape[1]):
+                out[start + i, j] = result[i, j]
 
 
 @jit

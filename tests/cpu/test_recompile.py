@@ -20,13 +20,6 @@ from fastmlp.validation import check_inputs, check_targets
 
 ENTRY_POINTS = ("train_steps", "forward_rows", "loss_rows", "gradient_rows")
 
-# Read-only inputs reach the kernels as they come until check_inputs/check_targets hand the
-# kernels one kind of array whatever the caller's flags (a proposal for validation.py). Strict:
-# once that lands these pass, and the marker must go.
-NEEDS_READONLY_EDGE = pytest.mark.xfail(
-    strict=True, reason="validation does not yet give the kernels one kind of array")
-
-
 def signature_count():
     """Compiled signatures of the generic entry points and of every generated kernel."""
     count = sum(len(getattr(cpu_train, name).signatures) for name in ENTRY_POINTS)
@@ -78,7 +71,6 @@ def unpickled_out_of_band(X, y, tmp_path):
     return Xp, yp
 
 
-@NEEDS_READONLY_EDGE
 @pytest.mark.parametrize("variant", [frozen, memory_mapped, unpickled_out_of_band],
                          ids=lambda f: f.__name__)
 def test_read_only_inputs_do_not_recompile(warm, variant, tmp_path):
