@@ -95,21 +95,33 @@ def advance(state, lr, rows, applied, epoch_ended):
 
 
 @jit
+def _rows_before(position, n, batch_size, n_batches):
+    """Rows seen in the first `position` steps of a fit from its start (epochs of n rows in
+    n_batches batches, the last one short)."""
+    return (position // n_batches) * n + min((position % n_batches) * batch_size, n)
+
+
+@jit
 def replay_constant_steps(schedule_state, epoch_lr, cursor, done, n, batch_size, lr):
     """The schedule counters and epoch_lr after `done` steps at the constant rate lr from
     cursor [epoch, batch] (not moved): what the generic loops record, for the kernels that
     train at a constant rate and keep no such record (cpu/codegen.py's, the CUDA fused
-    ones)."""
-    epoch, b = cursor[0], cursor[1]
+    ones). In closed form, not per step: the generated kernels run a step in ~0.1 us."""
+    if done <= 0:
+        return
     n_batches = (n + batch_size - 1) // batch_size
-    for _ in range(done):
-        m = min(batch_size, n - b * batch_size)
+    start = cursor[0] * n_batches + cursor[1]
+    stop = start + done
+    seen = schedule_state[SAMPLES] - _rows_before(start, n, batch_size, n_batches)
+    schedule_state[STEPS] += done
+    schedule_state[LAST_LR] = lr
+    schedule_state[SAMPLES] = seen + _rows_before(stop, n, batch_size, n_batches)
+    ended = stop // n_batches - start // n_batches
+    if ended > 0:
+        schedule_state[EPOCHS] += ended
+        schedule_state[EPOCH_START] = seen + (stop // n_batches) * n
+    for epoch in range(start // n_batches, (stop - 1) // n_batches + 1):
         epoch_lr[epoch] = lr
-        b += 1
-        ended = b == n_batches
-        advance(schedule_state, lr, m, True, ended)
-        if ended:
-            epoch, b = epoch + 1, 0
 
 
 def _number(owner, name, value, low=0.0, low_open=False, high=math.inf, integer=False):

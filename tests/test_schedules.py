@@ -321,3 +321,28 @@ def test_current_lr_before_and_after_a_fit():
     assert b.current_lr() == BASE  # the next update's, before any
     b.train_steps(2)
     assert b.current_lr() == BASE / 2
+
+
+@pytest.mark.parametrize("n,batch_size", [(4, 4), (10, 3), (7, 2)])
+def test_replaying_constant_steps_equals_advancing_step_by_step(n, batch_size):
+    """The closed form the generated kernels' bookkeeping uses, against `advance` per step."""
+    from fastmlp.schedules import N_STATE, advance, replay_constant_steps
+    n_batches = -(-n // batch_size)
+    for epoch, batch, done in [(0, 0, 1), (0, 1, 5), (2, n_batches - 1, 1), (1, 0, 37)]:
+        if batch >= n_batches:
+            continue
+        state = np.arange(N_STATE, dtype=np.float64) * 3.0
+        expect_state, expect_lr = state.copy(), np.full(60, np.nan)
+        e, b = epoch, batch
+        for _ in range(done):
+            rows = min(batch_size, n - b * batch_size)
+            expect_lr[e] = 0.25
+            b += 1
+            ended = b == n_batches
+            advance(expect_state, 0.25, rows, True, ended)
+            if ended:
+                e, b = e + 1, 0
+        got_lr = np.full(60, np.nan)
+        replay_constant_steps(state, got_lr, np.array([epoch, batch]), done, n, batch_size, 0.25)
+        np.testing.assert_array_equal(state, expect_state)
+        np.testing.assert_array_equal(got_lr, expect_lr)
