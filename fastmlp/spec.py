@@ -131,7 +131,8 @@ class NetworkSpec:
                  flat[self.bias_slice(l)]) for l, layer in enumerate(self.layers)]
 
     def flops_per_step(self, batch):
-        """DESIGN.md's count: forward + weight gradients + deltas of all but the first layer."""
+        """FLOPs of a training step (README, Speed): forward + weight gradients + deltas of all
+        but the first layer."""
         macs = [l.n_in * l.n_out for l in self.layers]
         return 2 * batch * (2 * sum(macs) + sum(macs[1:]))
 

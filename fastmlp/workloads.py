@@ -1,4 +1,4 @@
-"""The benchmark workloads of DESIGN.md, defined once for `fastmlp bench` and asv.
+"""The benchmark workloads (README, Speed), defined once for `fastmlp bench` and asv.
 
 Each workload fixes an architecture, loss, optimizer and batch size (all float32 unless a
 caller asks otherwise); `make_data` builds synthetic data of the right shape, so nothing is

@@ -28,7 +28,8 @@ def torch_params(model):
 
 
 def torch_loss(model, params, X, T):
-    """The loss of DESIGN.md written with torch ops, over the (W, b) list `params`."""
+    """The loss definitions of fastmlp.losses written with torch ops, over the (W, b) list
+    `params`."""
     A = torch.as_tensor(X, dtype=params[0].dtype)
     T = torch.as_tensor(T, dtype=params[0].dtype)
     n = len(model.layers)
