@@ -127,11 +127,11 @@ def torch_rate(workload, seconds, repeats):
     return _best_rate(run, 20, seconds, repeats)
 
 
-def jax_rate(workload, seconds, repeats):
+def jax_params(workload):
+    """The JAX peers' starting weights for a workload, [(W, b), ...] with W ~ N(0, 1/n_in),
+    and the PRNG key after drawing them (for the peer's shuffles)."""
     import jax
     import jax.numpy as jnp
-    import optax
-
     key = jax.random.PRNGKey(0)
     params, n_in = [], workload.n_inputs
     for size, _ in workload.layers:
@@ -139,6 +139,15 @@ def jax_rate(workload, seconds, repeats):
         params.append((jax.random.normal(sub, (n_in, size), jnp.float32) / np.sqrt(n_in),
                        jnp.zeros(size, jnp.float32)))
         n_in = size
+    return params, key
+
+
+def jax_rate(workload, seconds, repeats):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    params, key = jax_params(workload)
     acts = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}
     hidden = [acts[act] for _, act in workload.layers[:-1]]
 

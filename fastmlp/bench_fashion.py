@@ -83,16 +83,11 @@ def jax_fashion(workload, data, epochs):
     import jax
     import jax.numpy as jnp
     import optax
+    from .bench import jax_params
     (X, y), (X_test, y_test) = data
     batch = workload.batch_size
     batches = len(X) // batch  # scan needs equal batches: the remainder is left out
-    key = jax.random.PRNGKey(0)
-    params, n_in = [], workload.n_inputs
-    for size, _ in workload.layers:
-        key, sub = jax.random.split(key)
-        params.append((jax.random.normal(sub, (n_in, size), jnp.float32) / np.sqrt(n_in),
-                       jnp.zeros(size, jnp.float32)))
-        n_in = size
+    params, key = jax_params(workload)
 
     def logits(params, xb):
         (W1, b1), (W2, b2) = params

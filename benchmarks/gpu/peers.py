@@ -12,7 +12,7 @@ of a fixed number of steps, ended by a device synchronisation, repeated until th
 """
 import time
 
-import numpy as np
+from fastmlp.bench import jax_params
 
 DATA_BATCHES = 16  # distinct batches of synthetic data per workload, as fastmlp.bench's peers
 SCAN_STEPS = 500   # steps per call of JAX's compiled scan (its length is fixed at compile time)
@@ -111,13 +111,7 @@ def jax_gpu_rate(workload, seconds, repeats, platform="gpu"):
 
 
 def _jax_rate(workload, seconds, repeats, jax, jnp, optax):
-    key = jax.random.PRNGKey(0)
-    params, n_in = [], workload.n_inputs
-    for size, _ in workload.layers:
-        key, sub = jax.random.split(key)
-        params.append((jax.random.normal(sub, (n_in, size), jnp.float32) / np.sqrt(n_in),
-                       jnp.zeros(size, jnp.float32)))
-        n_in = size
+    params, key = jax_params(workload)
     acts = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}
     hidden = [acts[act] for _, act in workload.layers[:-1]]
 
