@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from .workloads import WORKLOADS
+from .workloads import WORKLOADS, jax_params
 
 DATA_BATCHES = 16  # distinct batches of synthetic data per workload (xor: its 4 points)
 
@@ -125,21 +125,6 @@ def torch_rate(workload, seconds, repeats):
             opt.step()
 
     return _best_rate(run, 20, seconds, repeats)
-
-
-def jax_params(workload):
-    """The JAX peers' starting weights for a workload, [(W, b), ...] with W ~ N(0, 1/n_in),
-    and the PRNG key after drawing them (for the peer's shuffles)."""
-    import jax
-    import jax.numpy as jnp
-    key = jax.random.PRNGKey(0)
-    params, n_in = [], workload.n_inputs
-    for size, _ in workload.layers:
-        key, sub = jax.random.split(key)
-        params.append((jax.random.normal(sub, (n_in, size), jnp.float32) / np.sqrt(n_in),
-                       jnp.zeros(size, jnp.float32)))
-        n_in = size
-    return params, key
 
 
 def jax_rate(workload, seconds, repeats):

@@ -83,7 +83,7 @@ def jax_fashion(workload, data, epochs):
     import jax
     import jax.numpy as jnp
     import optax
-    from .bench import jax_params
+    from .workloads import jax_params
     (X, y), (X_test, y_test) = data
     batch = workload.batch_size
     batches = len(X) // batch  # scan needs equal batches: the remainder is left out

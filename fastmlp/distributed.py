@@ -23,9 +23,9 @@ import os
 import numpy as np
 
 from .cpu import split
-from .cpu.backend import STATE
 from .cpu.network import l2_forward
 from .status import OK
+from .workspace import STATE
 
 #: Rows of X, T (and validation data) hashed to check that every rank passes the same data.
 FINGERPRINT_ROWS = 64

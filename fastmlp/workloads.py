@@ -62,3 +62,18 @@ WORKLOADS = {w.name: w for w in [
     Workload("fashion", 784, ((256, "relu"), (10, "softmax")), "cross_entropy", "adam",
              1e-3, 128),
 ]}
+
+
+def jax_params(workload):
+    """The JAX peers' starting weights for a workload, [(W, b), ...] with W ~ N(0, 1/n_in),
+    and the PRNG key after drawing them (for the peer's shuffles)."""
+    import jax
+    import jax.numpy as jnp
+    key = jax.random.PRNGKey(0)
+    params, n_in = [], workload.n_inputs
+    for size, _ in workload.layers:
+        key, sub = jax.random.split(key)
+        params.append((jax.random.normal(sub, (n_in, size), jnp.float32) / np.sqrt(n_in),
+                       jnp.zeros(size, jnp.float32)))
+        n_in = size
+    return params, key

@@ -18,6 +18,10 @@ import numpy as np
 from .schedules import Constant
 
 
+#: The buffers that make up a model's training state, saved and moved between devices.
+STATE = ("params", "moment1", "moment2", "opt_step", "rng")
+
+
 class TrainState(NamedTuple):
     """The model's buffers a training step reads and writes."""
     params: np.ndarray
@@ -134,6 +138,18 @@ class Workspace:
         self.logits = np.zeros(rows * spec.n_outputs, self.dtype)
         self.xbatch = np.zeros(rows * spec.n_inputs, self.dtype)
         self.tbatch = np.zeros(rows * spec.n_outputs, self.dtype)
+
+    def get_state(self, perm):
+        """Host copies of the persistent buffers (STATE) and the row permutation `perm`: a
+        model's whole training state, as saved and moved between devices."""
+        return {**{name: getattr(self, name).copy() for name in STATE}, "perm": perm.copy()}
+
+    def set_state(self, state):
+        """Copy get_state's buffers in; returns the permutation ("perm" is optional and of
+        any length: the rows of the last fit), or None when state has none."""
+        for name in STATE:
+            getattr(self, name)[:] = state[name]
+        return np.array(state["perm"], dtype=np.int64) if "perm" in state else None
 
     def train_state(self):
         """The TrainState bundle of these buffers (call ensure_rows first)."""

@@ -12,7 +12,7 @@ of a fixed number of steps, ended by a device synchronisation, repeated until th
 """
 import time
 
-from fastmlp.bench import jax_params
+from fastmlp.workloads import jax_params
 
 DATA_BATCHES = 16  # distinct batches of synthetic data per workload, as fastmlp.bench's peers
 SCAN_STEPS = 500   # steps per call of JAX's compiled scan (its length is fixed at compile time)

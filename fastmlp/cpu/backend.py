@@ -27,8 +27,6 @@ from ..workspace import Workspace, fit_state, step_config
 from . import specialize
 from . import train as cpu_train
 
-#: The buffers that make up a model's training state, saved and moved between devices.
-STATE = ("params", "moment1", "moment2", "opt_step", "rng")
 
 
 class CpuBackend:
@@ -48,16 +46,14 @@ class CpuBackend:
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
-        """Host copies of the persistent buffers, by name (STATE)."""
-        return {**{name: getattr(self.ws, name).copy() for name in STATE},
-                "perm": self.perm.copy()}
+        """Host copies of the persistent buffers (workspace.STATE) and the permutation."""
+        return self.ws.get_state(self.perm)
 
     def set_state(self, state):
         """Buffers from get_state (or a file); "perm" is optional and of any length."""
-        for name in STATE:
-            getattr(self.ws, name)[:] = state[name]
-        if "perm" in state:
-            self.perm = np.array(state["perm"], dtype=np.int64)
+        perm = self.ws.set_state(state)
+        if perm is not None:
+            self.perm = perm
 
     def get_params(self):
         return self.ws.params.copy()

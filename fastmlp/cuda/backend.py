@@ -22,8 +22,6 @@ from .loss import HANDLED_LOSSES
 from .optim import HANDLED_OPTIMIZERS
 from .workspace import DeviceWorkspace
 
-#: The buffers that make up a model's training state (as cpu/backend.STATE).
-STATE = ("params", "moment1", "moment2", "opt_step", "rng")
 
 
 def check_codes(spec, loss=None, optimizer=None):
@@ -51,26 +49,22 @@ class CudaBackend:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.host = Workspace(spec, self.dtype)
+        self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
         if state is not None:
-            for name in STATE:
-                getattr(self.host, name)[:] = state[name]
+            perm = self.host.set_state(state)
+            self.perm = self.perm if perm is None else perm
         self.dws = DeviceWorkspace(self.host)
         self.trainer = self.schedule = None
-        self.perm = np.zeros(0, np.int64)  # outlives a fit, as on the CPU
-        if state is not None and "perm" in state:
-            self.perm = np.array(state["perm"], dtype=np.int64)
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
         self.dws.download(self.host)
-        return {**{name: getattr(self.host, name).copy() for name in STATE},
-                "perm": self.perm.copy()}
+        return self.host.get_state(self.perm)
 
     def set_state(self, state):
-        for name in STATE:
-            getattr(self.host, name)[:] = state[name]
-        if "perm" in state:
-            self.perm = np.array(state["perm"], dtype=np.int64)
+        perm = self.host.set_state(state)
+        if perm is not None:
+            self.perm = perm
         self.dws.upload(self.host)
 
     def get_params(self):
