@@ -49,6 +49,23 @@ SPECIALIZE_COLUMNS_MIN_BATCH = 16
 #: with one thread, 82 ms with two). Set 1 on machines whose cores are not your own.
 BLAS_THREADS = None
 
+#: The data-parallel CPU kernels (cpu/parallel.py) split a step's rows into one part per
+#: thread, each part's forward and backward passes on its own core with one-thread BLAS.
+#: CPU_THREADS: the threads (and parts) they may use; None for numba's count (one per core,
+#: NUMBA_NUM_THREADS); 1 turns them off. Results depend on the parts in the last bits,
+#: never on how many threads ran them (cpu/threads.py picks that count by timing).
+CPU_THREADS = None
+#: A fit is split when a step has PARALLEL_MIN_MACS multiply-adds or more (batch rows x
+#: the sum of n_in * n_out over the layers) and every part keeps PARALLEL_MIN_PART_ROWS
+#: rows; `forward` is split from PARALLEL_MIN_FORWARD_ROWS rows.
+PARALLEL_MIN_MACS = 1 << 21
+PARALLEL_MIN_PART_ROWS = 16
+PARALLEL_MIN_FORWARD_ROWS = 2048
+#: ThreadChooser: steps (or chunks of rows) each thread count is timed for, and how often
+#: the slower one is timed again.
+THREAD_PROBE_STEPS = 3
+THREAD_REPROBE_SECONDS = 2.0
+
 #: Entries a History keeps at most: a longer fit merges neighbouring epochs in pairs
 #: (History.epoch_stride), so its memory stays under ~40 bytes x this x (layers + 4).
 HISTORY_MAX_ENTRIES = 1 << 17

@@ -21,10 +21,11 @@ import numpy as np
 
 from .. import config
 from ..optimizers import LR
+from ..status import OK
 from ..schedules import LAST_LR, check_schedule, replay_constant_steps
 from ..weights import check_sample_weight
 from ..workspace import Workspace, fit_state, step_config
-from . import specialize
+from . import parallel, specialize, threads
 from .network import UNWEIGHTED
 from . import train as cpu_train
 
@@ -39,6 +40,9 @@ class CpuBackend:
         self.ws = Workspace(spec, self.dtype)
         self.fit_state = self.config = self.kernel = self.schedule = None
         self.extra = ()
+        # The data-parallel kernels' buffers (training, inference) and thread choosers.
+        self.train_parts = self.forward_parts = None
+        self.train_threads = self.forward_threads = None
         # The row permutation outlives a fit: a second fit on as many rows continues the
         # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
         self.perm = np.zeros(0, np.int64)
@@ -72,9 +76,37 @@ class CpuBackend:
         rows = self._rows(1)
         ws = self.ws
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
+        if (X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS
+                and threads.parts_for(rows, self.spec.n_weights) > 1):
+            self._forward_parallel(out, X)
+            return out
         cpu_train.forward_rows(out, ws.acts, ws.logits, ws.deltas, X, ws.params,
                                self.spec.table, rows)
         return out
+
+    def _forward_parallel(self, out, X):
+        """forward_rows with the rows split over one part per thread, in blocks of
+        config.MIN_WORKSPACE_ROWS rows a part."""
+        most = threads.most_threads()
+        if self.forward_parts is None or self.forward_parts.parts != most:
+            self.forward_parts = parallel.PartBuffers(self.spec, self.dtype, most,
+                                                      config.MIN_WORKSPACE_ROWS)
+            self.forward_threads = threads.ThreadChooser(most, probe_units=1)
+        bufs = self.forward_parts
+        block = bufs.parts * bufs.rows
+        n = X.shape[0]
+        position = [0]
+
+        def blocks(n_threads, count):
+            lo = position[0]
+            hi = min(n, lo + count * block)
+            parallel.forward_parts(out, bufs.acts, bufs.deltas, bufs.logits, X, self.ws.params,
+                                   self.spec.table, bufs.rows, lo, hi)
+            position[0] = hi
+            return OK, count
+
+        with threads.one_blas_thread():
+            self.forward_threads.run(blocks, -(-n // block))
 
     def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The mean loss over the rows of X as one batch (weighted by `weights` when
@@ -132,6 +164,14 @@ class CpuBackend:
         if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
             self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer,
                                                          batch_size, self.dtype)
+        parts = threads.parts_for(batch_size, self.spec.n_weights)
+        if self.kernel is None and parts > 1:
+            rows = -(-batch_size // parts)
+            bufs = self.train_parts
+            if bufs is None or bufs.parts != parts or bufs.rows < rows:
+                self.train_parts = parallel.PartBuffers(self.spec, self.dtype, parts, rows)
+                self.train_threads = threads.ThreadChooser(parts)
+            self.kernel, self.extra = parallel.train_steps, self.train_parts.arrays()
 
     def train_steps(self, n_steps):
         """Up to n_steps minibatch updates in one compiled call: (status, steps done)."""
@@ -141,6 +181,13 @@ class CpuBackend:
         if self.kernel is None:
             status, done = cpu_train.train_steps(self.ws.train_state(), fit, self.X, self.T,
                                                  self.config, n_steps)
+            return int(status), int(done)
+        if self.kernel is parallel.train_steps:  # keeps every record the generic one does
+            def steps(n_threads, count):
+                return self.kernel(self.ws.train_state(), fit, self.X, self.T, self.config,
+                                   count, *self.extra)
+            with threads.one_blas_thread():  # the parts are the threads
+                status, done = self.train_threads.run(steps, n_steps)
             return int(status), int(done)
         cursor = fit.cursor.copy()
         status, done = self.kernel(self.ws.train_state(), fit, self.X, self.T, self.config,

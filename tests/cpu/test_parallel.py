@@ -1,0 +1,297 @@
+"""The data-parallel kernels (cpu/parallel.py) against the serial ones, and the thread choice.
+
+The parallel step splits the batch's rows into parts and adds the parts' gradients; in
+float64 it matches the serial kernel (itself checked against numpy, torch and central
+differences) to rounding, for every option the serial one takes. Its result must not depend
+on how many threads ran the parts.
+"""
+import os
+import time
+
+import numba
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import config, schedules
+from fastmlp.cpu import parallel, threads
+from fastmlp.cpu import train as cpu_train
+from fastmlp.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from fastmlp.workspace import fit_state, step_config
+
+TOL = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-4, atol=2e-5)}
+
+MODELS = {
+    "relu-softmax-adam": (12, [(20, "relu"), (4, "softmax")], lambda: fastmlp.Adam(lr=0.01)),
+    "tanh-sigmoid-momentum": (7, [(9, "tanh"), (6, "leaky_relu"), (3, "sigmoid")],
+                              lambda: fastmlp.SGD(lr=0.1, momentum=0.9, nesterov=True)),
+    "identity-mse-adamw": (5, [(8, "sigmoid"), (2, "identity")],
+                           lambda: fastmlp.AdamW(lr=0.01, weight_decay=0.1)),
+}
+
+
+def make(name, dtype, n=203, seed=0, l2=0.0):
+    n_inputs, layers, optimizer = MODELS[name]
+    rng = np.random.default_rng(seed)
+    model = fastmlp.MLP(n_inputs, layers, optimizer=optimizer(), dtype=dtype, seed=seed, l2=l2)
+    X = rng.standard_normal((n, n_inputs))
+    k, out = layers[-1]
+    if out == "softmax":
+        y = rng.integers(0, k, n)
+    elif out == "sigmoid":
+        y = rng.integers(0, 2, (n, k))
+    else:
+        y = rng.standard_normal((n, k))
+    return model, X, y
+
+
+def run(model, X, y, kernel, steps, batch_size=32, parts=2, weights=None, schedule=None,
+        l2_per_sample=False, shuffle=True):
+    """`steps` steps of the serial ("serial") or parallel kernel from the model's current
+    state, which is put back afterwards; returns what the call leaves behind."""
+    ws = model.backend.ws
+    ws.ensure_rows(batch_size)
+    Xc, T = model.as_arrays(X, y)
+    saved = {name: getattr(ws, name).copy() for name in ("params", "moment1", "moment2",
+                                                         "opt_step", "rng")}
+    chosen = schedule() if schedule is not None else None
+    cfg = step_config(model.spec, ws.rows, model.loss_code, model.optimizer, model.l2,
+                      batch_size, shuffle, weights is not None, l2_per_sample, chosen)
+    fit = fit_state(X.shape[0], steps + 2, len(model.spec.layers), model.optimizer.hyper(),
+                    batch_size, weights, chosen)
+    if kernel == "serial":
+        status, done = cpu_train.train_steps(ws.train_state(), fit, Xc, T, cfg, steps)
+    else:
+        bufs = parallel.PartBuffers(model.spec, model.dtype, parts, -(-batch_size // parts))
+        status, done = parallel.train_steps(ws.train_state(), fit, Xc, T, cfg, steps,
+                                            *bufs.arrays())
+    out = {"status": int(status), "done": int(done), "cursor": fit.cursor.copy(),
+           "perm": fit.perm.copy(), "epoch_loss": fit.epoch_loss.copy(),
+           "epoch_grad_norm": fit.epoch_grad_norm.copy(), "epoch_lr": fit.epoch_lr.copy(),
+           "schedule": fit.schedule_state.copy()}
+    for name in saved:
+        out[name] = getattr(ws, name).copy()
+        getattr(ws, name)[...] = saved[name]
+    return out
+
+
+def assert_same(a, b, tol):
+    for key in a:
+        if key in ("status", "done"):
+            assert a[key] == b[key], key
+        elif np.issubdtype(np.asarray(a[key]).dtype, np.integer):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        elif tol is None:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+        else:
+            np.testing.assert_allclose(a[key], b[key], err_msg=key, equal_nan=True, **tol)
+
+
+OPTIONS = {
+    "plain": {},
+    "l2": {"l2": 0.01},
+    "weighted-cosine-per-sample": {
+        "weights": True, "l2": 0.01, "l2_per_sample": True,
+        "schedule": lambda: schedules.Cosine(total_steps=30, warmup=4, min_factor=0.1)},
+    "invscaling-no-shuffle": {"schedule": lambda: schedules.InverseScaling(0.5),
+                              "shuffle": False},
+}
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("option", list(OPTIONS))
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parallel_step_matches_the_serial_one(name, option, parts):
+    opts = dict(OPTIONS[option])
+    model, X, y = make(name, "float64", l2=opts.pop("l2", 0.0))
+    if opts.pop("weights", False):
+        weights = np.random.default_rng(3).random(X.shape[0])
+        weights[:40] = 0.0  # without shuffle the first batch would weigh nothing
+        opts["weights"] = weights
+    serial = run(model, X, y, "serial", 20, **opts)
+    split = run(model, X, y, "parallel", 20, parts=parts, **opts)
+    assert serial["status"] == OK and serial["done"] == 20
+    assert_same(serial, split, TOL["float64"])
+
+
+def test_float32_and_a_short_last_batch():
+    model, X, y = make("relu-softmax-adam", "float32", n=100)
+    # 100 rows in batches of 48: the last batch has 4 rows, one or two a part
+    assert_same(run(model, X, y, "serial", 9, batch_size=48),
+                run(model, X, y, "parallel", 9, batch_size=48), TOL["float32"])
+
+
+def test_more_parts_than_rows():
+    model, X, y = make("relu-softmax-adam", "float64", n=10)
+    # batches of 4 rows over 5 parts: one part is empty in every step; the last batch (2
+    # rows) leaves three empty
+    assert_same(run(model, X, y, "serial", 7, batch_size=4),
+                run(model, X, y, "parallel", 7, batch_size=4, parts=5), TOL["float64"])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_results_do_not_depend_on_the_threads(dtype):
+    model, X, y = make("relu-softmax-adam", dtype)
+    previous = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run(model, X, y, "parallel", 15, parts=2)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        many = run(model, X, y, "parallel", 15, parts=2)
+    finally:
+        numba.set_num_threads(previous)
+    assert_same(one, many, None)  # bit for bit
+
+
+@pytest.mark.parametrize("what", ["diverges", "overflowing_input"])
+def test_stops_where_the_serial_kernel_stops(what):
+    model, X, y = make("identity-mse-adamw" if what == "diverges" else "relu-softmax-adam",
+                       "float32")
+    if what == "diverges":
+        model.optimizer = fastmlp.SGD(lr=1e6)
+        y = y * 1e15
+        expected = NONFINITE_LOSS
+    else:
+        X[70, :] = 3e38
+        expected = (NONFINITE_LOSS, NONFINITE_GRADIENT)
+    serial = run(model, X, y, "serial", 40)
+    split = run(model, X, y, "parallel", 40)
+    assert serial["status"] in np.atleast_1d(expected) and 0 < serial["done"] < 40
+    assert_same(serial, split, TOL["float32"])
+
+
+@pytest.fixture
+def parallel_for_any_size(monkeypatch):
+    """Every fit and forward split, whatever its size (two threads needed: CI has two)."""
+    if numba.config.NUMBA_NUM_THREADS < 2 or not threads.available():
+        pytest.skip("the parallel kernels need two threads and the omp or tbb layer")
+    monkeypatch.setattr(config, "PARALLEL_MIN_MACS", 0)
+    monkeypatch.setattr(config, "PARALLEL_MIN_PART_ROWS", 1)
+    monkeypatch.setattr(config, "PARALLEL_MIN_FORWARD_ROWS", 1)
+    monkeypatch.setattr(config, "CPU_THREADS", 2)
+
+
+def test_fit_trains_with_the_parallel_kernel_and_keeps_its_records(parallel_for_any_size,
+                                                                   monkeypatch):
+    model, X, y = make("relu-softmax-adam", "float64")
+    history = model.fit(X, y, epochs=4, batch_size=32, progress=False)
+    assert model.backend.kernel is parallel.train_steps
+    monkeypatch.setattr(config, "CPU_THREADS", 1)
+    serial_model, _, _ = make("relu-softmax-adam", "float64")
+    serial_history = serial_model.fit(X, y, epochs=4, batch_size=32, progress=False)
+    assert serial_model.backend.kernel is None
+    np.testing.assert_allclose(model.backend.get_params(), serial_model.backend.get_params(),
+                               **TOL["float64"])
+    for key in ("loss", "lr"):
+        np.testing.assert_allclose(getattr(history, key), getattr(serial_history, key),
+                                   **TOL["float64"])
+    # a second fit continues where the first stopped, as one longer fit
+    more, _, _ = make("relu-softmax-adam", "float64")
+    monkeypatch.setattr(config, "CPU_THREADS", 2)
+    more.fit(X, y, epochs=2, batch_size=32, progress=False)
+    more.fit(X, y, epochs=2, batch_size=32, progress=False)
+    np.testing.assert_array_equal(more.backend.get_params(), model.backend.get_params())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_forward_in_parts_matches_the_serial_forward(parallel_for_any_size, monkeypatch,
+                                                      dtype):
+    model, X, _ = make("tanh-sigmoid-momentum", dtype, n=5000)
+    monkeypatch.setattr(config, "MIN_WORKSPACE_ROWS", 256)  # many blocks of parts
+    split = model.forward(X)
+    assert model.backend.forward_parts is not None
+    monkeypatch.setattr(config, "CPU_THREADS", 1)
+    np.testing.assert_allclose(split, model.forward(X), **TOL[dtype])
+
+
+class FakeKernel:
+    """A call(threads, units) whose time per unit is set per thread count."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.calls = []
+
+    def __call__(self, n_threads, units):
+        self.calls.append((n_threads, units))
+        time.sleep(self.seconds[n_threads] * units)
+        return OK, units
+
+
+def test_chooser_runs_the_rest_with_the_faster_option():
+    kernel = FakeKernel({2: 0.004, 1: 0.001})
+    chooser = threads.ThreadChooser(2, probe_units=2, reprobe_seconds=60)
+    assert chooser.run(kernel, 10) == (OK, 10)
+    assert kernel.calls == [(2, 2), (1, 2), (1, 6)]
+    kernel.calls.clear()
+    chooser.run(kernel, 5)  # both measured recently: no probe
+    assert kernel.calls == [(1, 5)]
+
+
+def test_chooser_probes_again_when_its_figures_are_old():
+    kernel = FakeKernel({2: 0.001, 1: 0.004})
+    chooser = threads.ThreadChooser(2, probe_units=1, reprobe_seconds=0.05)
+    chooser.run(kernel, 4)
+    assert kernel.calls == [(2, 1), (1, 1), (2, 2)]
+    kernel.seconds = {2: 0.01, 1: 0.001}  # the second core got busy
+    time.sleep(0.06)
+    kernel.calls.clear()
+    chooser.run(kernel, 4)
+    assert kernel.calls[-1][0] == 1
+
+
+def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units():
+    def failing(n_threads, units):
+        return NONFINITE_LOSS, 0
+    chooser = threads.ThreadChooser(2)
+    assert chooser.run(failing, 10) == (NONFINITE_LOSS, 0)
+    kernel = FakeKernel({2: 0.0, 1: 0.0})
+    assert chooser.run(kernel, 0) == (OK, 0) and kernel.calls == [(chooser.best(), 0)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX")
+def test_a_forked_child_trains_with_the_serial_kernel(parallel_for_any_size):
+    model, X, y = make("relu-softmax-adam", "float64")
+    model.fit(X, y, epochs=1, batch_size=32, progress=False)  # the pool is running now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: GNU OpenMP would abort it at its first parallel region
+        try:
+            model.fit(X, y, epochs=1, batch_size=32, progress=False)
+            kernel = model.backend.kernel
+            os.write(write, b"serial" if kernel is None else b"parallel")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    answer = os.read(read, 16)
+    os.close(read)
+    expected = b"serial" if numba.threading_layer() == "omp" else b"parallel"
+    assert answer == expected
+
+
+def test_parallel_steps_allocate_nothing():
+    from numba.core.runtime import _nrt_python, rtsys
+    model, X, y = make("relu-softmax-adam", "float32", n=300)
+    ws = model.backend.ws
+    ws.ensure_rows(32)
+    Xc, T = model.as_arrays(X, y)
+    weights = np.random.default_rng(1).random(300)
+    chosen = schedules.Cosine(total_steps=60, warmup=5)
+    cfg = step_config(model.spec, ws.rows, model.loss_code, model.optimizer, 0.01, 32, True,
+                      True, True, chosen)
+    bufs = parallel.PartBuffers(model.spec, model.dtype, 2, 16)
+
+    def steps(n):
+        fit = fit_state(300, 20, 2, model.optimizer.hyper(), 32, weights, chosen)
+        before = rtsys.get_allocation_stats()
+        assert parallel.train_steps(ws.train_state(), fit, Xc, T, cfg, n,
+                                    *bufs.arrays()) == (OK, n)
+        after = rtsys.get_allocation_stats()
+        return after.alloc - before.alloc, after.mi_alloc - before.mi_alloc
+
+    _nrt_python.memsys_enable_stats()
+    try:
+        steps(1)  # compile
+        assert steps(1) == steps(100)
+    finally:
+        _nrt_python.memsys_disable_stats()
