@@ -81,12 +81,7 @@ def _cuda_rate(workload, seconds, repeats):
 def torch_rate(workload, seconds, repeats):
     import torch
 
-    from .config import BLAS_THREADS
-    # The same thread budget as fastmlp's BLAS (config.BLAS_THREADS; None: each library's
-    # default, one thread per core).
-    if BLAS_THREADS is not None:
-        torch.set_num_threads(BLAS_THREADS)
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # threads: torch's default, one per core (fastmlp's: all cores too)
     F = torch.nn.functional
     acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "identity": torch.nn.Identity,
             "softmax": torch.nn.Identity}  # softmax folds into cross_entropy's logits
@@ -258,12 +253,11 @@ def _add_ratios(row):
 
 
 def format_table(results):
-    from .config import BLAS_THREADS
-    threads = "library default" if BLAS_THREADS is None else BLAS_THREADS
+    from .cpu.threads import most_threads
     roofline = results["roofline_sgemm_gflops"]
     lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s "
-             f"(float32, 1024x1024); fastmlp on {results['device']}; BLAS/torch threads: "
-             f"{threads}, JAX: its default"]
+             f"(float32, 1024x1024); fastmlp on {results['device']} (CPU: up to "
+             f"{most_threads()} threads, timed); torch, JAX: their default threads"]
     if "roofline_sgemm_gflops_end" in results:
         lines.append(f"at the end of the run: {results['roofline_sgemm_gflops_end']:.0f} "
                      f"GFLOP/s; load average {_format_load(results.get('load_average'))} at "

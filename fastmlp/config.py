@@ -42,12 +42,14 @@ SPECIALIZE = True
 SPECIALIZE_MAX_WEIGHTS = 128
 SPECIALIZE_COLUMNS_MIN_BATCH = 16
 
-#: BLAS threads while `fit` trains on the CPU (None: the BLAS library's default, one per
-#: core). Measured on the 2-vCPU development machine: on a quiet host two OpenBLAS threads
-#: run mnist-wide at 42 steps/s against 28 with one (mnist-small: the same either way); on
-#: a busy shared host the second thread waits for a core and stalls every GEMM (34 ms/step
-#: with one thread, 82 ms with two). Set 1 on machines whose cores are not your own.
-BLAS_THREADS = None
+#: BLAS threads while `fit` trains on the CPU with the serial kernels (None: the BLAS
+#: library's default, one per core). Wide networks train with the parallel kernels below,
+#: whose parts call BLAS with one thread each; the rest train with one BLAS thread, because
+#: OpenBLAS splits each GEMM statically between its threads and waits for all of them: on
+#: a shared host, when another process holds the second core, every GEMM waits a
+#: scheduler slice (fashion's step: 9-32 ms with two threads against 1.3 ms with one,
+#: measured on the 2-vCPU development machine).
+BLAS_THREADS = 1
 
 #: The data-parallel CPU kernels (cpu/parallel.py) split a step's rows into one part per
 #: thread, each part's forward and backward passes on its own core with one-thread BLAS.
