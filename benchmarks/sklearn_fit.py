@@ -5,9 +5,10 @@ tol rule is switched off, so both run every epoch).
     asv run --python=same --bench sklearn_fit
     python -m benchmarks.sklearn_fit [--threads N]   # the README table: both in one run
 
-The table is timed with BLAS limited to --threads threads (default 1): on a shared machine
-one thread per process is what holds still, and both libraries' big products are BLAS
-calls, so the ratio is that of the work around them.
+By default each library uses the machine as it would by itself: scikit-learn's BLAS its
+default threads (one per core), fastmlp its parallel kernels on every core. `--threads N`
+gives both the same N cores: scikit-learn's BLAS N threads, fastmlp N threads
+(config.CPU_THREADS; its BLAS calls then take one thread each).
 """
 import argparse
 import time
@@ -94,9 +95,16 @@ def compare(name, dtype, rounds=3):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for each library (default: each library's default)")
     args = parser.parse_args()
+    if args.threads is None:
+        table()
+        return
     from threadpoolctl import threadpool_limits
+
+    from fastmlp import config
+    config.CPU_THREADS = args.threads
     with threadpool_limits(limits=args.threads, user_api="blas"):
         table()
 
