@@ -23,7 +23,7 @@ import os
 import numpy as np
 
 from .cpu import split
-from .cpu.network import l2_forward
+from .cpu.network import UNWEIGHTED, l2_forward
 from .status import OK
 from .workspace import STATE
 
@@ -179,7 +179,8 @@ class MpiBackend:
         lo, hi = split.rank_rows(Xv.shape[0], self.rank, self.size)
         part = np.zeros(1)
         part[0] = split.loss_sum_rows(ws.acts, ws.logits, ws.deltas, Xv[lo:hi], Tv[lo:hi],
-                                      ws.params, self.spec.table, ws.rows, inner.loss)
+                                      ws.params, self.spec.table, ws.rows, inner.loss,
+                                      UNWEIGHTED)
         self.comm.Allreduce(self.mpi.IN_PLACE, part, op=self.mpi.SUM)
         return float(part[0] / Xv.shape[0] + l2_forward(ws.params, self.spec.n_weights,
                                                        self.l2))

@@ -25,6 +25,7 @@ from ..schedules import LAST_LR, check_schedule, replay_constant_steps
 from ..weights import check_sample_weight
 from ..workspace import Workspace, fit_state, step_config
 from . import specialize
+from .network import UNWEIGHTED
 from . import train as cpu_train
 
 
@@ -80,7 +81,7 @@ class CpuBackend:
         given), plus the l2 term."""
         rows = self._rows(1)
         ws = self.ws
-        w = _weights(weights, X.shape[0])
+        w = _row_weights(weights, X.shape[0])
         return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                          self.spec.table, rows, loss, self.spec.n_weights,
                                          l2, w, bool(l2_per_sample)))
@@ -89,7 +90,7 @@ class CpuBackend:
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
         rows = self._rows(X.shape[0])
         ws = self.ws
-        w = _weights(weights, X.shape[0])
+        w = _row_weights(weights, X.shape[0])
         cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                 self.spec.table, rows, loss, self.spec.n_weights, l2, w,
                                 bool(l2_per_sample))
@@ -182,6 +183,11 @@ class CpuBackend:
 def _weights(weights, n):
     """None, or the checked float64 weights of n rows."""
     return None if weights is None else check_sample_weight(weights, n)
+
+
+def _row_weights(weights, n):
+    """The kernels' weights argument: the checked weights, or UNWEIGHTED (empty) for None."""
+    return UNWEIGHTED if weights is None else check_sample_weight(weights, n)
 
 
 def _validation(validation):

@@ -5,12 +5,18 @@ activations for a batch of m rows are acts[rows*width_off : ... + m*n_out] seen 
 (m, n_out), where `rows` is the buffer's row capacity. view2d makes each such view inline,
 never a copy.
 """
+import numpy as np
+
 from ..config import jit
 from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from ..activations import IDENTITY
 from .dense import dense_backward, dense_forward
 from .loss import loss_backward, loss_forward, weighted_loss_backward, weighted_loss_forward
 from .views import view2d
+
+#: The row_weights of unweighted rows: empty float64, the type of a weights array, so that
+#: batch_loss and network_backward compile once for weighted and unweighted callers alike.
+UNWEIGHTED = np.zeros(0)
 
 
 @jit
@@ -59,17 +65,19 @@ def network_forward(acts, logits, deltas, x, params, layers, rows):
 
 @jit
 def network_backward(grads, deltas, acts, x, targets, params, layers, rows, scale, loss,
-                     row_weights=None):
+                     row_weights):
     """Backward pass after network_forward on the same x: fills grads with d(loss)/d(params).
 
-    scale is 1/m_total: the batch loss is a mean over m_total rows; with row_weights (the
-    rows' sample weights) it is 1/sum(row_weights), the loss a weighted mean.
+    scale is 1/m_total: the batch loss is a mean over m_total rows. row_weights: the rows'
+    sample weights (float64), scale then 1/sum(row_weights) and the loss a weighted mean; or
+    an empty array for unweighted rows (UNWEIGHTED). Always an array, never None, so that
+    this compiles once, not once per kind of caller.
     """
     m = x.shape[0]
     last = layers.shape[0] - 1
     dout = rows_view(deltas, layers, last, rows, m)
     outputs = rows_view(acts, layers, last, rows, m)
-    if row_weights is None:
+    if row_weights.shape[0] == 0:
         loss_backward(dout, outputs, targets, scale, loss, layers[last, ACTIVATION])
     else:
         weighted_loss_backward(dout, outputs, targets, row_weights, scale, loss,
@@ -107,12 +115,12 @@ def l2_backward(grads, params, n_weights, l2):
 
 
 @jit
-def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, row_weights=None):
+def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, row_weights):
     """Sum over the rows of x of the per-row loss (no l2 term), each times its weight in
-    row_weights when given."""
+    row_weights; an empty row_weights (UNWEIGHTED) weighs every row 1."""
     out = network_forward(acts, logits, deltas, x, params, layers, rows)
     m = x.shape[0]
     n_out = out.shape[1]
-    if row_weights is None:
+    if row_weights.shape[0] == 0:
         return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)
     return weighted_loss_forward(out, view2d(logits, 0, m, n_out), targets, row_weights, loss)

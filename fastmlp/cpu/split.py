@@ -67,12 +67,13 @@ def local_gradient_sums(state, fit, x, targets, config, rank, size, sums):
     tb = view2d(s.tbatch, 0, k, targets.shape[1])
     gather_rows(xb, x, fit.perm, start + lo, k)
     gather_rows(tb, targets, fit.perm, start + lo, k)
+    unweighted = fit.wbatch[:0]  # empty: the data-parallel step takes no sample weights
     loss_sum = batch_loss(s.acts, s.logits, s.deltas, xb, tb, s.params, c.layers, c.rows,
-                          c.loss)
+                          c.loss, unweighted)
     # scale 1: sums; a non-finite loss still goes through backward and the reduction, so
     # that every rank reaches the same verdict after it.
     network_backward(s.grads, s.deltas, s.acts, xb, tb, s.params, c.layers, c.rows, 1.0,
-                     c.loss)
+                     c.loss, unweighted)
     sums[n_params] = loss_sum
     sums[n_params + 1] = k
 
@@ -117,13 +118,14 @@ def apply_and_begin_next(state, fit, x, targets, config, rank, size, sums, begin
 
 
 @jit
-def loss_sum_rows(acts, logits, deltas, x, targets, params, layers, rows, loss):
+def loss_sum_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, unweighted):
     """Sum over every row of x of the per-row loss (no l2 term), `rows` rows at a time: a
-    rank's part of a loss over rows split across ranks."""
+    rank's part of a loss over rows split across ranks. unweighted: an empty float64 array
+    (network.UNWEIGHTED), batch_loss's row weights."""
     n = x.shape[0]
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
         total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop], params,
-                            layers, rows, loss)
+                            layers, rows, loss, unweighted)
     return total

@@ -107,29 +107,24 @@ def train_steps(state, fit, x, targets, config, n_steps):
         gather_rows(tb, targets, fit.perm, start, m)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
+        # the step's weights; empty (fit.wbatch is) when unweighted: one compiled signature
+        wb = fit.wbatch[:m]
         if c.weighted:
-            wb = fit.wbatch[:m]
             weight_sum = gather_weights(wb, fit.weights, fit.perm, start, m)
             if weight_sum == 0:  # nothing to learn from: skip the update
                 move_cursor(fit.cursor, n, c.batch_size)
                 advance(fit.schedule_state, lr, m, False, fit.cursor[0] != epoch)
                 continue
-            data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
-                                   c.loss, wb) / weight_sum
         else:
             weight_sum = float(m)
-            data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
-                                   c.loss) / m
+        data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
+                               c.loss, wb) / weight_sum
         l2 = c.l2 / weight_sum if c.l2_per_sample else c.l2
         total_loss = data_loss + l2_forward(params, c.n_weights, l2)
         if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
             return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
-        if c.weighted:
-            network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows,
-                             1.0 / weight_sum, c.loss, wb)
-        else:
-            network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows, 1.0 / m,
-                             c.loss)
+        network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows,
+                         1.0 / weight_sum, c.loss, wb)
         if not gradient_norms(fit.grad_norms, grads, params, layers, l2):
             return NONFINITE_GRADIENT, step  # nothing updated either
         fit.hyper[LR] = lr
@@ -158,37 +153,31 @@ def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
 
 @jit
 def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2,
-              weights=None, l2_per_sample=False):
+              weights, l2_per_sample):
     """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time.
-    With weights (float64, one per row) the mean is sum(w l) / sum(w); with l2_per_sample
-    the l2 coefficient is l2 / sum(w) (l2 / n unweighted)."""
+    weights: float64, one per row, the mean then sum(w l) / sum(w); or empty for unweighted
+    rows (network.UNWEIGHTED). With l2_per_sample the l2 coefficient is l2 / sum(w)
+    (l2 / n unweighted)."""
     n = x.shape[0]
+    weighted = weights.shape[0] != 0
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        if weights is None:
-            total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
-                                params, layers, rows, loss)
-        else:
-            total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
-                                params, layers, rows, loss, weights[start:stop])
-    weight_sum = float(n) if weights is None else total_weight(weights)
+        # an empty array slices to an empty array: unweighted chunks stay unweighted
+        total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
+                            params, layers, rows, loss, weights[start:stop])
+    weight_sum = total_weight(weights) if weighted else float(n)
     scale = l2 / weight_sum if l2_per_sample else l2
     return total / weight_sum + l2_forward(params, n_weights, scale)
 
 
 @jit
 def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows, loss,
-                  n_weights, l2, weights=None, l2_per_sample=False):
+                  n_weights, l2, weights, l2_per_sample):
     """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
-    if weights is None:
-        weight_sum = float(n)
-        batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss)
-        network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / n, loss)
-    else:
-        weight_sum = total_weight(weights)
-        batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, weights)
-        network_backward(grads, deltas, acts, x, targets, params, layers, rows,
-                         1.0 / weight_sum, loss, weights)
+    weight_sum = total_weight(weights) if weights.shape[0] != 0 else float(n)
+    batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, weights)
+    network_backward(grads, deltas, acts, x, targets, params, layers, rows, 1.0 / weight_sum,
+                     loss, weights)
     l2_backward(grads, params, n_weights, l2 / weight_sum if l2_per_sample else l2)

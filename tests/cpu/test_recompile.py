@@ -113,3 +113,21 @@ def test_loaded_model_does_not_recompile(warm, tmp_path):
     before = signature_count()
     use(loaded, X, y)
     assert signature_count() == before
+
+
+def test_weighted_and_unweighted_calls_share_one_compiled_signature():
+    """Sample weights are always an array (empty when unweighted), so loss_rows and
+    gradient_rows (and the batch_loss and network_backward inside them and train_steps)
+    compile once, weighted or not."""
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    w = rng.random(40)
+    model = MLP(6, NETWORKS["generic"], seed=0)
+    for weights in (None, w):
+        model.fit(X, y, epochs=1, batch_size=16, progress=False, sample_weight=weights)
+        model.evaluate(X, y, sample_weight=weights)
+        model.gradients(X[:8], y[:8], sample_weight=None if weights is None else w[:8])
+    for kernel in (cpu_train.loss_rows, cpu_train.gradient_rows):
+        float32 = [sig for sig in kernel.signatures if "float32" in str(sig)]
+        assert len(float32) == 1, (kernel.__name__, float32)
