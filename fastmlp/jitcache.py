@@ -73,3 +73,32 @@ def install():
     bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
              caching.UserWideCacheLocator)
     classes[:0] = [_package_locator(base) for base in bases]
+
+
+# -- compiling ahead of a call ---------------------------------------------------------------
+
+def _signature(dispatcher, args):
+    """The argument types numba's dispatcher would compile `args` under, or None when
+    dispatcher is not a numba dispatcher (tests stand Python functions in for kernels)."""
+    if not hasattr(dispatcher, "overloads") or not hasattr(dispatcher, "compile"):
+        return None
+    import numba
+    return tuple(numba.typeof(a) for a in args)
+
+
+def is_compiled(dispatcher, *args):
+    """True when a call of dispatcher with these arguments would run at once: its machine
+    code for their types is in memory (or dispatcher is a plain Python function)."""
+    sig = _signature(dispatcher, args)
+    return sig is None or sig in dispatcher.overloads
+
+
+def compile_for(dispatcher, *args):
+    """Compile dispatcher for these arguments' types, or load it from numba's disk cache,
+    without running it; True when that took a compile or a load (False: already in memory,
+    or not a numba dispatcher)."""
+    sig = _signature(dispatcher, args)
+    if sig is None or sig in dispatcher.overloads:
+        return False
+    dispatcher.compile(sig)
+    return True

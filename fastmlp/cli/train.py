@@ -262,6 +262,7 @@ def train(args):
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
+               "compile_seconds": float(getattr(history, "compile_seconds", 0.0)),
                "final_loss": float(history.loss[-1]) if history.epochs else None,
                "training" if test is None else "held_out": result,
                "rows": len(rows), "test_rows": 0 if test is None else len(test),
@@ -282,11 +283,18 @@ def train(args):
     return 0
 
 
+#: The summary line names the time spent compiling kernels from this many seconds up.
+SHOW_COMPILE_SECONDS = 0.5
+
+
 def _report(record, held_out):
     prefix = "held-out " if held_out else ""
     metrics = record["held_out" if held_out else "training"]
-    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s, "
-            f"{prefix}loss {metrics['loss']:.4g}")
+    compiling = record.get("compile_seconds", 0.0)
+    compiling = (f" (+{compiling:.1f} s compiling kernels, first run only)"
+                 if compiling >= SHOW_COMPILE_SECONDS else "")
+    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s"
+            f"{compiling}, {prefix}loss {metrics['loss']:.4g}")
     if "accuracy" in metrics:
         text += f", {prefix}accuracy {100 * metrics['accuracy']:.2f}%"
     if metrics.get("r2") is not None:
