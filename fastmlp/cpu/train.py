@@ -17,7 +17,7 @@ from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..weights import total_weight
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import gradient_norms, optimizer_step
-from .views import view2d
+from .views import readonly, view2d
 
 
 @jit
@@ -105,6 +105,9 @@ def train_steps(state, fit, x, targets, config, n_steps):
         tb = view2d(s.tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, fit.perm, start, m)
         gather_rows(tb, targets, fit.perm, start, m)
+        # typed as the validated inputs are (read-only), so that the passes below compile
+        # once for training and for loss_rows/forward_rows/gradient_rows
+        xb, tb = readonly(xb), readonly(tb)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
         # the step's weights; empty (fit.wbatch is) when unweighted: one compiled signature
