@@ -102,7 +102,7 @@ def adam_step(params, grads, moment1, moment2, lo, hi, lr, beta1, beta2, eps, we
             one_minus_beta2, inv_bias_correction2_sqrt, eps_, decay, decoupled)
 
 
-@jit
+@jit(inline="always")
 def update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step, l2,
                    is_weights):
     if optimizer == SGD:
@@ -116,7 +116,7 @@ def update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, st
         raise ValueError("cpu/optim.update_segment: unknown optimizer code")
 
 
-@jit
+@jit(inline="always")
 def optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2):
     """One update of the flat buffers: params -= update(grads + l2 * weights); the l2 term
     reaches each layer's weights, not the biases. opt_step[0] counts the updates made."""

@@ -20,7 +20,7 @@ from .optim import gradient_norms, optimizer_step
 from .views import readonly, view2d
 
 
-@jit
+@jit(inline="always")
 def gather_rows(out, src, perm, start, m):
     """out[:m] = src[perm[start:start+m]] row by row, into a preallocated buffer."""
     n = src.shape[1]
@@ -30,7 +30,7 @@ def gather_rows(out, src, perm, start, m):
             out[i, j] = src[r, j]
 
 
-@jit
+@jit(inline="always")
 def gather_weights(out, weights, perm, start, m):
     """out[:m] = weights[perm[start:start+m]]; returns their sum (float64, in row order)."""
     total = 0.0
@@ -41,7 +41,7 @@ def gather_weights(out, weights, perm, start, m):
     return total
 
 
-@jit
+@jit(inline="always")
 def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     """The start of a step: (first position in perm, rows in the batch). The first batch of
     an epoch reshuffles perm when shuffle_rows and the epoch has more than one batch (the
@@ -53,7 +53,7 @@ def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     return start, min(batch_size, n - start)
 
 
-@jit
+@jit(inline="always")
 def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
                 batch_size):
     """The end of an applied step: add it to its epoch's statistics and move the cursor."""
@@ -64,7 +64,7 @@ def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, 
     move_cursor(cursor, n, batch_size)
 
 
-@jit
+@jit(inline="always")
 def move_cursor(cursor, n, batch_size):
     """cursor = [epoch, batch] of the next step."""
     b = cursor[1] + 1
