@@ -38,9 +38,25 @@ BLAS_MIN_MACS = 512
 #: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). A generated kernel compiles once
 #: per architecture and layout, in time that grows with its weights (rows: 1-2 s for xor's
 #: 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
-SPECIALIZE = True
+#:
+#: SPECIALIZE: "auto" uses the generated kernel when it is already compiled (in memory or
+#: in numba's disk cache), or when the fit is long enough to pay for its compile: steps x
+#: SPECIALIZE_STEP_SAVING > SPECIALIZE_COMPILE_SECONDS + SPECIALIZE_COMPILE_PER_WEIGHT x
+#: weights. Otherwise the generic kernel trains (the same numbers up to rounding), so the
+#: first fit of a new small architecture costs no compile. True: always when eligible
+#: (compiling if need be); False: never.
+SPECIALIZE = "auto"
 SPECIALIZE_MAX_WEIGHTS = 128
 SPECIALIZE_COLUMNS_MIN_BATCH = 16
+#: Measured on the 2-vCPU AMD EPYC (shared, float32, one run each): generated kernel compile
+#: / generic step / generated step: 2-2-1 batch 4 (rows) 2.1 s / 2.1 us / 0.45 us, batch 32
+#: (columns) 3.2 s / 3.6 / 3.0 us; 1-8-8-1 (80 weights) batch 4 5.8 s / 4.7 / 1.3 us, batch
+#: 100 5.1 s / 26.7 / 21.5 us; 4-16-4 (128 weights) batch 8 7.3 s / 4.3 / 1.1 us, batch 64
+#: 4.1 s / 6.9 / 2.2 us. So: a compile of about 2 s + 0.04 s a weight, and a saving of
+#: 1.5 us a step (the low side of the 0.6-5.3 us measured).
+SPECIALIZE_STEP_SAVING = 1.5e-6
+SPECIALIZE_COMPILE_SECONDS = 2.0
+SPECIALIZE_COMPILE_PER_WEIGHT = 0.04
 
 #: BLAS threads while `fit` trains on the CPU (None: the BLAS library's default, one per
 #: core). Measured on the 2-vCPU development machine: on a quiet host two OpenBLAS threads

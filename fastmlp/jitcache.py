@@ -102,3 +102,30 @@ def compile_for(dispatcher, *args):
         return False
     dispatcher.compile(sig)
     return True
+
+
+def load_cached(dispatcher, *args):
+    """True when dispatcher can run these arguments without compiling: its machine code is
+    in memory, or numba's disk cache holds it (then it is loaded, as a call would). Never
+    compiles; False for a plain Python function or a numba whose cache works differently."""
+    sig = _signature(dispatcher, args)
+    if sig is None:
+        return False
+    if sig in dispatcher.overloads:
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    load = getattr(cache, "load_overload", None)
+    context = getattr(dispatcher, "targetctx", None)
+    if load is None or context is None or not hasattr(dispatcher, "add_overload"):
+        return False
+    cres = load(sig, context)
+    if cres is None:
+        return False
+    # What numba's Dispatcher.compile does with a cache hit.
+    hits = getattr(dispatcher, "_cache_hits", None)
+    if hits is not None:
+        hits[sig] += 1
+    if not cres.objectmode:
+        context.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
+    dispatcher.add_overload(cres)
+    return True

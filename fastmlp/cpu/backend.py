@@ -109,8 +109,9 @@ class CpuBackend:
 
         A small network trains with the kernel generated for its architecture
         (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
-        Constant are on; any other with cpu_train.train_steps, looked up at each call
-        (tests replace it)."""
+        Constant are on, or (config.SPECIALIZE "auto") that kernel is not compiled yet and
+        the fit is too short to pay for its compile (specialize.worth_using); any other
+        with cpu_train.train_steps, looked up at each call (tests replace it)."""
         n_layers = len(self.spec.layers)
         rows = self._rows(batch_size)
         w = _weights(weights, X.shape[0])
@@ -132,8 +133,12 @@ class CpuBackend:
                                   w is not None, l2_per_sample, self.schedule)
         self.kernel, self.extra = None, ()
         if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
-            self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer,
-                                                         batch_size, self.dtype)
+            kernel, extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
+                                               self.dtype)
+            steps = epochs * -(-X.shape[0] // batch_size)
+            if kernel is not None and specialize.worth_using(
+                    kernel, (*self._fit_kernel()[1], 0, *extra), self.spec, steps):
+                self.kernel, self.extra = kernel, extra
 
     def _fit_kernel(self):
         """(the kernel this fit trains with, its arguments before n_steps, and the extra
