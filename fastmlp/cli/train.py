@@ -8,16 +8,20 @@ import numpy as np
 from . import labels
 from .common import Failure, UsageError, check_writable, emit, load_table
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
+from .split import train_test_split as fast_split
 
 
 def _split(n, fraction, seed, stratify, salt):
     """(train rows, held rows): a seeded split, stratified by class where every class has two
     rows. Seeds up to 2**63 (and the salt that tells two splits apart) map onto the 32-bit
     range scikit-learn takes."""
-    from sklearn.model_selection import train_test_split
     if stratify is not None and np.bincount(stratify).min(initial=0) < 2:
         stratify = None
     state = int(np.random.default_rng([seed, salt]).integers(0, 2**32))
+    split = fast_split(n, fraction, state, stratify)  # scikit-learn's, without its import
+    if split is not None:
+        return split
+    from sklearn.model_selection import train_test_split
     try:
         return train_test_split(np.arange(n), test_size=fraction, stratify=stratify,
                                 random_state=state)
