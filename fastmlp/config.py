@@ -38,9 +38,25 @@ BLAS_MIN_MACS = 512
 #: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). A generated kernel compiles once
 #: per architecture and layout, in time that grows with its weights (rows: 1-2 s for xor's
 #: 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
-SPECIALIZE = True
+#:
+#: SPECIALIZE: "auto" uses the generated kernel when it is already compiled (in memory or
+#: in numba's disk cache), or when the fit is long enough to pay for its compile: steps x
+#: SPECIALIZE_STEP_SAVING > SPECIALIZE_COMPILE_SECONDS + SPECIALIZE_COMPILE_PER_WEIGHT x
+#: weights. Otherwise the generic kernel trains (the same numbers up to rounding), so the
+#: first fit of a new small architecture costs no compile. True: always when eligible
+#: (compiling if need be); False: never.
+SPECIALIZE = "auto"
 SPECIALIZE_MAX_WEIGHTS = 128
 SPECIALIZE_COLUMNS_MIN_BATCH = 16
+#: Measured on the 2-vCPU AMD EPYC (shared, float32, one run each): generated kernel compile
+#: / generic step / generated step: 2-2-1 batch 4 (rows) 2.1 s / 2.1 us / 0.45 us, batch 32
+#: (columns) 3.2 s / 3.6 / 3.0 us; 1-8-8-1 (80 weights) batch 4 5.8 s / 4.7 / 1.3 us, batch
+#: 100 5.1 s / 26.7 / 21.5 us; 4-16-4 (128 weights) batch 8 7.3 s / 4.3 / 1.1 us, batch 64
+#: 4.1 s / 6.9 / 2.2 us. So: a compile of about 2 s + 0.04 s a weight, and a saving of
+#: 1.5 us a step (the low side of the 0.6-5.3 us measured).
+SPECIALIZE_STEP_SAVING = 1.5e-6
+SPECIALIZE_COMPILE_SECONDS = 2.0
+SPECIALIZE_COMPILE_PER_WEIGHT = 0.04
 
 #: BLAS threads while `fit` trains on the CPU with the serial kernels (None: the BLAS
 #: library's default, one per core). Wide networks train with the parallel kernels below,
@@ -85,6 +101,15 @@ PROGRESS_INTERVAL = 0.1
 # Editing this file (or any other kernel source) invalidates every cached fastmlp kernel:
 # jitcache.py adds a digest of those files to numba's cache stamps.
 jitcache.install()
+# Numba compiles every @jit function a kernel calls as a library of its own, optimises it
+# and generates its machine code, then links its IR into each caller and does it all again:
+# a deep call chain pays its compile once per level. So the functions that only thread views
+# and codes down the chain (network.py's passes, dense_forward/backward, the train.py step
+# helpers, optimizer_step) are @jit(inline="always"): numba inlines them into their caller
+# before typing. The functions with the loops over many codes (activation_*, loss_*, the
+# optimizer steps) stay separate: inlined, they made numba's typing of a kernel 3x slower.
+# A cold `fastmlp train` compiled its kernels in 9.5-9.7 s instead of 13.1-15.7 s (AMD EPYC,
+# 2 vCPUs, shared), with the same step times.
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
 

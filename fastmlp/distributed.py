@@ -24,6 +24,7 @@ import numpy as np
 
 from .cpu import split
 from .cpu.network import UNWEIGHTED, l2_forward
+from .jitcache import compile_for, is_compiled
 from .status import OK
 from .workspace import STATE
 
@@ -154,13 +155,19 @@ class MpiBackend:
         Each rank's caller sizes its calls by its own clock; the smallest request runs, so
         that every rank makes the same calls and reaches each epoch's end together."""
         MPI = self.mpi
-        n_steps = self.comm.allreduce(n_steps, op=MPI.MIN)
         inner = self.inner
-        inner.ws.save_backup()
         state = inner.ws.train_state()._replace(grads=self.grads)
         fit, config = inner.fit_state, inner.config
         X, T, sums = self.X, self.T, self.sums
         rank, size, comm = self.rank, self.size, self.comm
+        if n_steps == 0:
+            # Compile (or load) this rank's kernels and change nothing, with no collective:
+            # training.fit makes this call on every rank before its first step.
+            for kernel, args in self._calls():
+                compile_for(kernel, *args)
+            return OK, 0
+        n_steps = self.comm.allreduce(n_steps, op=MPI.MIN)
+        inner.ws.save_backup()
         if n_steps > 0:
             split.local_gradient_sums(state, fit, X, T, config, rank, size, sums)
         for step in range(n_steps):
@@ -170,6 +177,18 @@ class MpiBackend:
             if status != OK:
                 return int(status), step
         return OK, n_steps
+
+    def _calls(self):
+        """(kernel, arguments) of the compiled calls of a step."""
+        inner = self.inner
+        state = inner.ws.train_state()._replace(grads=self.grads)
+        args = (state, inner.fit_state, self.X, self.T, inner.config, self.rank, self.size,
+                self.sums)
+        return [(split.local_gradient_sums, args), (split.apply_and_begin_next, (*args, True))]
+
+    def kernels_ready(self):
+        """True when this rank's step kernels are compiled and in memory."""
+        return all(is_compiled(kernel, *args) for kernel, args in self._calls())
 
     def validation_loss(self):
         """The loss on the validation data, its rows split across the ranks, l2 included."""

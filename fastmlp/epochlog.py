@@ -41,6 +41,8 @@ class EpochLog:
         self.stored = {name: [] for name in FIELDS}   # merged entries, chunk by chunk
         self.pending = {name: [] for name in FIELDS}  # epochs not yet a whole entry
         self.interrupted = False
+        #: seconds spent compiling (or loading) kernels before the first step, in no epoch
+        self.compile_seconds = 0.0
 
     def add(self, **values):
         """Append k epochs: loss (k,), grad_norms (k, layers), seconds (k,), lr (k,) and,

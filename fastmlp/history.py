@@ -16,8 +16,11 @@ class History:
     val_loss: np.ndarray = field(default_factory=lambda: np.zeros(0))
     #: (epochs, layers): mean over the epoch's batches of ||dW_l||, the vanishing-gradient view
     grad_norms: np.ndarray = None
-    #: wall-clock seconds per epoch
+    #: wall-clock seconds per epoch (training only: compile_seconds is not in them)
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: seconds spent before the first step compiling the kernels, or loading them from
+    #: numba's disk cache: a first run's cost, kept out of `seconds`
+    compile_seconds: float = 0.0
     #: True when Ctrl-C stopped training (the weights are those after the last whole batch)
     interrupted: bool = False
     #: the learning rate of each epoch's last step (schedules change it)

@@ -73,3 +73,59 @@ def install():
     bases = (caching.UserProvidedCacheLocator, caching.InTreeCacheLocator,
              caching.UserWideCacheLocator)
     classes[:0] = [_package_locator(base) for base in bases]
+
+
+# -- compiling ahead of a call ---------------------------------------------------------------
+
+def _signature(dispatcher, args):
+    """The argument types numba's dispatcher would compile `args` under, or None when
+    dispatcher is not a numba dispatcher (tests stand Python functions in for kernels)."""
+    if not hasattr(dispatcher, "overloads") or not hasattr(dispatcher, "compile"):
+        return None
+    import numba
+    return tuple(numba.typeof(a) for a in args)
+
+
+def is_compiled(dispatcher, *args):
+    """True when a call of dispatcher with these arguments would run at once: its machine
+    code for their types is in memory (or dispatcher is a plain Python function)."""
+    sig = _signature(dispatcher, args)
+    return sig is None or sig in dispatcher.overloads
+
+
+def compile_for(dispatcher, *args):
+    """Compile dispatcher for these arguments' types, or load it from numba's disk cache,
+    without running it; True when that took a compile or a load (False: already in memory,
+    or not a numba dispatcher)."""
+    sig = _signature(dispatcher, args)
+    if sig is None or sig in dispatcher.overloads:
+        return False
+    dispatcher.compile(sig)
+    return True
+
+
+def load_cached(dispatcher, *args):
+    """True when dispatcher can run these arguments without compiling: its machine code is
+    in memory, or numba's disk cache holds it (then it is loaded, as a call would). Never
+    compiles; False for a plain Python function or a numba whose cache works differently."""
+    sig = _signature(dispatcher, args)
+    if sig is None:
+        return False
+    if sig in dispatcher.overloads:
+        return True
+    cache = getattr(dispatcher, "_cache", None)
+    load = getattr(cache, "load_overload", None)
+    context = getattr(dispatcher, "targetctx", None)
+    if load is None or context is None or not hasattr(dispatcher, "add_overload"):
+        return False
+    cres = load(sig, context)
+    if cres is None:
+        return False
+    # What numba's Dispatcher.compile does with a cache hit.
+    hits = getattr(dispatcher, "_cache_hits", None)
+    if hits is not None:
+        hits[sig] += 1
+    if not cres.objectmode:
+        context.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
+    dispatcher.add_overload(cres)
+    return True

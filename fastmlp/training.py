@@ -115,6 +115,8 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
                                   validation, weights=weights, schedule=schedule,
                                   l2_per_sample=l2_per_sample)
                 seg = _Segment(backend, seg_start, seg_epochs, steps_per_epoch)
+                if seg_start == 0:
+                    _compile(backend, bar, log, epochs * n, epochs)
                 while seg.done < seg.total and not stop:
                     steps = min(chunk, seg.total - seg.done)
                     if epoch_hook:  # stop at the epoch's end to evaluate
@@ -162,6 +164,26 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
         if early_stopping.restore and early_stopping.snapshot is not None:
             backend.set_state(early_stopping.snapshot)
     return history
+
+
+#: What the progress bar says while the kernels compile.
+COMPILING = "compiling kernels (first run only)"
+
+
+def _compile(backend, bar, log, total, epochs):
+    """Compile the fit's kernels (or load them from numba's disk cache) before anything is
+    timed: a call of 0 steps trains nothing but needs them. Its time is
+    History.compile_seconds, never an epoch's; the bar says so meanwhile, then starts its
+    clock afresh so that its rate and ETA leave the compile out."""
+    ready = getattr(backend, "kernels_ready", None)
+    if bar is not None and ready is not None and not ready():
+        bar.set_description(COMPILING)
+    start = time.perf_counter()
+    backend.train_steps(0)
+    log.compile_seconds += time.perf_counter() - start
+    if bar is not None:
+        bar.reset(total=total)
+        bar.set_description(f"epoch 1/{epochs}", refresh=False)
 
 
 def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callbacks, owner,
@@ -248,6 +270,7 @@ def _history(log):
     h.lr = log.series("lr")
     h.val_accuracy = log.series("val_accuracy")
     h.interrupted = log.interrupted
+    h.compile_seconds = log.compile_seconds
     h.completed, h.epoch_stride = log.epochs, log.stride
     return h
 

@@ -30,3 +30,13 @@ def generic_kernel(monkeypatch):
     (cpu/specialize.py), for tests that stand in for or wrap that function."""
     from fastmlp import config
     monkeypatch.setattr(config, "SPECIALIZE", False)
+
+
+@pytest.fixture(autouse=True)
+def generated_kernels_where_eligible(monkeypatch):
+    """Small networks train with their generated kernels wherever eligible (config.SPECIALIZE
+    True), as before the "auto" rule, so that the suite keeps running those kernels in every
+    fit; tests/cpu/test_specialize.py tests the "auto" rule users get (and generic_kernel
+    turns them off)."""
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", True)

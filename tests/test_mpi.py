@@ -142,6 +142,24 @@ def test_one_rank_equals_fit_without_comm():
     np.testing.assert_allclose(h_split.loss, h.loss, rtol=1e-10)
 
 
+def test_zero_steps_compile_and_change_nothing():
+    """training.fit's 0-step call before its first step: the split step's kernels compile
+    (or load), with no collective, and no state moves."""
+    from mpi4py import MPI
+    optimizer, l2, rows, batch_size, epochs = mpi_fit.FITS["adam"]
+    X, y = mpi_fit.data(rows)
+    model = mpi_fit.build_model(optimizer(), l2)
+    backend = distributed.MpiBackend(model.backend, MPI.COMM_SELF)
+    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, epochs, model.loss_code,
+                      model.optimizer, model.l2)
+    before = {**backend.get_state(), "cursor": backend.fit_state.cursor.copy()}
+    assert backend.train_steps(0) == (0, 0)
+    assert backend.kernels_ready()
+    after = {**backend.get_state(), "cursor": backend.fit_state.cursor.copy()}
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
 def test_comm_must_be_an_mpi4py_communicator():
     model = mpi_fit.build_model(fastmlp.SGD(), 0.0)
     X, y = mpi_fit.data(8)

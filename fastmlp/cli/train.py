@@ -8,16 +8,20 @@ import numpy as np
 from . import labels
 from .common import Failure, UsageError, check_writable, emit, load_table
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
+from .split import train_test_split as fast_split
 
 
 def _split(n, fraction, seed, stratify, salt):
     """(train rows, held rows): a seeded split, stratified by class where every class has two
     rows. Seeds up to 2**63 (and the salt that tells two splits apart) map onto the 32-bit
     range scikit-learn takes."""
-    from sklearn.model_selection import train_test_split
     if stratify is not None and np.bincount(stratify).min(initial=0) < 2:
         stratify = None
     state = int(np.random.default_rng([seed, salt]).integers(0, 2**32))
+    split = fast_split(n, fraction, state, stratify)  # scikit-learn's, without its import
+    if split is not None:
+        return split
+    from sklearn.model_selection import train_test_split
     try:
         return train_test_split(np.arange(n), test_size=fraction, stratify=stratify,
                                 random_state=state)
@@ -262,6 +266,7 @@ def train(args):
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
+               "compile_seconds": float(getattr(history, "compile_seconds", 0.0)),
                "final_loss": float(history.loss[-1]) if history.epochs else None,
                "training" if test is None else "held_out": result,
                "rows": len(rows), "test_rows": 0 if test is None else len(test),
@@ -282,11 +287,18 @@ def train(args):
     return 0
 
 
+#: The summary line names the time spent compiling kernels from this many seconds up.
+SHOW_COMPILE_SECONDS = 0.5
+
+
 def _report(record, held_out):
     prefix = "held-out " if held_out else ""
     metrics = record["held_out" if held_out else "training"]
-    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s, "
-            f"{prefix}loss {metrics['loss']:.4g}")
+    compiling = record.get("compile_seconds", 0.0)
+    compiling = (f" (+{compiling:.1f} s compiling kernels, first run only)"
+                 if compiling >= SHOW_COMPILE_SECONDS else "")
+    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s"
+            f"{compiling}, {prefix}loss {metrics['loss']:.4g}")
     if "accuracy" in metrics:
         text += f", {prefix}accuracy {100 * metrics['accuracy']:.2f}%"
     if metrics.get("r2") is not None:

@@ -20,9 +20,10 @@ import math
 import numpy as np
 
 from .. import config
+from ..jitcache import compile_for, is_compiled
 from ..optimizers import LR
-from ..status import OK
 from ..schedules import LAST_LR, check_schedule, replay_constant_steps
+from ..status import OK
 from ..weights import check_sample_weight
 from ..workspace import Workspace, fit_state, step_config
 from . import parallel, specialize, threads
@@ -140,8 +141,9 @@ class CpuBackend:
 
         A small network trains with the kernel generated for its architecture
         (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
-        Constant are on; any other with cpu_train.train_steps, looked up at each call
-        (tests replace it)."""
+        Constant are on, or (config.SPECIALIZE "auto") that kernel is not compiled yet and
+        the fit is too short to pay for its compile (specialize.worth_using); any other
+        with cpu_train.train_steps, looked up at each call (tests replace it)."""
         n_layers = len(self.spec.layers)
         rows = self._rows(batch_size)
         w = _weights(weights, X.shape[0])
@@ -163,8 +165,12 @@ class CpuBackend:
                                   w is not None, l2_per_sample, self.schedule)
         self.kernel, self.extra = None, ()
         if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
-            self.kernel, self.extra = specialize.for_fit(self.spec, loss, optimizer,
-                                                         batch_size, self.dtype)
+            kernel, extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
+                                               self.dtype)
+            steps = epochs * -(-X.shape[0] // batch_size)
+            if kernel is not None and specialize.worth_using(
+                    kernel, (*self._fit_kernel()[1], 0, *extra), self.spec, steps):
+                self.kernel, self.extra = kernel, extra
         parts = threads.parts_for(batch_size, self.spec.n_weights)
         if self.kernel is None and parts > 1:
             rows = -(-batch_size // parts)
@@ -174,29 +180,60 @@ class CpuBackend:
                 self.train_threads = threads.ThreadChooser(parts)
             self.kernel, self.extra = parallel.train_steps, self.train_parts.arrays()
 
+    def _fit_kernel(self):
+        """(the kernel this fit trains with, its arguments before n_steps, and the extra
+        ones after)."""
+        args = (self.ws.train_state(), self.fit_state, self.X, self.T, self.config)
+        if self.kernel is None:
+            return cpu_train.train_steps, args, ()
+        return self.kernel, args, self.extra
+
+    def _calls(self):
+        """(kernel, arguments) of every compiled call a fit makes: its training kernel (with
+        n_steps 0) and, with validation data, loss_rows on it."""
+        kernel, args, extra = self._fit_kernel()
+        calls = [(kernel, (*args, 0, *extra))]
+        if self.validation is not None:
+            Xv, Tv, Wv = self.validation
+            ws = self.ws
+            calls.append((cpu_train.loss_rows,
+                          (ws.acts, ws.logits, ws.deltas, Xv, Tv, ws.params, self.spec.table,
+                           ws.rows, self.loss, self.spec.n_weights, self.l2,
+                           UNWEIGHTED if Wv is None else Wv, self.l2_per_sample)))
+        return calls
+
+    def kernels_ready(self):
+        """True when every kernel the current fit calls is compiled and in memory."""
+        return all(is_compiled(kernel, *args) for kernel, args in self._calls())
+
     def train_steps(self, n_steps):
-        """Up to n_steps minibatch updates in one compiled call: (status, steps done)."""
+        """Up to n_steps minibatch updates in one compiled call: (status, steps done).
+
+        n_steps = 0 trains nothing and changes nothing (no cursor move, no shuffle, no
+        schedule step): it compiles the fit's kernels, or loads them from numba's cache, so
+        that training.fit can keep that time out of the epochs' seconds."""
+        if n_steps == 0:
+            for kernel, args in self._calls():
+                compile_for(kernel, *args)
+            return OK, 0
         self.ws.save_backup()
         self.schedule_backup[:] = self.schedule.state
         fit = self.fit_state
+        kernel, args, extra = self._fit_kernel()
         if self.kernel is None:
-            status, done = cpu_train.train_steps(self.ws.train_state(), fit, self.X, self.T,
-                                                 self.config, n_steps)
+            status, done = kernel(*args, n_steps)
             return int(status), int(done)
-        if self.kernel is parallel.train_steps:  # keeps every record the generic one does
-            def steps(n_threads, count):
-                return self.kernel(self.ws.train_state(), fit, self.X, self.T, self.config,
-                                   count, *self.extra)
+        if kernel is parallel.train_steps:  # keeps every record the generic one does
             with threads.one_blas_thread():  # the parts are the threads
-                status, done = self.train_threads.run(steps, n_steps)
+                status, done = self.train_threads.run(
+                    lambda n_threads, count: kernel(*args, count, *extra), n_steps)
             return int(status), int(done)
         cursor = fit.cursor.copy()
-        status, done = self.kernel(self.ws.train_state(), fit, self.X, self.T, self.config,
-                                   n_steps, *self.extra)
+        status, done = kernel(*args, n_steps, *extra)
         # The generated kernels train at the constant rate and keep no record of it.
         replay_constant_steps(self.schedule.state, self.epoch_lr, cursor, done,
-                                        self.X.shape[0], self.config.batch_size,
-                                        self.config.hyper[LR])
+                              self.X.shape[0], self.config.batch_size,
+                              self.config.hyper[LR])
         return int(status), int(done)
 
     def cursor(self):

@@ -127,7 +127,7 @@ def activation_backward(delta, a, activation):
         raise ValueError("cpu/dense.activation_backward: unknown activation code")
 
 
-@jit
+@jit(inline="always")
 def matmul_forward(out, inp, weight):
     """out (m, n_out) = inp (m, n_in) @ weight (n_in, n_out): BLAS or hand-written loops."""
     m, n_in = inp.shape
@@ -151,7 +151,7 @@ def matmul_forward(out, inp, weight):
                     out[i, j] += x * weight[k, j]
 
 
-@jit
+@jit(inline="always")
 def dense_forward(out, z, inp, weight, bias, activation):
     """One layer: z (m, n_out) = inp (m, n_in) @ weight + bias and out = activation(z), with
     bias and activation applied in one pass after the product.
@@ -163,7 +163,7 @@ def dense_forward(out, z, inp, weight, bias, activation):
     activation_forward(out, z, bias, activation)
 
 
-@jit
+@jit(inline="always")
 def dense_backward(dinp, dweight, dbias, dout, inp, weight, inp_activation, need_dinp):
     """Backward of one layer given its delta dout = dL/dZ (m, n_out).
 

@@ -47,7 +47,7 @@ def loss_forward(outputs, logits, targets, loss):
     return total
 
 
-@jit
+@jit(inline="always")
 def is_canonical(loss, activation):
     """True for the pairs of losses.CANONICAL_PAIRS, whose dL/dZ is (A - T)/m."""
     for pair in CANONICAL_PAIRS:
@@ -83,7 +83,7 @@ def loss_backward(dlogits, outputs, targets, scale, loss, activation):
 
 
 # -- sample weights: the batch loss is sum_i w_i l_i / sum_i w_i ----------------------------
-@jit
+@jit(inline="always")
 def weighted_loss_forward(outputs, logits, targets, weights, loss):
     """Sum over the rows of weights[i] times row i's loss (loss_forward row by row; the
     caller divides by the weights' sum)."""
@@ -95,7 +95,7 @@ def weighted_loss_forward(outputs, logits, targets, weights, loss):
     return total
 
 
-@jit
+@jit(inline="always")
 def weighted_loss_backward(dlogits, outputs, targets, weights, scale, loss, activation):
     """dlogits = dL/dZ of the output layer for the weighted mean with scale = 1/sum(w):
     loss_backward's delta with scale 1, row i then times weights[i] * scale (the delta is

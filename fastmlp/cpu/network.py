@@ -19,7 +19,7 @@ from .views import view2d
 UNWEIGHTED = np.zeros(0)
 
 
-@jit
+@jit(inline="always")
 def weight_view(buf, layers, l):
     n_in = layers[l, N_IN]
     n_out = layers[l, N_OUT]
@@ -27,13 +27,13 @@ def weight_view(buf, layers, l):
     return view2d(buf, off, n_in, n_out)
 
 
-@jit
+@jit(inline="always")
 def bias_view(buf, layers, l):
     off = layers[l, B_OFFSET]
     return buf[off:off + layers[l, N_OUT]]
 
 
-@jit
+@jit(inline="always")
 def rows_view(buf, layers, l, rows, m):
     """Layer l's (m, n_out) block of an activation or delta buffer with `rows` rows."""
     n_out = layers[l, N_OUT]
@@ -41,7 +41,7 @@ def rows_view(buf, layers, l, rows, m):
     return view2d(buf, off, m, n_out)
 
 
-@jit
+@jit(inline="always")
 def network_forward(acts, logits, deltas, x, params, layers, rows):
     """Forward pass of x (m, n_inputs); returns the output activations.
 
@@ -63,7 +63,7 @@ def network_forward(acts, logits, deltas, x, params, layers, rows):
     return inp
 
 
-@jit
+@jit(inline="always")
 def network_backward(grads, deltas, acts, x, targets, params, layers, rows, scale, loss,
                      row_weights):
     """Backward pass after network_forward on the same x: fills grads with d(loss)/d(params).
@@ -114,7 +114,7 @@ def l2_backward(grads, params, n_weights, l2):
             grads[i] += l2 * params[i]
 
 
-@jit
+@jit(inline="always")
 def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, row_weights):
     """Sum over the rows of x of the per-row loss (no l2 term), each times its weight in
     row_weights; an empty row_weights (UNWEIGHTED) weighs every row 1."""

@@ -102,7 +102,7 @@ def adam_step(params, grads, moment1, moment2, lo, hi, lr, beta1, beta2, eps, we
             one_minus_beta2, inv_bias_correction2_sqrt, eps_, decay, decoupled)
 
 
-@jit
+@jit(inline="always")
 def update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step, l2,
                    is_weights):
     if optimizer == SGD:
@@ -116,22 +116,27 @@ def update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, st
         raise ValueError("cpu/optim.update_segment: unknown optimizer code")
 
 
-@jit
+@jit(inline="always")
 def optimizer_step(params, grads, moment1, moment2, opt_step, layers, optimizer, hyper, l2):
     """One update of the flat buffers: params -= update(grads + l2 * weights); the l2 term
     reaches each layer's weights, not the biases. opt_step[0] counts the updates made."""
     opt_step[0] += 1
     step = opt_step[0]
     n_layers = layers.shape[0]
-    for l in range(n_layers):
-        lo = layers[l, W_OFFSET]
-        hi = lo + layers[l, N_IN] * layers[l, N_OUT]
-        update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step, l2,
-                       True)
     last = n_layers - 1
     n_weights = layers[last, W_OFFSET] + layers[last, N_IN] * layers[last, N_OUT]
-    update_segment(params, grads, moment1, moment2, n_weights, params.shape[0], optimizer,
-                   hyper, step, 0.0, False)
+    # One call site for the weights and the biases: update_segment is compiled and inlined
+    # once (constant True/False arguments would type as two literals: two compiles).
+    for l in range(n_layers + 1):
+        is_weights = l < n_layers
+        if is_weights:
+            lo = layers[l, W_OFFSET]
+            hi = lo + layers[l, N_IN] * layers[l, N_OUT]
+            decay = l2
+        else:
+            lo, hi, decay = n_weights, params.shape[0], 0.0
+        update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step,
+                       decay, is_weights)
 
 
 @jit

@@ -39,9 +39,8 @@ from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows
-from .train import (finish_step, forward_rows, gather_rows, gather_weights, move_cursor,
-                    next_batch)
-from .views import view2d
+from .train import finish_step, forward_rows, gather_rows, next_batch, weigh_step
+from .views import readonly, view2d
 
 parallel_jit = functools.partial(numba.njit, parallel=True, cache=CACHE,
                                  fastmath=set(FASTMATH), nogil=True, error_model=ERROR_MODEL)
@@ -83,6 +82,7 @@ def part_gradient(grads, acts, deltas, logits, xbuf, tbuf, x, targets, perm, sta
     tb = view2d(tbuf, 0, k, targets.shape[1])
     gather_rows(xb, x, perm, start + lo, k)
     gather_rows(tb, targets, perm, start + lo, k)
+    xb, tb = readonly(xb), readonly(tb)  # as in train.train_steps: one compile of the passes
     wb = wbatch[lo:hi]  # empty stays empty
     total = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss, wb)
     network_backward(grads, deltas, acts, xb, tb, params, layers, rows, scale, loss, wb)
@@ -200,15 +200,9 @@ def train_steps(state, fit, x, targets, config, n_steps, acts, deltas, logits, x
         start, m = next_batch(fit.cursor, fit.perm, s.rng, n, c.batch_size, c.shuffle)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
-        wb = fit.wbatch[:m]  # empty when unweighted (fit.wbatch is)
-        if c.weighted:
-            weight_sum = gather_weights(wb, fit.weights, fit.perm, start, m)
-            if weight_sum == 0:  # nothing to learn from: skip the update
-                move_cursor(fit.cursor, n, c.batch_size)
-                advance(fit.schedule_state, lr, m, False, fit.cursor[0] != epoch)
-                continue
-        else:
-            weight_sum = float(m)
+        wb, weight_sum = weigh_step(fit, c, start, m, lr, epoch, n)
+        if weight_sum == 0:  # nothing to learn from: skipped
+            continue
         part_gradients(acts, deltas, logits, xbuf, tbuf, part_grads, part_loss, x, targets,
                        fit.perm, start, m, params, layers, rows, c.loss, 1.0 / weight_sum,
                        wb)

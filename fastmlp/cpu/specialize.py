@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import config
 from ..files import cache_root
-from ..jitcache import source_digest
+from ..jitcache import load_cached, source_digest
 from ..schedules import CONSTANT
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
 
@@ -34,7 +34,24 @@ def supports(weighted, schedule_code, l2_per_sample):
 
 def eligible(spec):
     """True when spec is small enough for a generated kernel (config.SPECIALIZE_MAX_WEIGHTS)."""
-    return config.SPECIALIZE and spec.n_weights <= config.SPECIALIZE_MAX_WEIGHTS
+    return config.SPECIALIZE is not False and spec.n_weights <= config.SPECIALIZE_MAX_WEIGHTS
+
+
+def expected_compile_seconds(spec):
+    """About how long a generated kernel for spec takes to compile (config.py's figures)."""
+    return config.SPECIALIZE_COMPILE_SECONDS + config.SPECIALIZE_COMPILE_PER_WEIGHT * spec.n_weights
+
+
+def worth_using(kernel, args, spec, steps):
+    """Whether a fit of `steps` steps should train with the generated kernel (called with
+    args): always with config.SPECIALIZE True; with "auto" when it is compiled already (in
+    memory, or in numba's disk cache, which this loads), or when its saving over the generic
+    kernel, config.SPECIALIZE_STEP_SAVING a step, pays for its expected compile."""
+    if config.SPECIALIZE is True:
+        return True
+    if load_cached(kernel, *args):
+        return True
+    return steps * config.SPECIALIZE_STEP_SAVING > expected_compile_seconds(spec)
 
 
 # -- the cache of generated modules ----------------------------------------------------------

@@ -37,7 +37,7 @@ from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, l2_forward, network_backward
 from .optim import gradient_norms, optimizer_step
 from .train import finish_step, gather_rows, next_batch
-from .views import view2d
+from .views import readonly, view2d
 
 
 @jit
@@ -67,6 +67,7 @@ def local_gradient_sums(state, fit, x, targets, config, rank, size, sums):
     tb = view2d(s.tbatch, 0, k, targets.shape[1])
     gather_rows(xb, x, fit.perm, start + lo, k)
     gather_rows(tb, targets, fit.perm, start + lo, k)
+    xb, tb = readonly(xb), readonly(tb)  # as in train.train_steps: one compile of the passes
     unweighted = fit.wbatch[:0]  # empty: the data-parallel step takes no sample weights
     loss_sum = batch_loss(s.acts, s.logits, s.deltas, xb, tb, s.params, c.layers, c.rows,
                           c.loss, unweighted)

@@ -11,6 +11,7 @@ second the partner is back. ThreadChooser times each option for a few steps, run
 of the call with the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
 import contextlib
+import importlib
 import os
 import time
 
@@ -76,7 +77,7 @@ def one_blas_thread():
     made once (after loading scipy's BLAS, the one numba's np.dot calls)."""
     global _blas_controller
     if _blas_controller is None:
-        import scipy.linalg.cython_blas  # noqa: F401
+        importlib.import_module("scipy.linalg.cython_blas")  # loads the library
         from threadpoolctl import ThreadpoolController
         _blas_controller = ThreadpoolController()
     with _blas_controller.limit(limits=1, user_api="blas"):

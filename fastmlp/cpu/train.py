@@ -7,7 +7,6 @@ run here, so Python is not in the per-batch loop.
 """
 import math
 
-import numpy as np
 
 from ..config import jit
 from ..optimizers import LR
@@ -17,10 +16,10 @@ from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..weights import total_weight
 from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
 from .optim import gradient_norms, optimizer_step
-from .views import view2d
+from .views import readonly, view2d
 
 
-@jit
+@jit(inline="always")
 def gather_rows(out, src, perm, start, m):
     """out[:m] = src[perm[start:start+m]] row by row, into a preallocated buffer."""
     n = src.shape[1]
@@ -30,7 +29,7 @@ def gather_rows(out, src, perm, start, m):
             out[i, j] = src[r, j]
 
 
-@jit
+@jit(inline="always")
 def gather_weights(out, weights, perm, start, m):
     """out[:m] = weights[perm[start:start+m]]; returns their sum (float64, in row order)."""
     total = 0.0
@@ -41,7 +40,7 @@ def gather_weights(out, weights, perm, start, m):
     return total
 
 
-@jit
+@jit(inline="always")
 def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     """The start of a step: (first position in perm, rows in the batch). The first batch of
     an epoch reshuffles perm when shuffle_rows and the epoch has more than one batch (the
@@ -53,7 +52,7 @@ def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     return start, min(batch_size, n - start)
 
 
-@jit
+@jit(inline="always")
 def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
                 batch_size):
     """The end of an applied step: add it to its epoch's statistics and move the cursor."""
@@ -64,7 +63,7 @@ def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, 
     move_cursor(cursor, n, batch_size)
 
 
-@jit
+@jit(inline="always")
 def move_cursor(cursor, n, batch_size):
     """cursor = [epoch, batch] of the next step."""
     b = cursor[1] + 1
@@ -105,6 +104,9 @@ def train_steps(state, fit, x, targets, config, n_steps):
         tb = view2d(s.tbatch, 0, m, targets.shape[1])
         gather_rows(xb, x, fit.perm, start, m)
         gather_rows(tb, targets, fit.perm, start, m)
+        # typed as the validated inputs are (read-only), so that the passes below compile
+        # once for training and for loss_rows/forward_rows/gradient_rows
+        xb, tb = readonly(xb), readonly(tb)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
         # the step's weights; empty (fit.wbatch is) when unweighted: one compiled signature

@@ -36,3 +36,17 @@ def view2d(typingctx, buf, offset, rows, cols):
         return impl_ret_borrowed(context, builder, view_type, out._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def readonly(typingctx, arr):
+    """arr typed read-only: the same array, for callees that also take the (read-only)
+    validated inputs, so that they compile once rather than once per write flag."""
+    if not isinstance(arr, types.Array):
+        return None
+    view_type = arr.copy(readonly=True)
+
+    def codegen(context, builder, signature, args):
+        return impl_ret_borrowed(context, builder, view_type, args[0])
+
+    return view_type(arr), codegen

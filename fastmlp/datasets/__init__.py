@@ -1,6 +1,9 @@
 """Datasets: the seeds' worked examples (xor, x_squared, abs_shifted, digits, built in),
 MNIST and Fashion-MNIST (load_mnist, from IDX files on disk or downloaded), and the user's own
 tables (load_table: CSV, Parquet, .npy, .npz)."""
+import gzip
+import os
+
 import numpy as np
 
 from .mnist import download_mnist, load_mnist
@@ -28,7 +31,19 @@ def abs_shifted(n=200, seed=0):
 
 
 def digits():
-    """scikit-learn's bundled 8x8 digits, pixels scaled to [0, 1]; (X (1797, 64), labels)."""
+    """scikit-learn's bundled 8x8 digits, pixels scaled to [0, 1]; (X (1797, 64), labels).
+
+    Read from scikit-learn's data file as its load_digits does, without importing
+    scikit-learn (1-2 s, most of a `fastmlp train` whose kernels are cached); through
+    load_digits if the file is not where it was."""
+    import importlib.util
+    found = importlib.util.find_spec("sklearn")
+    for root in (found.submodule_search_locations or []) if found else []:
+        path = os.path.join(root, "datasets", "data", "digits.csv.gz")
+        if os.path.isfile(path):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1] / 16.0, data[:, -1].astype(int)
     from sklearn.datasets import load_digits
     data = load_digits()
     return data.data / 16.0, data.target

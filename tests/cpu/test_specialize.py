@@ -212,3 +212,71 @@ def test_generated_kernels_allocate_nothing_per_step(batch_size):
     expected = specialize.ROWS if batch_size < 16 else specialize.COLUMNS
     assert specialize.layout_for(batch_size) == expected
     assert allocations_per_step(model, X, y, batch_size=batch_size, steps=12) == 0
+
+
+# -- config.SPECIALIZE = "auto": generated only when compiled already or worth its compile ---
+
+@pytest.fixture
+def auto(tmp_path, monkeypatch):
+    """The "auto" rule, an empty kernel cache and no generated module loaded yet."""
+    monkeypatch.setattr(config, "SPECIALIZE", "auto")
+    monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(specialize, "_loaded", {})
+    return tmp_path
+
+
+AUTO_LAYERS = [(3, "tanh"), (2, "softmax")]
+
+
+def auto_fit(epochs, batch_size=4):
+    """(the kernel begin_fit chose, the model): 2-3-2 on 8 rows."""
+    model, X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)
+    backend = model.backend
+    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, epochs, model.loss_code,
+                      model.optimizer, model.l2)
+    return backend.kernel, model
+
+
+def test_auto_trains_a_short_fit_of_a_new_architecture_with_the_generic_kernel(auto):
+    kernel, model = auto_fit(epochs=10)
+    assert kernel is None
+    steps = 10 * 2
+    assert steps * config.SPECIALIZE_STEP_SAVING < specialize.expected_compile_seconds(
+        model.spec)
+    # nothing generated was compiled for it
+    assert all(k is None or not k.signatures for k in specialize._loaded.values())
+
+
+def test_auto_uses_the_generated_kernel_when_the_fit_pays_for_its_compile(auto):
+    model = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)[0]
+    needed = specialize.expected_compile_seconds(model.spec) / config.SPECIALIZE_STEP_SAVING
+    assert auto_fit(epochs=int(needed // 2) - 1)[0] is None  # two steps an epoch
+    assert auto_fit(epochs=int(needed // 2) + 1)[0] is not None
+
+
+def test_auto_uses_a_generated_kernel_compiled_before(auto, monkeypatch):
+    monkeypatch.setattr(config, "SPECIALIZE", True)
+    kernel, model = auto_fit(epochs=1)  # compiles it (a user who asked for it, say)
+    X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)[1:]
+    model.fit(X, y, epochs=1, batch_size=4, progress=False)
+    assert kernel is not None and len(kernel.signatures) == 1
+    monkeypatch.setattr(config, "SPECIALIZE", "auto")
+    assert auto_fit(epochs=1)[0] is kernel  # in memory
+    specialize._loaded.clear()  # a new process: numba's disk cache has it
+    again, _ = auto_fit(epochs=1)
+    assert again is not None and again is not kernel and len(again.signatures) == 1
+    assert sum(again.stats.cache_hits.values()) == 1 and not again.stats.cache_misses
+
+
+def test_auto_gives_the_numbers_of_the_generated_kernel(auto, monkeypatch):
+    X, y = make(2, AUTO_LAYERS, None, "adam", "float64", l2=0.01, n=8)[1:]
+    histories, weights = [], []
+    for mode in ("auto", True):
+        monkeypatch.setattr(config, "SPECIALIZE", mode)
+        model = make(2, AUTO_LAYERS, None, "adam", "float64", l2=0.01, n=8)[0]
+        histories.append(model.fit(X, y, epochs=5, batch_size=4, progress=False).loss)
+        weights.append(np.concatenate([np.ravel(a) for pair in model.get_weights()
+                                       for a in pair]))
+        assert (model.backend.kernel is None) == (mode == "auto")
+    np.testing.assert_allclose(histories[0], histories[1], rtol=1e-12)
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-12, atol=1e-14)

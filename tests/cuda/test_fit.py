@@ -160,3 +160,30 @@ def test_ctrl_c_keeps_the_steps_that_ran(monkeypatch):
     replay.fit(X, y, epochs=1, batch_size=4, shuffle=False, progress=False)
     replay.fit(X[:4], y[:4], epochs=1, batch_size=4, shuffle=False, progress=False)
     same_weights(replay, model, rtol=1e-12)
+
+
+@pytest.mark.parametrize("steps_per_launch", [False, "auto"])
+def test_zero_steps_change_nothing_on_cuda(monkeypatch, steps_per_launch):
+    """training.fit's 0-step call before its first step moves nothing on the device path
+    either: weights, cursor, schedule and the epoch's statistics stay as they were, and
+    the fit after it trains as one without it."""
+    monkeypatch.setattr(config, "CUDA_FUSED_STEPS", steps_per_launch)
+    X, y = regression()
+    args = (3, [(4, "tanh"), (1, "identity")])
+    model = fastmlp.MLP(*args, seed=0, device="cuda")
+    b = model.backend
+    schedule = fastmlp.schedules.Constant()
+    b.begin_fit(*model.as_arrays(X, y), 4, True, 2, model.loss_code, model.optimizer,
+                model.l2, schedule=schedule)
+    before = (b.get_state(), b.cursor(), schedule.state.copy(), b.epoch_loss.copy())
+    assert b.train_steps(0) == (0, 0)
+    after = (b.get_state(), b.cursor(), schedule.state.copy(), b.epoch_loss.copy())
+    for key in before[0]:
+        np.testing.assert_array_equal(before[0][key], after[0][key], err_msg=key)
+    assert before[1] == after[1]
+    np.testing.assert_array_equal(before[2], after[2])
+    np.testing.assert_array_equal(before[3], after[3])
+    plain = fastmlp.MLP(*args, seed=0, device="cuda")
+    plain.fit(X, y, epochs=2, batch_size=4, progress=False)
+    model.fit(X, y, epochs=2, batch_size=4, progress=False)  # its own 0-step call included
+    same_weights(plain, model, rtol=0, atol=0)
