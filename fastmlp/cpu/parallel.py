@@ -151,19 +151,27 @@ def reduce_parts(grads, part_grads, params, layers, n_weights, l2, part_sums):
         reduce_slice(grads, part_grads, params, layers, n_weights, l2, part_sums[p], lo, hi)
 
 
+@jit
+def update_part(params, grads, moment1, moment2, n_weights, optimizer, hyper, step, l2, part,
+                parts):
+    """Part `part` of `parts` of the optimizer update (optim.optimizer_step's rule: l2 on the
+    weights, not the biases): its slice of the weights and its slice of the biases.
+
+    A call of its own, not inlined into update_parts' prange: update_segment's raise for an
+    unknown code would give the loop a second exit, and numba then runs it serially."""
+    lo, hi = rank_rows(n_weights, part, parts)
+    update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step, l2, True)
+    lo, hi = rank_rows(params.shape[0] - n_weights, part, parts)
+    update_segment(params, grads, moment1, moment2, n_weights + lo, n_weights + hi, optimizer,
+                   hyper, step, 0.0, False)
+
+
 @parallel_jit
 def update_parts(params, grads, moment1, moment2, n_weights, optimizer, hyper, step, l2,
                  parts):
-    """The optimizer update (optim.optimizer_step's rule: l2 on the weights, not the biases)
-    over `parts` slices of the weights and of the biases."""
-    n_biases = params.shape[0] - n_weights
     for p in prange(parts):
-        lo, hi = rank_rows(n_weights, p, parts)
-        update_segment(params, grads, moment1, moment2, lo, hi, optimizer, hyper, step, l2,
-                       True)
-        lo, hi = rank_rows(n_biases, p, parts)
-        update_segment(params, grads, moment1, moment2, n_weights + lo, n_weights + hi,
-                       optimizer, hyper, step, 0.0, False)
+        update_part(params, grads, moment1, moment2, n_weights, optimizer, hyper, step, l2, p,
+                    parts)
 
 
 @jit

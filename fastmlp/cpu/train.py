@@ -41,6 +41,22 @@ def gather_weights(out, weights, perm, start, m):
 
 
 @jit(inline="always")
+def weigh_step(fit, config, start, m, lr, epoch, n):
+    """The step's sample weights and their sum: (fit.wbatch[:m], m) when unweighted (an empty
+    array, as fit.wbatch is then: one compiled signature either way). A weighted batch
+    whose weights are all zero has nothing to learn from: it is skipped here (the cursor
+    and the schedule's counters move past it, as past a step) and the sum returned is 0."""
+    wb = fit.wbatch[:m]
+    if not config.weighted:
+        return wb, float(m)
+    weight_sum = gather_weights(wb, fit.weights, fit.perm, start, m)
+    if weight_sum == 0:
+        move_cursor(fit.cursor, n, config.batch_size)
+        advance(fit.schedule_state, lr, m, False, fit.cursor[0] != epoch)
+    return wb, weight_sum
+
+
+@jit(inline="always")
 def next_batch(cursor, perm, rng, n, batch_size, shuffle_rows):
     """The start of a step: (first position in perm, rows in the batch). The first batch of
     an epoch reshuffles perm when shuffle_rows and the epoch has more than one batch (the
@@ -109,16 +125,9 @@ def train_steps(state, fit, x, targets, config, n_steps):
         xb, tb = readonly(xb), readonly(tb)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
-        # the step's weights; empty (fit.wbatch is) when unweighted: one compiled signature
-        wb = fit.wbatch[:m]
-        if c.weighted:
-            weight_sum = gather_weights(wb, fit.weights, fit.perm, start, m)
-            if weight_sum == 0:  # nothing to learn from: skip the update
-                move_cursor(fit.cursor, n, c.batch_size)
-                advance(fit.schedule_state, lr, m, False, fit.cursor[0] != epoch)
-                continue
-        else:
-            weight_sum = float(m)
+        wb, weight_sum = weigh_step(fit, c, start, m, lr, epoch, n)
+        if weight_sum == 0:  # nothing to learn from: skipped
+            continue
         data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
                                c.loss, wb) / weight_sum
         l2 = c.l2 / weight_sum if c.l2_per_sample else c.l2
