@@ -33,13 +33,13 @@ from numba import prange
 
 from ..config import FASTMATH, ERROR_MODEL, CACHE, jit
 from ..optimizers import LR
-from ..schedules import advance, scheduled_lr
+from ..schedules import scheduled_lr
 from ..spec import N_IN, N_OUT, W_OFFSET
 from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows
-from .train import finish_step, forward_rows, gather_rows, next_batch, weigh_step
+from .train import end_step, forward_rows, gather_rows, next_batch, weigh_step
 from .views import readonly, view2d
 
 parallel_jit = functools.partial(numba.njit, parallel=True, cache=CACHE,
@@ -226,10 +226,7 @@ def train_steps(state, fit, x, targets, config, n_steps, acts, deltas, logits, x
         s.opt_step[0] += 1
         update_parts(params, s.grads, s.moment1, s.moment2, c.n_weights, c.optimizer,
                      fit.hyper, s.opt_step[0], l2, parts)
-        finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms,
-                    total_loss, m, n, c.batch_size)
-        fit.epoch_lr[epoch] = lr
-        advance(fit.schedule_state, lr, m, True, fit.cursor[0] != epoch)
+        end_step(fit, c, lr, total_loss, m, n, epoch)
     return OK, n_steps
 
 

@@ -80,6 +80,16 @@ def finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, 
 
 
 @jit(inline="always")
+def end_step(fit, config, lr, total_loss, m, n, epoch):
+    """The end of an applied step of `epoch`: its statistics, the cursor, the rate it was
+    taken at (fit.epoch_lr) and the schedule's counters."""
+    finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms, total_loss,
+                m, n, config.batch_size)
+    fit.epoch_lr[epoch] = lr
+    advance(fit.schedule_state, lr, m, True, fit.cursor[0] != epoch)
+
+
+@jit(inline="always")
 def move_cursor(cursor, n, batch_size):
     """cursor = [epoch, batch] of the next step."""
     b = cursor[1] + 1
@@ -141,10 +151,7 @@ def train_steps(state, fit, x, targets, config, n_steps):
         fit.hyper[LR] = lr
         optimizer_step(params, grads, s.moment1, s.moment2, s.opt_step, layers, c.optimizer,
                        fit.hyper, l2)
-        finish_step(fit.cursor, fit.epoch_loss, fit.epoch_grad_norm, fit.grad_norms,
-                    total_loss, m, n, c.batch_size)
-        fit.epoch_lr[epoch] = lr
-        advance(fit.schedule_state, lr, m, True, fit.cursor[0] != epoch)
+        end_step(fit, c, lr, total_loss, m, n, epoch)
     return OK, n_steps
 
 

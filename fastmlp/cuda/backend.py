@@ -13,6 +13,7 @@ from .. import config
 from ..optimizers import LR
 from ..schedules import LAST_LR, check_schedule
 from ..spec import ACTIVATION
+from ..status import OK
 from ..weights import check_sample_weight
 from ..workspace import Workspace
 from . import train
@@ -127,6 +128,11 @@ class CudaBackend:
                                      epoch_lr=self.epoch_lr)
 
     def train_steps(self, n_steps):
+        """Up to n_steps steps: (status, steps done). n_steps = 0 does nothing: the CPU's
+        0-step call compiles its kernels before the timing, but the CUDA kernels compile
+        at their first launch (per tile size, cached per process)."""
+        if n_steps == 0:
+            return OK, 0
         return self.trainer.train_steps(n_steps)
 
     def cursor(self):
