@@ -112,6 +112,9 @@ jitcache.install()
 # 2 vCPUs, shared), with the same step times.
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
+#: The same flags for the data-parallel kernels (cpu/parallel.py), whose prange loops run on
+#: numba's thread pool.
+parallel_jit = functools.partial(jit, parallel=True)
 
 # -- CUDA (fastmlp/cuda/) -----------------------------------------------------------------
 # Kernels whose shared-memory tiles need compile-time sizes are built per value of the

@@ -18,20 +18,19 @@ rows with single-threaded BLAS into its own buffers:
   update_parts     prange over slices of the parameter vector: the optimizer update
 
 so the step crosses three parallel regions (about 1.5 us each with the OpenMP layer) and no
-BLAS hand-off. The caller keeps the BLAS library at one thread meanwhile (backend.blas_threads).
+BLAS hand-off. The caller keeps the BLAS library at one thread meanwhile
+(threads.one_blas_thread) and picks how many threads run the parts (threads.ThreadChooser).
 
 One step here computes what one step of train.train_steps does, from the same pieces; only
 the order in which the rows' contributions are added differs (rounding in the last bits),
 and the results depend on `parts`, never on which thread ran which part.
 """
-import functools
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from ..config import FASTMATH, ERROR_MODEL, CACHE, jit
+from ..config import jit, parallel_jit
 from ..optimizers import LR
 from ..schedules import scheduled_lr
 from ..spec import N_IN, N_OUT, W_OFFSET
@@ -41,10 +40,6 @@ from .optim import update_segment
 from .split import rank_rows
 from .train import end_step, forward_rows, gather_rows, next_batch, weigh_step
 from .views import readonly, view2d
-
-parallel_jit = functools.partial(numba.njit, parallel=True, cache=CACHE,
-                                 fastmath=set(FASTMATH), nogil=True, error_model=ERROR_MODEL)
-
 
 class PartBuffers:
     """Each part's own row buffers (one row of each 2-D array per part) and gradient, plus

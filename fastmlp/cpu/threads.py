@@ -32,7 +32,7 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-@numba.njit(parallel=True, cache=config.CACHE)
+@config.parallel_jit
 def _touch(a):
     for i in numba.prange(a.shape[0]):
         a[i] += 1.0
