@@ -83,6 +83,9 @@ def fingerprint(X, T):
 class MpiBackend:
     """A CpuBackend driven in step with the other ranks of `comm`."""
     device = "cpu"
+    #: Each rank's BLAS threads are the launcher's (OPENBLAS_NUM_THREADS: its share of the
+    #: node's cores), not config.BLAS_THREADS: training.fit leaves them as they are.
+    blas_limit = None
 
     def __init__(self, backend, comm):
         if getattr(backend, "device", None) != "cpu":

@@ -8,13 +8,13 @@ config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, 
 a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches.
 """
 import contextlib
+import importlib
 import math
 import time
 import warnings
 
 import numpy as np
 
-from . import config
 from .config import PROGRESS_INTERVAL
 from .epochlog import EpochLog
 from .history import History
@@ -42,6 +42,9 @@ def blas_threads(limit):
     if limit is None:
         yield
         return
+    # numba's np.dot calls scipy's BLAS, which a kernel loads when it is first compiled or
+    # read from the cache, inside the fit: loaded here first, the limit reaches it too.
+    importlib.import_module("scipy.linalg.cython_blas")
     from threadpoolctl import threadpool_limits
     with threadpool_limits(limits=limit, user_api="blas"):
         yield
@@ -108,7 +111,7 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
     chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
     stop = False
     try:
-        with blas_threads(config.BLAS_THREADS if backend.device == "cpu" else None):
+        with blas_threads(backend.blas_limit):
             for seg_start in range(0, epochs, SEGMENT_EPOCHS):
                 seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
                 backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,

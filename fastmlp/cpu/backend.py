@@ -35,6 +35,11 @@ from . import train as cpu_train
 class CpuBackend:
     device = "cpu"
 
+    @property
+    def blas_limit(self):
+        """BLAS threads while a fit trains (training.fit sets them): config.BLAS_THREADS."""
+        return config.BLAS_THREADS
+
     def __init__(self, spec, dtype, state=None):
         self.spec = spec
         self.dtype = np.dtype(dtype)

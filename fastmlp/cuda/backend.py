@@ -43,6 +43,7 @@ def check_codes(spec, loss=None, optimizer=None):
 
 class CudaBackend:
     device = "cuda"
+    blas_limit = None  # the host's BLAS does no training work: left as it is
 
     def __init__(self, spec, dtype, state=None):
         require_cuda()  # a RuntimeError that says what to install or set

@@ -295,3 +295,22 @@ def test_parallel_steps_allocate_nothing():
         assert steps(1) == steps(100)
     finally:
         _nrt_python.memsys_disable_stats()
+
+
+def test_a_cpu_fit_holds_blas_at_its_configured_threads(monkeypatch):
+    from threadpoolctl import threadpool_info
+    monkeypatch.setattr(config, "CPU_THREADS", 1)  # the serial kernel, which calls BLAS
+    seen = []
+
+    def record(model, history):  # runs inside the fit, between epochs
+        seen.extend(lib["num_threads"] for lib in threadpool_info()
+                    if lib["user_api"] == "blas")
+    model, X, y = make("relu-softmax-adam", "float64")
+    model.fit(X, y, epochs=2, batch_size=32, progress=False, callbacks=[record])
+    assert seen and set(seen) == {config.BLAS_THREADS}
+
+
+def test_mpi_ranks_keep_the_launchers_blas_threads():
+    from fastmlp.cuda.backend import CudaBackend
+    from fastmlp.distributed import MpiBackend
+    assert MpiBackend.blas_limit is None and CudaBackend.blas_limit is None
