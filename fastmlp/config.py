@@ -63,7 +63,7 @@ SPECIALIZE_COMPILE_PER_WEIGHT = 0.04
 #: whose parts call BLAS with one thread each; the rest train with one BLAS thread, because
 #: OpenBLAS splits each GEMM statically between its threads and waits for all of them: on
 #: a shared host, when another process holds the second core, every GEMM waits a
-#: scheduler slice (fashion's step: 9-32 ms with two threads against 1.3 ms with one,
+#: scheduler slice (fashion's step: 5-32 ms with two threads against 1.3 ms with one,
 #: measured on the 2-vCPU development machine).
 BLAS_THREADS = 1
 
