@@ -147,8 +147,9 @@ class CpuBackend:
         A small network trains with the kernel generated for its architecture
         (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
         Constant are on, or (config.SPECIALIZE "auto") that kernel is not compiled yet and
-        the fit is too short to pay for its compile (specialize.worth_using); any other
-        with cpu_train.train_steps, looked up at each call (tests replace it)."""
+        the fit is too short to pay for its compile (specialize.worth_using); a wide one
+        (threads.parts_for) with the data-parallel parallel.train_steps; any other with
+        cpu_train.train_steps, looked up at each call (tests replace it)."""
         n_layers = len(self.spec.layers)
         rows = self._rows(batch_size)
         w = _weights(weights, X.shape[0])
@@ -178,10 +179,11 @@ class CpuBackend:
                 self.kernel, self.extra = kernel, extra
         parts = threads.parts_for(batch_size, self.spec.n_weights)
         if self.kernel is None and parts > 1:
-            rows = -(-batch_size // parts)
+            part_rows = -(-batch_size // parts)
             bufs = self.train_parts
-            if bufs is None or bufs.parts != parts or bufs.rows < rows:
-                self.train_parts = parallel.PartBuffers(self.spec, self.dtype, parts, rows)
+            if bufs is None or bufs.parts != parts or bufs.rows < part_rows:
+                self.train_parts = parallel.PartBuffers(self.spec, self.dtype, parts,
+                                                        part_rows)
                 self.train_threads = threads.ThreadChooser(parts)
             self.kernel, self.extra = parallel.train_steps, self.train_parts.arrays()
 
