@@ -317,6 +317,17 @@ SCHEDULES = {cls.__name__: cls for cls in (Constant, InverseScaling, StepDecay, 
                                            Cosine, ReduceOnPlateau)}
 
 
+def current_lr(schedule, base_lr):
+    """The learning rate of the most recent update under `schedule` (of the next one before
+    any), base_lr being the optimizer's; None for no schedule (no fit has begun)."""
+    if schedule is None:
+        return None
+    last = schedule.state[LAST_LR]
+    if math.isfinite(last):
+        return float(last)
+    return schedule.lr(base_lr)
+
+
 def check_schedule(schedule):
     """None -> Constant(); a Schedule as is; anything else a TypeError."""
     if schedule is None:

@@ -7,14 +7,13 @@ Python returns from compiled code only to update the progress bar (about every
 config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
 a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches.
 """
-import contextlib
-import importlib
 import math
 import time
 import warnings
 
 import numpy as np
 
+from .blas import limit_threads
 from .config import PROGRESS_INTERVAL
 from .epochlog import EpochLog
 from .history import History
@@ -33,21 +32,6 @@ def _quiet_chunk(steps, steps_per_epoch):
     if steps < steps_per_epoch:
         return max(1, steps)
     return steps // steps_per_epoch * steps_per_epoch
-
-
-@contextlib.contextmanager
-def blas_threads(limit):
-    """Limit the BLAS libraries' threads (threadpoolctl, a dependency of scikit-learn) for
-    the duration of a CPU fit; None leaves them alone."""
-    if limit is None:
-        yield
-        return
-    # numba's np.dot calls scipy's BLAS, which a kernel loads when it is first compiled or
-    # read from the cache, inside the fit: loaded here first, the limit reaches it too.
-    importlib.import_module("scipy.linalg.cython_blas")
-    from threadpoolctl import threadpool_limits
-    with threadpool_limits(limits=limit, user_api="blas"):
-        yield
 
 
 class StopTraining(Exception):
@@ -111,7 +95,7 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
     chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
     stop = False
     try:
-        with blas_threads(backend.blas_limit):
+        with limit_threads(backend.blas_limit):
             for seg_start in range(0, epochs, SEGMENT_EPOCHS):
                 seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
                 backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,

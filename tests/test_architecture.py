@@ -74,7 +74,7 @@ def test_training_imports_neither_twin(graph):
 # that drives one.
 EDGE = ("spec", "activations", "losses", "optimizers", "status", "rng", "config", "jitcache",
         "workspace", "validation", "history", "init", "plot", "files", "schedules",
-        "weights")
+        "weights", "blas")
 
 
 def test_edge_modules_import_no_twin_and_no_driver(graph):

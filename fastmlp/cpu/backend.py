@@ -15,14 +15,14 @@ sum(w l) / sum(w). l2_per_sample=True gives the l2 term scikit-learn's form,
 0.5 * l2 * sum ||W||^2 / sum(w) (sum(w) of the batch; its rows when unweighted), instead of
 0.5 * l2 * sum ||W||^2.
 """
-import math
 
 import numpy as np
 
 from .. import config
+from ..blas import limit_threads
 from ..jitcache import compile_for, is_compiled
 from ..optimizers import LR
-from ..schedules import LAST_LR, check_schedule, replay_constant_steps
+from ..schedules import check_schedule, current_lr, replay_constant_steps
 from ..status import OK
 from ..weights import check_sample_weight
 from ..workspace import Workspace, fit_state, step_config
@@ -111,7 +111,7 @@ class CpuBackend:
             position[0] = hi
             return OK, count
 
-        with threads.one_blas_thread():
+        with limit_threads(1):  # the parts are the threads
             self.forward_threads.run(blocks, 0)  # compiles (or loads) it outside the timing
             self.forward_threads.run(blocks, -(-n // block))
 
@@ -231,7 +231,7 @@ class CpuBackend:
             status, done = kernel(*args, n_steps)
             return int(status), int(done)
         if kernel is parallel.train_steps:  # keeps every record the generic one does
-            with threads.one_blas_thread():  # the parts are the threads
+            with limit_threads(1):  # the parts are the threads
                 status, done = self.train_threads.run(
                     lambda n_threads, count: kernel(*args, count, *extra), n_steps)
             return int(status), int(done)
@@ -250,12 +250,7 @@ class CpuBackend:
     def current_lr(self):
         """The learning rate of the most recent update (of the next one before any; None
         before the first begin_fit)."""
-        if self.schedule is None:
-            return None
-        last = self.schedule.state[LAST_LR]
-        if math.isfinite(last):
-            return float(last)
-        return self.schedule.lr(self.config.hyper[LR])
+        return current_lr(self.schedule, None if self.config is None else self.config.hyper[LR])
 
     def validation_loss(self):
         """The loss on the validation data, weighted by its weights when it has them."""

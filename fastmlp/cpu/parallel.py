@@ -19,7 +19,7 @@ rows with single-threaded BLAS into its own buffers:
 
 so the step crosses three parallel regions (about 1.5 us each with the OpenMP layer) and no
 BLAS hand-off. The caller keeps the BLAS library at one thread meanwhile
-(threads.one_blas_thread) and picks how many threads run the parts (threads.ThreadChooser).
+(blas.limit_threads) and picks how many threads run the parts (threads.ThreadChooser).
 
 One step here computes what one step of train.train_steps does, from the same pieces; only
 the order in which the rows' contributions are added differs (rounding in the last bits),

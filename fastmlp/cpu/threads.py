@@ -10,8 +10,6 @@ the 2-vCPU development machine while another process kept one core busy), and th
 second the partner is back. ThreadChooser times each option for a few steps, runs the rest
 of the call with the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
-import contextlib
-import importlib
 import os
 import time
 
@@ -65,23 +63,6 @@ def available():
         if layer == "omp":
             return False
     return _threading_layer() in ("omp", "tbb")
-
-
-_blas_controller = None
-
-
-@contextlib.contextmanager
-def one_blas_thread():
-    """The BLAS libraries at one thread (threadpoolctl) while a parallel kernel runs: each
-    part calls BLAS on its own core. The controller, which finds the loaded libraries, is
-    made once (after loading scipy's BLAS, the one numba's np.dot calls)."""
-    global _blas_controller
-    if _blas_controller is None:
-        importlib.import_module("scipy.linalg.cython_blas")  # loads the library
-        from threadpoolctl import ThreadpoolController
-        _blas_controller = ThreadpoolController()
-    with _blas_controller.limit(limits=1, user_api="blas"):
-        yield
 
 
 def most_threads():

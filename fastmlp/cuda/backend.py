@@ -5,13 +5,12 @@ and training.py drives either. The host keeps a Workspace mirror for what stays 
 (the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has the
 drivers (Trainer, forward_rows, loss_rows, gradient_rows).
 """
-import math
 
 import numpy as np
 
 from .. import config
 from ..optimizers import LR
-from ..schedules import LAST_LR, check_schedule
+from ..schedules import check_schedule, current_lr
 from ..spec import ACTIVATION
 from ..status import OK
 from ..weights import check_sample_weight
@@ -143,12 +142,7 @@ class CudaBackend:
     def current_lr(self):
         """The learning rate of the most recent update (of the next one before any; None
         before the first begin_fit)."""
-        if self.schedule is None:
-            return None
-        last = self.schedule.state[LAST_LR]
-        if math.isfinite(last):
-            return float(last)
-        return self.schedule.lr(self.base_lr)
+        return current_lr(self.schedule, self.base_lr)
 
     def validation_loss(self):
         return self.trainer.validation_loss()
