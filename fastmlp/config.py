@@ -35,7 +35,10 @@ BLAS_MIN_MACS = 512
 #: their architecture (cpu/codegen.py), every size a constant: row by row in scalar
 #: locals for batches under SPECIALIZE_COLUMNS_MIN_BATCH rows, unit by unit across the batch
 #: (loops vectorised over the rows) from there. Per step, one thread: xor 1.3 us -> 0.1 us
-#: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). A generated kernel compiles once
+#: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). Columns from 4 rows: xor (2-2-1,
+#: batch 4) 175-185 ns a step in rows, 120-135 in columns; 1-8-8-1 Adam batch 4 670 -> 545,
+#: batch 8 784 -> 543; 4-16-4 batches 4-8 and 2-8-1 batch 4 within noise (830-900 ns either
+#: way); 2026-11-29, the 2-core AMD EPYC (Zen 4). A generated kernel compiles once
 #: per architecture and layout, in time that grows with its weights (rows: 1-2 s for xor's
 #: 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
 #:
@@ -47,7 +50,7 @@ BLAS_MIN_MACS = 512
 #: (compiling if need be); False: never.
 SPECIALIZE = "auto"
 SPECIALIZE_MAX_WEIGHTS = 128
-SPECIALIZE_COLUMNS_MIN_BATCH = 16
+SPECIALIZE_COLUMNS_MIN_BATCH = 4
 #: Measured on the 2-vCPU AMD EPYC (shared, float32, one run each): generated kernel compile
 #: / generic step / generated step: 2-2-1 batch 4 (rows) 2.1 s / 2.1 us / 0.45 us, batch 32
 #: (columns) 3.2 s / 3.6 / 3.0 us; 1-8-8-1 (80 weights) batch 4 5.8 s / 4.7 / 1.3 us, batch

@@ -112,13 +112,13 @@ CASES += [(2, [(2, "relu"), (1, "sigmoid")], None, "sgd", "float32"),
 def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimizer, dtype,
                                                   layout):
     model, X, y = make(n_inputs, layers, loss, optimizer, dtype, l2=0.01)
-    # 37 rows in batches of 8 (rows layout) or 16 (columns): epochs of 5 or 3 batches, the
-    # last one short; 12 steps cross epoch boundaries and their reshuffles.
-    batch = 8 if layout == specialize.ROWS else config.SPECIALIZE_COLUMNS_MIN_BATCH
+    # 37 rows in batches of 3 (rows layout) or 16 (columns): epochs of 13 or 3 batches, the
+    # last one short; 30 or 12 steps cross epoch boundaries and their reshuffles.
+    batch, steps = (3, 30) if layout == specialize.ROWS else (16, 12)
     assert specialize.layout_for(batch) == layout
-    generic = run_kernel(model, X, y, batch, 12, "generic")
-    special = run_kernel(model, X, y, batch, 12, "specialized")
-    assert generic["status"] == cpu_train.OK and generic["done"] == 12
+    generic = run_kernel(model, X, y, batch, steps, "generic")
+    special = run_kernel(model, X, y, batch, steps, "specialized")
+    assert generic["status"] == cpu_train.OK and generic["done"] == steps
     assert_same(generic, special, dtype)
     assert not np.array_equal(special["params"], model.backend.ws.params)  # it trained
 
@@ -203,13 +203,13 @@ def test_without_a_writable_directory_fit_uses_the_generic_kernel(tmp_path, monk
     assert h.epochs == 3 and np.isfinite(h.loss).all()
 
 
-@pytest.mark.parametrize("batch_size", [4, 16])
+@pytest.mark.parametrize("batch_size", [3, 16])
 def test_generated_kernels_allocate_nothing_per_step(batch_size):
     from fastmlp.diagnostics import allocations_per_step
     model, X, y = make(3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "adam",
                        "float32", l2=0.01, n=40)
     assert fitted_kernel(model, X, y, batch_size) is not None
-    expected = specialize.ROWS if batch_size < 16 else specialize.COLUMNS
+    expected = specialize.ROWS if batch_size < 4 else specialize.COLUMNS
     assert specialize.layout_for(batch_size) == expected
     assert allocations_per_step(model, X, y, batch_size=batch_size, steps=12) == 0
 
