@@ -3,6 +3,18 @@ import numbers
 
 import numpy as np
 
+from .config import jit
+
+#: Float arrays of at least this many values are checked for NaN and infinity by
+#: _largest_magnitude (one pass, no temporary); smaller ones by np.isfinite, which needs no
+#: compile. forward on 10,000 rows of 784 float32: np.isfinite(X).all() 1.5 ms, the scan
+#: 0.7 ms (the 2-core AMD EPYC, 2026-11-29), against about 12 ms of forward pass.
+FINITE_SCAN_MIN_VALUES = 1 << 20
+#: Per float width: (the unsigned integer of the same width, the mask that clears the sign
+#: bit, the bits of +inf). A float is NaN or infinite iff its magnitude bits are >= +inf's.
+_FLOAT_BITS = {4: (np.uint32, np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)),
+               8: (np.uint64, np.uint64(0x7FFFFFFFFFFFFFFF), np.uint64(0x7FF0000000000000))}
+
 
 def _as_real_array(a, what, labels=False):
     """a as a real (bool, integer or float) numpy array, or a TypeError/ValueError that says
@@ -88,8 +100,31 @@ def _object_to_float(arr, what, labels):
                     f"({type(value).__name__}); pass a rectangular numeric array")
 
 
+@jit
+def _largest_magnitude(bits, mask):
+    """The largest of bits & mask over a 1-D unsigned array: the floats' bits with the sign
+    cleared. An integer max vectorises (a float reduction would not, and np.isfinite
+    writes a boolean array as large as its input first)."""
+    top = bits.dtype.type(0)
+    for i in range(bits.shape[0]):
+        v = bits[i] & mask
+        top = v if v > top else top
+    return top
+
+
+def _all_finite(arr):
+    """True when the float array arr holds no NaN or infinity."""
+    if arr.size < FINITE_SCAN_MIN_VALUES or not arr.flags.c_contiguous \
+            or arr.dtype.itemsize not in _FLOAT_BITS:
+        return bool(np.isfinite(arr).all())
+    unsigned, mask, infinity = _FLOAT_BITS[arr.dtype.itemsize]
+    bits = arr.reshape(-1).view(dtype=unsigned, type=np.ndarray)
+    bits.flags.writeable = False  # one compiled signature whether arr is writable or not
+    return bool(_largest_magnitude(bits, mask) < infinity)
+
+
 def _check_finite(arr, what, fix="remove or impute them before training"):
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not _all_finite(arr):
         bad = np.count_nonzero(~np.isfinite(arr))
         raise ValueError(f"{what} contains {bad} NaN or infinite value(s) (after conversion "
                          f"to {arr.dtype}); {fix}")

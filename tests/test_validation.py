@@ -164,3 +164,41 @@ def test_odd_layouts_and_dtypes_are_converted_not_refused(clf):
     clf.fit(np.asfortranarray(X), y.astype(np.float64), epochs=2, progress=False)
     clf.fit(Xi, y.astype(np.int8), epochs=2, progress=False)
     clf.fit(X, np.eye(3)[y], epochs=2, progress=False)
+
+
+# -- the finiteness scan of large inputs (validation._largest_magnitude) ------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan])
+@pytest.mark.parametrize("where", [0, 517, -1])
+def test_the_scan_finds_every_non_finite_value(monkeypatch, dtype, bad, where):
+    from fastmlp import validation
+    monkeypatch.setattr(validation, "FINITE_SCAN_MIN_VALUES", 64)
+    X = np.random.default_rng(0).standard_normal((100, 7)).astype(dtype)
+    assert validation._all_finite(X)
+    X.reshape(-1)[where] = bad
+    assert not validation._all_finite(X)
+    X.flags.writeable = False  # a frozen array (or a file mapped "r") is scanned the same
+    assert not validation._all_finite(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_scan_passes_the_extreme_finite_values(monkeypatch, dtype):
+    from fastmlp import validation
+    monkeypatch.setattr(validation, "FINITE_SCAN_MIN_VALUES", 64)
+    info = np.finfo(dtype)
+    X = np.zeros((16, 8), dtype)
+    X[0], X[1], X[2], X[3] = info.max, -info.max, info.smallest_subnormal, -0.0
+    assert validation._all_finite(X)
+    X[4, 4] = np.inf
+    assert not validation._all_finite(X)
+
+
+def test_a_large_non_finite_input_is_refused_before_any_kernel(no_kernels):
+    model = fastmlp.MLP(784, [(8, "relu"), (10, "softmax")], dtype="float32", seed=0)
+    X = np.ones((2000, 784), np.float32)  # 1.57M values: past FINITE_SCAN_MIN_VALUES
+    X[1234, 56] = np.nan
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+        model.forward(X)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.fit(X, np.zeros(2000, int), epochs=1, progress=False)
