@@ -110,7 +110,8 @@ class MpiBackend:
 
     # -- one fit ---------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
+                  fit_epochs=None):
         """As CpuBackend.begin_fit, after checking that every rank passes the same settings
         and data, then with rank 0's weights, optimizer state and rng on every rank."""
         if weights is not None or schedule is not None or l2_per_sample:
@@ -130,7 +131,7 @@ class MpiBackend:
                              f"largest row count a float32 model counts exactly across ranks; "
                              f"use a smaller batch or dtype='float64'")
         self.inner.begin_fit(X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                             validation)
+                             validation, fit_epochs=fit_epochs)
         ws = self.inner.ws
         for name in STATE:  # the model's whole persistent state, rank 0's
             self.comm.Bcast(getattr(ws, name), root=0)

@@ -24,6 +24,9 @@ def _merge(values, stride, rule):
         return values.copy()  # one epoch an entry: nothing to merge (the common case)
     if rule == LAST:
         return values[stride - 1::stride].copy()
+    if values.ndim == 2:  # column by column: numpy adds (k, 2) arrays row by row, 20x slower
+        return np.stack([_merge(values[:, j], stride, rule) for j in range(values.shape[1])],
+                        axis=1)
     # strided adds, one pass per offset: numpy's reduce over a short inner axis is several
     # times slower for the millions of one-step epochs of a tiny network
     total = values[0::stride].copy()

@@ -100,7 +100,7 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
                 seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
                 backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,
                                   validation, weights=weights, schedule=schedule,
-                                  l2_per_sample=l2_per_sample)
+                                  l2_per_sample=l2_per_sample, fit_epochs=epochs)
                 seg = _Segment(backend, seg_start, seg_epochs, steps_per_epoch)
                 if seg_start == 0:
                     _compile(backend, bar, log, epochs * n, epochs)

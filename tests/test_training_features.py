@@ -273,5 +273,5 @@ def test_a_long_fit_merges_epochs_to_bound_its_history(monkeypatch):
     assert h.epochs == 37 and h.epoch_stride == 8 and len(h.loss) == 5  # 4 x 8 + 5
     np.testing.assert_allclose(h.loss[:4], f.loss[:32].reshape(4, 8).mean(1))
     np.testing.assert_allclose(h.loss[4], f.loss[32:].mean())
-    np.testing.assert_allclose(h.seconds.sum(), h.seconds.sum())
+    assert h.seconds.shape == (5,) and (h.seconds > 0).all()  # each entry sums its epochs'
     assert h.grad_norms.shape == (5, 2)

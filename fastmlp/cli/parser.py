@@ -200,7 +200,7 @@ def build_parser():
 
     bench = sub.add_parser("bench", help="time the benchmark workloads against PyTorch/JAX")
     bench.add_argument("--workload", action="append", choices=list(WORKLOADS),
-                       help="run only this workload (repeatable; default: all four)")
+                       help="run only this workload (repeatable; default: all of them)")
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument("--seconds", type=positive_float, default=1.0,
                        help="minimum time per sample (> 0)")

@@ -137,12 +137,15 @@ class CpuBackend:
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
+                  fit_epochs=None):
         """Set up one fit: the row permutation, the cursor and the per-epoch statistics
         (epoch_loss, epoch_grad_norm: sums the caller turns into means; epoch_lr: the rate
         of each epoch's last update). validation: None, (Xv, Tv) or (Xv, Tv, Wv).
         weights: None or one weight per row of X; schedule: None (constant) or a
-        schedules.Schedule, whose counters this fit continues and advances.
+        schedules.Schedule, whose counters this fit continues and advances. fit_epochs: the
+        epochs of the whole fit when this call sets up one segment of it (`epochs`), for
+        the choice of kernel: a long fit pays for a generated kernel's compile.
 
         A small network trains with the kernel generated for its architecture
         (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
@@ -173,7 +176,7 @@ class CpuBackend:
         if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
             kernel, extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
                                                self.dtype)
-            steps = epochs * -(-X.shape[0] // batch_size)
+            steps = (fit_epochs or epochs) * -(-X.shape[0] // batch_size)
             if kernel is not None and specialize.worth_using(
                     kernel, (*self._fit_kernel()[1], 0, *extra), self.spec, steps):
                 self.kernel, self.extra = kernel, extra

@@ -46,12 +46,14 @@ def worth_using(kernel, args, spec, steps):
     """Whether a fit of `steps` steps should train with the generated kernel (called with
     args): always with config.SPECIALIZE True; with "auto" when it is compiled already (in
     memory, or in numba's disk cache, which this loads), or when its saving over the generic
-    kernel, config.SPECIALIZE_STEP_SAVING a step, pays for its expected compile."""
+    kernel, config.SPECIALIZE_STEP_SAVING a step, pays for its expected compile. The
+    arithmetic comes first: looking the kernel up types every argument (about 1 ms), which
+    a long fit of a tiny network would pay again in each of its segments."""
     if config.SPECIALIZE is True:
         return True
-    if load_cached(kernel, *args):
+    if steps * config.SPECIALIZE_STEP_SAVING > expected_compile_seconds(spec):
         return True
-    return steps * config.SPECIALIZE_STEP_SAVING > expected_compile_seconds(spec)
+    return load_cached(kernel, *args)
 
 
 # -- the cache of generated modules ----------------------------------------------------------

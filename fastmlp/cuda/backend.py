@@ -103,8 +103,9 @@ class CudaBackend:
 
     # -- training ------------------------------------------------------------------------
     def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False):
-        """As cpu/backend.CpuBackend.begin_fit."""
+                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
+                  fit_epochs=None):
+        """As cpu/backend.CpuBackend.begin_fit (fit_epochs chooses nothing here)."""
         check_codes(self.spec, loss, optimizer)
         n_layers = len(self.spec.layers)
         w = _weights(weights, X.shape[0])

@@ -280,3 +280,16 @@ def test_auto_gives_the_numbers_of_the_generated_kernel(auto, monkeypatch):
         assert (model.backend.kernel is None) == (mode == "auto")
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-12)
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-12, atol=1e-14)
+
+
+def test_auto_counts_the_steps_of_the_whole_fit_not_of_one_segment(auto, monkeypatch):
+    """A long fit runs in segments (training.SEGMENT_EPOCHS), each its own begin_fit: the
+    rule weighs the compile against the whole fit, or a fit of millions of xor epochs would
+    never pay for it."""
+    from fastmlp import training
+    monkeypatch.setattr(config, "SPECIALIZE_STEP_SAVING", 1.0)  # 3 steps pay for a compile
+    monkeypatch.setattr(training, "SEGMENT_EPOCHS", 1)  # every epoch a segment of 2 steps
+    model, X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)
+    assert 2 * config.SPECIALIZE_STEP_SAVING < specialize.expected_compile_seconds(model.spec)
+    h = model.fit(X, y, epochs=4, batch_size=4, progress=False)
+    assert h.epochs == 4 and model.backend.kernel is not None
