@@ -20,7 +20,10 @@ DATA_BATCHES = 16  # distinct batches of synthetic data per workload (xor: its 4
 
 
 def _best_rate(run, steps, seconds, repeats):
-    """steps/s of run(steps), scaling steps up until one run lasts >= seconds."""
+    """steps/s of run(steps), scaling steps up until one run lasts >= seconds; the best of
+    `repeats` runs at that size, after the run that found it. That run is not timed: a fit
+    that long may train with another kernel than the shorter ones before it (a generated
+    kernel, compiled then; cpu/specialize.py)."""
     run(steps)  # warm up (compile, caches)
     while True:
         start = time.perf_counter()
@@ -29,8 +32,8 @@ def _best_rate(run, steps, seconds, repeats):
         if elapsed >= seconds or steps >= 1 << 30:
             break
         steps = int(steps * min(10.0, 1.5 * seconds / max(elapsed, 1e-6)))
-    best = elapsed
-    for _ in range(repeats - 1):
+    best = math.inf
+    for _ in range(repeats):
         start = time.perf_counter()
         run(steps)
         best = min(best, time.perf_counter() - start)
