@@ -6,7 +6,6 @@ differences) to rounding, for every option the serial one takes. Its result must
 on how many threads ran the parts.
 """
 import os
-import time
 
 import numba
 import numpy as np
@@ -204,21 +203,39 @@ def test_forward_in_parts_matches_the_serial_forward(parallel_for_any_size, monk
     np.testing.assert_allclose(split, model.forward(X), **TOL[dtype])
 
 
+class FakeClock:
+    """threads.py's clock, moved on by the fake kernels alone: sleeping instead made the
+    chooser's tests fail on a loaded machine, where a 1 ms sleep can last 5."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self):
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(threads, "time", fake)
+    return fake
+
+
 class FakeKernel:
     """A call(threads, units) whose time per unit is set per thread count."""
 
-    def __init__(self, seconds):
-        self.seconds = seconds
+    def __init__(self, seconds, clock):
+        self.seconds, self.clock = seconds, clock
         self.calls = []
 
     def __call__(self, n_threads, units):
         self.calls.append((n_threads, units))
-        time.sleep(self.seconds[n_threads] * units)
+        self.clock.now += self.seconds[n_threads] * units
         return OK, units
 
 
-def test_chooser_runs_the_rest_with_the_faster_option():
-    kernel = FakeKernel({2: 0.004, 1: 0.001})
+def test_chooser_runs_the_rest_with_the_faster_option(clock):
+    kernel = FakeKernel({2: 0.004, 1: 0.001}, clock)
     chooser = threads.ThreadChooser(2, probe_units=2, reprobe_seconds=60)
     assert chooser.run(kernel, 10) == (OK, 10)
     assert kernel.calls == [(2, 2), (1, 2), (1, 6)]
@@ -227,24 +244,24 @@ def test_chooser_runs_the_rest_with_the_faster_option():
     assert kernel.calls == [(1, 5)]
 
 
-def test_chooser_probes_again_when_its_figures_are_old():
-    kernel = FakeKernel({2: 0.001, 1: 0.004})
+def test_chooser_probes_again_when_its_figures_are_old(clock):
+    kernel = FakeKernel({2: 0.001, 1: 0.004}, clock)
     chooser = threads.ThreadChooser(2, probe_units=1, reprobe_seconds=0.05)
     chooser.run(kernel, 4)
     assert kernel.calls == [(2, 1), (1, 1), (2, 2)]
     kernel.seconds = {2: 0.01, 1: 0.001}  # the second core got busy
-    time.sleep(0.06)
+    clock.now += 0.06
     kernel.calls.clear()
     chooser.run(kernel, 4)
     assert kernel.calls[-1][0] == 1
 
 
-def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units():
+def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units(clock):
     def failing(n_threads, units):
         return NONFINITE_LOSS, 0
     chooser = threads.ThreadChooser(2)
     assert chooser.run(failing, 10) == (NONFINITE_LOSS, 0)
-    kernel = FakeKernel({2: 0.0, 1: 0.0})
+    kernel = FakeKernel({2: 0.0, 1: 0.0}, clock)
     assert chooser.run(kernel, 0) == (OK, 0) and kernel.calls == [(chooser.best(), 0)]
 
 
