@@ -4,13 +4,11 @@ Arrays are 2-D C-contiguous views into the workspace's flat buffers, one row per
 Each kernel branches on the activation code once, outside its loops. Constants are cast to
 the arrays' dtype (`dt(...)`), so float32 loops stay float32 and vectorise at full width.
 """
-import math
-
 import numpy as np
 
 from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, STEP, TANH
 from ..config import BLAS_MIN_MACS, BLAS_MIN_WIDTH, jit
-from .mathfn import fast_exp
+from .mathfn import fast_exp, fast_tanh
 
 
 @jit
@@ -60,7 +58,7 @@ def activation_forward(out, z, bias, activation):
             for j in range(n):
                 v = z[i, j] + bias[j]
                 z[i, j] = v
-                out[i, j] = math.tanh(v)
+                out[i, j] = fast_tanh(v)
     elif activation == STEP:
         for i in range(m):
             for j in range(n):

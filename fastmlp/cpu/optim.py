@@ -14,23 +14,32 @@ from ..config import jit
 from ..optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
                           MOMENTUM, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
 from ..spec import N_IN, N_OUT, W_OFFSET
+from .mathfn import flush_subnormal
 
 
 # Per-element update rules, inlined into the loops below and into the generated kernels of
 # cpu/codegen.py, so each rule is written once. g is the gradient with the l2 term added.
+#
+# The moment buffers are stored with subnormal values flushed to zero (flush_subnormal). A
+# weight whose gradient stays 0 (an input that is always 0, a dead relu unit) has its
+# moments decay geometrically, and Adam's first moment goes subnormal after ~850 such steps
+# (0.9 ** 850 ~ 1e-39 in float32): arithmetic on subnormals takes a slow path, and a relu
+# network's Adam update ran 60 us instead of 35 (fashion, 203k float32 weights, 2 threads;
+# the 2-core AMD EPYC). The flush changes no weight: such a moment moves its weight by at
+# most lr * 1e-38 / eps, far below half an ulp of any weight above 1e-20.
 
 @jit(inline="always")
 def momentum_update(p, g, b, lr, momentum):
     """SGD with momentum -> (p, b). torch: buf = momentum*buf + g (buf = g on step 1, the
     same from a zero buffer)."""
-    b = momentum * b + g
+    b = flush_subnormal(momentum * b + g)
     return p - lr * b, b
 
 
 @jit(inline="always")
 def nesterov_update(p, g, b, lr, momentum):
     """Nesterov SGD -> (p, b): as momentum_update, then g + momentum*buf is the step."""
-    b = momentum * b + g
+    b = flush_subnormal(momentum * b + g)
     return p - lr * (g + momentum * b), b
 
 
@@ -55,8 +64,8 @@ def adam_constants(lr, beta1, beta2, eps, weight_decay, step, dt):
 def adam_update(p, g, m, v, step_size, one_minus_beta1, beta2, one_minus_beta2,
                 inv_bias_correction2_sqrt, eps, decay, decoupled):
     """Adam (AdamW when decoupled) -> (p, m, v), with adam_constants' scalars."""
-    m += one_minus_beta1 * (g - m)  # torch's exp_avg.lerp_(grad, 1 - beta1)
-    v = beta2 * v + one_minus_beta2 * g * g
+    m = flush_subnormal(m + one_minus_beta1 * (g - m))  # torch's exp_avg.lerp_(grad, 1 - beta1)
+    v = flush_subnormal(beta2 * v + one_minus_beta2 * g * g)
     if decoupled:
         p *= decay  # decoupled: decay first, then the Adam step, as torch.optim.AdamW
     return p - step_size * m / (math.sqrt(v) * inv_bias_correction2_sqrt + eps), m, v

@@ -7,11 +7,9 @@ constant activation code. dense.py keeps the same formulas written into its loop
 vectorise better (a shared helper made the relu backward loop 3x slower);
 tests/cpu/test_specialize.py checks the two against each other for every activation.
 """
-import math
-
 from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
 from ..config import jit
-from .mathfn import cast_like, fast_exp
+from .mathfn import cast_like, fast_exp, fast_tanh
 
 
 @jit
@@ -25,7 +23,7 @@ def activate(v, activation):
     if activation == SIGMOID:
         return one / (one + fast_exp(-v))
     if activation == TANH:
-        return math.tanh(v)
+        return fast_tanh(v)
     if activation == STEP:
         return one if v > zero else zero
     if activation == IDENTITY:

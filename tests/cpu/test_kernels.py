@@ -160,6 +160,39 @@ def test_adam_step(rng, weight_decay):
         np.testing.assert_allclose(p, expect[0], rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rule", ["adam", "momentum", "nesterov"])
+def test_moments_decaying_to_subnormals_are_flushed_and_weights_keep_their_course(dtype,
+                                                                                   rule):
+    """A weight whose gradient stays 0 has its moments decay geometrically; once a moment
+    would be subnormal it is stored as 0 (subnormal arithmetic takes a slow path). No weight
+    moves because of it: a moment that small moves its weight by far less than half an
+    ulp, flushed or not."""
+    tiny = np.finfo(dtype).tiny
+    n = 6
+    p = np.linspace(-1, 1, n).astype(dtype)
+    m1 = np.array([tiny * 4, -tiny * 4, 1e-3, 0, np.nan, tiny], dtype)
+    m2 = np.array([tiny * 4, tiny * 2, 1e-6, 0, 1.0, tiny], dtype)
+    g = np.zeros(n, dtype)
+    start = p.copy()
+    for step in range(1, 40):
+        if rule == "adam":
+            optim.adam_step(p, g, m1, m2, 0, n, 0.01, 0.9, 0.999, 1e-8, 0.0, step, 0.0)
+        else:
+            optim.sgd_step(p, g, m1, 0, n, 0.1, 0.9, rule == "nesterov", 0.0)
+    a = np.abs(m1[np.isfinite(m1)])
+    assert not ((a > 0) & (a < tiny)).any()       # no subnormal stored
+    assert m1[0] == 0 and m1[1] == 0 and m1[2] != 0  # the normal one decays, still normal
+    assert np.isnan(m1[4])                           # NaN is not flushed away
+    if rule == "adam":
+        assert not ((m2 > 0) & (m2 < tiny)).any()
+    finite = np.isfinite(m1)
+    finite[4] = False  # the NaN moment's weight is NaN: left out
+    moved = [2]  # only the weight with a normal moment moves
+    fixed = [i for i in range(n) if finite[i] and i not in moved]
+    np.testing.assert_array_equal(p[fixed], start[fixed])
+
+
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_optimizer_step_segments(rng, name):
     """l2 and AdamW's decay reach the weights only."""
