@@ -26,7 +26,8 @@ from .mathfn import flush_subnormal
 # (0.9 ** 850 ~ 1e-39 in float32): arithmetic on subnormals takes a slow path, and a relu
 # network's Adam update ran 60 us instead of 35 (fashion, 203k float32 weights, 2 threads;
 # the 2-core AMD EPYC). The flush changes no weight: such a moment moves its weight by at
-# most lr * 1e-38 / eps, far below half an ulp of any weight above 1e-20.
+# most lr * 1e-38 / eps, far below half an ulp of any weight above 1e-20. The CUDA twin keeps
+# subnormals: a GPU's arithmetic on them is not slower.
 
 @jit(inline="always")
 def momentum_update(p, g, b, lr, momentum):
