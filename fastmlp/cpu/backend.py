@@ -6,6 +6,7 @@ either through these methods alone:
   get_state / set_state          the persistent buffers (params, moments, step, rng), host copies
   get_params / set_params        the flat parameter vector alone
   forward_rows / loss_rows / gradient_rows    inference, the loss and its gradient on host data
+                                              (the first two: one kernel, evaluate_rows)
   begin_fit / train_steps / validation_loss / restore_if_overflowed    one fit's compiled loop
   current_lr, epoch_lr, epoch_loss, epoch_grad_norm                  what the loop recorded
 
@@ -24,6 +25,7 @@ from ..jitcache import compile_for, is_compiled
 from ..optimizers import LR
 from ..schedules import check_schedule, current_lr, replay_constant_steps
 from ..status import OK
+from ..validation import for_kernels
 from ..weights import check_sample_weight
 from ..workspace import Workspace, fit_state, step_config
 from . import parallel, specialize, threads
@@ -44,6 +46,10 @@ class CpuBackend:
         self.spec = spec
         self.dtype = np.dtype(dtype)
         self.ws = Workspace(spec, self.dtype)
+        # evaluate_rows' arguments when it has no outputs or no targets to take: empty, and
+        # typed as the ones it otherwise gets (a writable out, read-only targets).
+        self.no_outputs = np.empty((0, spec.n_outputs), self.dtype)
+        self.no_targets = for_kernels(np.empty((0, spec.n_outputs), self.dtype))
         self.fit_state = self.config = self.kernel = self.schedule = None
         self.extra = ()
         # The data-parallel kernels' buffers (training, inference) and thread choosers.
@@ -80,14 +86,12 @@ class CpuBackend:
     def forward_rows(self, X):
         """Output activations of every row of X, (n, n_outputs)."""
         rows = self._rows(1)
-        ws = self.ws
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
         if (X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS
                 and threads.parts_for(rows, self.spec.n_weights) > 1):
             self._forward_parallel(out, X)
             return out
-        cpu_train.forward_rows(out, ws.acts, ws.logits, ws.deltas, X, ws.params,
-                               self.spec.table, rows)
+        self._evaluate(out, X, self.no_targets, 0, 0.0, UNWEIGHTED, False)
         return out
 
     def _forward_parallel(self, out, X):
@@ -118,12 +122,19 @@ class CpuBackend:
     def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The mean loss over the rows of X as one batch (weighted by `weights` when
         given), plus the l2 term."""
-        rows = self._rows(1)
-        ws = self.ws
+        self._rows(1)
         w = _row_weights(weights, X.shape[0])
-        return float(cpu_train.loss_rows(ws.acts, ws.logits, ws.deltas, X, T, ws.params,
-                                         self.spec.table, rows, loss, self.spec.n_weights,
-                                         l2, w, bool(l2_per_sample)))
+        return float(self._evaluate(self.no_outputs, X, T, loss, l2, w, l2_per_sample))
+
+    def _evaluate_args(self, out, X, T, loss, l2, weights, l2_per_sample):
+        """The arguments of cpu_train.evaluate_rows, every scalar of one type (one compile):
+        inference and the loss share that kernel, its unused array empty."""
+        ws = self.ws
+        return (out, ws.acts, ws.logits, ws.deltas, X, T, ws.params, self.spec.table, ws.rows,
+                int(loss), self.spec.n_weights, float(l2), weights, bool(l2_per_sample))
+
+    def _evaluate(self, *args):
+        return cpu_train.evaluate_rows(*self._evaluate_args(*args))
 
     def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
@@ -200,16 +211,15 @@ class CpuBackend:
 
     def _calls(self):
         """(kernel, arguments) of every compiled call a fit makes: its training kernel (with
-        n_steps 0) and, with validation data, loss_rows on it."""
+        n_steps 0) and, with validation data, evaluate_rows on it."""
         kernel, args, extra = self._fit_kernel()
         calls = [(kernel, (*args, 0, *extra))]
         if self.validation is not None:
             Xv, Tv, Wv = self.validation
-            ws = self.ws
-            calls.append((cpu_train.loss_rows,
-                          (ws.acts, ws.logits, ws.deltas, Xv, Tv, ws.params, self.spec.table,
-                           ws.rows, self.loss, self.spec.n_weights, self.l2,
-                           UNWEIGHTED if Wv is None else Wv, self.l2_per_sample)))
+            calls.append((cpu_train.evaluate_rows,
+                          self._evaluate_args(self.no_outputs, Xv, Tv, self.loss, self.l2,
+                                              UNWEIGHTED if Wv is None else Wv,
+                                              self.l2_per_sample)))
         return calls
 
     def kernels_ready(self):

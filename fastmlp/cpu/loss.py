@@ -6,6 +6,7 @@ from ..config import jit
 from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from .dense import activation_backward
 from .mathfn import fast_exp, fast_log1p
+from .views import readonly
 
 
 @jit
@@ -79,7 +80,9 @@ def loss_backward(dlogits, outputs, targets, scale, loss, activation):
             for j in range(n):
                 dlogits[i, j] = outputs[i, j] * (dlogits[i, j] - dot)
     else:
-        activation_backward(dlogits, outputs, activation)
+        # typed read-only, as dense_backward passes its layer inputs: one compile of
+        # activation_backward, not one per write flag
+        activation_backward(dlogits, readonly(outputs), activation)
 
 
 # -- sample weights: the batch loss is sum_i w_i l_i / sum_i w_i ----------------------------

@@ -115,12 +115,19 @@ def l2_backward(grads, params, n_weights, l2):
 
 
 @jit(inline="always")
+def output_loss(out, logits, targets, loss, row_weights):
+    """Sum over the rows of out (the network's outputs, logits its pre-activations) of the
+    per-row loss, each times its weight in row_weights; an empty row_weights (UNWEIGHTED)
+    weighs every row 1."""
+    m, n_out = out.shape
+    if row_weights.shape[0] == 0:
+        return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)
+    return weighted_loss_forward(out, view2d(logits, 0, m, n_out), targets, row_weights, loss)
+
+
+@jit(inline="always")
 def batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, row_weights):
     """Sum over the rows of x of the per-row loss (no l2 term), each times its weight in
     row_weights; an empty row_weights (UNWEIGHTED) weighs every row 1."""
     out = network_forward(acts, logits, deltas, x, params, layers, rows)
-    m = x.shape[0]
-    n_out = out.shape[1]
-    if row_weights.shape[0] == 0:
-        return loss_forward(out, view2d(logits, 0, m, n_out), targets, loss)
-    return weighted_loss_forward(out, view2d(logits, 0, m, n_out), targets, row_weights, loss)
+    return output_loss(out, logits, targets, loss, row_weights)

@@ -14,7 +14,8 @@ from ..rng import shuffle
 from ..schedules import advance, scheduled_lr
 from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..weights import total_weight
-from .network import batch_loss, l2_backward, l2_forward, network_backward, network_forward
+from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
+                      output_loss)
 from .optim import gradient_norms, optimizer_step
 from .views import readonly, view2d
 
@@ -131,7 +132,7 @@ def train_steps(state, fit, x, targets, config, n_steps):
         gather_rows(xb, x, fit.perm, start, m)
         gather_rows(tb, targets, fit.perm, start, m)
         # typed as the validated inputs are (read-only), so that the passes below compile
-        # once for training and for loss_rows/forward_rows/gradient_rows
+        # once for training and for evaluate_rows/gradient_rows
         xb, tb = readonly(xb), readonly(tb)
         epoch = fit.cursor[0]
         lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
@@ -157,7 +158,8 @@ def train_steps(state, fit, x, targets, config, n_steps):
 
 @jit
 def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
-    """out (n, n_outputs) = network output for every row of x, `rows` rows at a time."""
+    """out (n, n_outputs) = network output for every row of x, `rows` rows at a time: the
+    parts of cpu/parallel.forward_parts (the backend's own inference calls evaluate_rows)."""
     n = x.shape[0]
     for start in range(0, n, rows):
         stop = min(start + rows, n)
@@ -170,21 +172,37 @@ def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
 
 
 @jit
-def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_weights, l2,
-              weights, l2_per_sample):
-    """Mean loss over every row of x as one batch, plus the l2 term; `rows` rows at a time.
-    weights: float64, one per row, the mean then sum(w l) / sum(w); or empty for unweighted
-    rows (network.UNWEIGHTED). With l2_per_sample the l2 coefficient is l2 / sum(w)
-    (l2 / n unweighted)."""
+def evaluate_rows(out, acts, logits, deltas, x, targets, params, layers, rows, loss,
+                  n_weights, l2, weights, l2_per_sample):
+    """One pass over every row of x, `rows` rows at a time, for inference and the loss alike
+    (one compiled entry point, not two that each compile the whole forward chain).
+
+    out: (n, n_outputs), filled with the network's outputs; or empty (0 rows) when they are
+    not wanted. targets: (n, n_outputs), and the return value is then the mean loss over the
+    rows as one batch plus the l2 term; or empty (0 rows, the return value 0.0). weights:
+    float64, one per row, the mean then sum(w l) / sum(w); or empty for unweighted rows
+    (network.UNWEIGHTED). With l2_per_sample the l2 coefficient is l2 / sum(w) (l2 / n
+    unweighted)."""
     n = x.shape[0]
-    weighted = weights.shape[0] != 0
+    keep_outputs = out.shape[0] != 0
+    with_loss = targets.shape[0] != 0
     total = 0.0
     for start in range(0, n, rows):
         stop = min(start + rows, n)
-        # an empty array slices to an empty array: unweighted chunks stay unweighted
-        total += batch_loss(acts, logits, deltas, x[start:stop], targets[start:stop],
-                            params, layers, rows, loss, weights[start:stop])
-    weight_sum = total_weight(weights) if weighted else float(n)
+        result = network_forward(acts, logits, deltas, x[start:stop], params, layers, rows)
+        if keep_outputs:
+            # A loop, not out[start:stop] = result: numba compiles array-to-slice assignment
+            # with a formatter for its shape-mismatch message, seconds of a cold compile.
+            for i in range(stop - start):
+                for j in range(result.shape[1]):
+                    out[start + i, j] = result[i, j]
+        if with_loss:
+            # an empty array slices to an empty array: unweighted chunks stay unweighted
+            total += output_loss(result, logits, targets[start:stop], loss,
+                                 weights[start:stop])
+    if not with_loss:
+        return 0.0
+    weight_sum = total_weight(weights) if weights.shape[0] != 0 else float(n)
     scale = l2 / weight_sum if l2_per_sample else l2
     return total / weight_sum + l2_forward(params, n_weights, scale)
 
@@ -192,7 +210,7 @@ def loss_rows(acts, logits, deltas, x, targets, params, layers, rows, loss, n_we
 @jit
 def gradient_rows(grads, acts, logits, deltas, x, targets, params, layers, rows, loss,
                   n_weights, l2, weights, l2_per_sample):
-    """grads = gradient of loss_rows; x must fit the buffers in one batch (n <= rows)."""
+    """grads = gradient of evaluate_rows' loss; x must fit the buffers in one batch (n <= rows)."""
     n = x.shape[0]
     weight_sum = total_weight(weights) if weights.shape[0] != 0 else float(n)
     batch_loss(acts, logits, deltas, x, targets, params, layers, rows, loss, weights)

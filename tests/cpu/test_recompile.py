@@ -18,7 +18,7 @@ from fastmlp.cpu import specialize
 from fastmlp.cpu import train as cpu_train
 from fastmlp.validation import check_inputs, check_targets
 
-ENTRY_POINTS = ("train_steps", "forward_rows", "loss_rows", "gradient_rows")
+ENTRY_POINTS = ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows")
 
 def signature_count():
     """Compiled signatures of the generic entry points and of every generated kernel."""
@@ -116,7 +116,7 @@ def test_loaded_model_does_not_recompile(warm, tmp_path):
 
 
 def test_weighted_and_unweighted_calls_share_one_compiled_signature():
-    """Sample weights are always an array (empty when unweighted), so loss_rows and
+    """Sample weights are always an array (empty when unweighted), so evaluate_rows and
     gradient_rows (and the batch_loss and network_backward inside them and train_steps)
     compile once, weighted or not."""
     rng = np.random.default_rng(1)
@@ -128,6 +128,22 @@ def test_weighted_and_unweighted_calls_share_one_compiled_signature():
         model.fit(X, y, epochs=1, batch_size=16, progress=False, sample_weight=weights)
         model.evaluate(X, y, sample_weight=weights)
         model.gradients(X[:8], y[:8], sample_weight=None if weights is None else w[:8])
-    for kernel in (cpu_train.loss_rows, cpu_train.gradient_rows):
+    for kernel in (cpu_train.evaluate_rows, cpu_train.gradient_rows):
         float32 = [sig for sig in kernel.signatures if "float32" in str(sig)]
         assert len(float32) == 1, (kernel.__name__, float32)
+
+
+def test_inference_and_the_loss_share_one_compiled_signature():
+    """forward, loss, evaluate and the validation loss of a fit all run evaluate_rows (its
+    unused outputs or targets empty), with one signature per dtype: a cold process compiles
+    the forward chain for evaluation once, not once for inference and once for the loss."""
+    rng = np.random.default_rng(2)
+    X = rng.random((40, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 40)
+    model = MLP(6, [(16, "relu"), (3, "softmax")], seed=0)
+    model.fit(X, y, epochs=1, batch_size=16, progress=False, validation_data=(X[:8], y[:8]))
+    model.forward(X)
+    model.loss(X, y)
+    model.evaluate(X, y)
+    float32 = [sig for sig in cpu_train.evaluate_rows.signatures if "float32" in str(sig)]
+    assert len(float32) == 1, float32
