@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
 
 
 def digits(n=600):
@@ -185,11 +184,10 @@ def test_floating_point_error_carries_the_history():
     assert np.isfinite(history.loss).all() and lr
 
 
-def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_kernel):
+def test_ctrl_c_counts_every_step_the_compiled_call_ran(generic_kernel, training_loop):
     X = np.random.default_rng(0).standard_normal((64, 3))
     y = X.sum(1)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
-    real = cpu_train.train_steps
     calls = []
 
     def interrupted_during_the_third_call(*args):
@@ -199,7 +197,7 @@ def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_ker
             raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(cpu_train, "train_steps", interrupted_during_the_third_call)
+    real = training_loop(interrupted_during_the_third_call)
     with pytest.warns(RuntimeWarning, match="interrupted after"):
         h = model.fit(X, y, epochs=10**6, batch_size=4, progress=True)
     assert h.interrupted and h.epochs == sum(calls) // 16
@@ -228,10 +226,10 @@ def test_two_threads_fitting_one_model_are_serialised():
     assert same_weights(shared, serial)
 
 
-def test_interrupt_notice_is_a_warning_not_a_print(monkeypatch, capsys, generic_kernel):
+def test_interrupt_notice_is_a_warning_not_a_print(capsys, generic_kernel, training_loop):
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cpu_train, "train_steps", interrupted)
+    training_loop(interrupted)
     model = fastmlp.MLP(2, [(3, "relu"), (1, "identity")], seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
