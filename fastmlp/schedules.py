@@ -2,7 +2,7 @@
 
 A schedule multiplies the optimizer's learning rate (its `lr`, the base rate) by a factor
 computed at every update from a code, a few float64 parameters and the schedule's counters;
-no Python runs per step. The CPU kernel (cpu/train.py) calls `schedule_rate` before each
+no Python runs per step. The CPU kernel (cpu/train.py) calls `scheduled_lr` before each
 update and `advance` after it; the CUDA host does the same per launch, so both devices use
 the same numbers.
 
@@ -53,12 +53,10 @@ STEPS, EPOCHS, SAMPLES, EPOCH_START, LAST_LR, LR, BEST, BAD_EPOCHS, N_STATE = ra
 BY_STEPS, BY_SAMPLES, BY_EPOCHS = 0.0, 1.0, 2.0
 
 
-@jit(inline="always")
-def schedule_rate(code, params, state, base_lr):
+@jit
+def scheduled_lr(code, params, state, base_lr):
     """The learning rate of the next update: base_lr times the schedule's factor, from the
-    counters in state (see the module docstring for each closed form). Inlined: in a caller
-    whose code is a constant (cpu/train.py's kernel_for) only that schedule's branch is
-    compiled."""
+    counters in state (see the module docstring for each closed form)."""
     if code == CONSTANT:
         return base_lr
     if code == INVERSE_SCALING:
@@ -84,18 +82,9 @@ def schedule_rate(code, params, state, base_lr):
 
 
 @jit
-def scheduled_lr(code, params, state, base_lr):
-    """schedule_rate as a compiled call of its own, for callers that know the code only at
-    run time (Schedule.lr, the CUDA host, the data-parallel CPU kernel)."""
-    return schedule_rate(code, params, state, base_lr)
-
-
-@jit(inline="always")
 def advance(state, lr, rows, applied, epoch_ended):
     """The counters after a step of `rows` rows at rate lr: an applied update counts as a
-    step; the rows count as seen even when the step was skipped (a batch of zero weight).
-    Inlined: the kernels pass `applied` as a constant, and a call of its own would compile
-    once per constant (numba types each as a literal)."""
+    step; the rows count as seen even when the step was skipped (a batch of zero weight)."""
     if applied:
         state[STEPS] += 1.0
         state[LAST_LR] = lr

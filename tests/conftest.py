@@ -32,24 +32,6 @@ def generic_kernel(monkeypatch):
     monkeypatch.setattr(config, "SPECIALIZE", False)
 
 
-@pytest.fixture
-def training_loop(monkeypatch):
-    """replace(stand_in): CPU fits call stand_in(*args) where they would call the compiled
-    training loop (cpu/train.kernel_for's kernel for the fit's codes); returns real, which
-    runs the real loop, real(*args). Use with generic_kernel."""
-    from fastmlp.cpu import train as cpu_train
-    kernel_for = cpu_train.kernel_for
-
-    def real(state, fit, x, targets, config, n_steps):
-        return kernel_for(config)(state, fit, x, targets, config, n_steps)
-
-    def replace(stand_in):
-        monkeypatch.setattr(cpu_train, "kernel_for", lambda config: stand_in)
-        return real
-
-    return replace
-
-
 @pytest.fixture(autouse=True)
 def generated_kernels_where_eligible(monkeypatch):
     """Small networks train with their generated kernels wherever eligible (config.SPECIALIZE

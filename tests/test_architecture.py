@@ -221,7 +221,7 @@ def test_every_registered_name_has_a_branch_everywhere():
 # -- the disk cache sees edits in every kernel source --------------------------------------
 def test_cached_kernels_are_stamped_with_every_kernel_source():
     from fastmlp.cpu import train
-    locator = train.forward_rows._cache._impl.locator
+    locator = train.train_steps._cache._impl.locator
     assert getattr(locator, "fastmlp_locator", False)
     assert locator.get_source_stamp()[1] == jitcache.source_digest()
     covered = {os.path.relpath(p, PACKAGE) for p in jitcache._files(PACKAGE)}

@@ -49,26 +49,19 @@ def test_compile_time_is_compile_seconds_not_an_epochs(monkeypatch):
 
 
 def test_a_cold_compile_is_not_in_the_epochs(monkeypatch):
-    # A kernel nobody has compiled in this process: a fresh copy of the training loop
-    # for the fit's codes with numba's disk cache off, so the 0-step call really compiles.
+    # A kernel nobody has compiled in this process: a fresh copy of the generic dispatcher
+    # with numba's disk cache off, so the 0-step call really compiles.
     from fastmlp.cpu import train as cpu_train
     monkeypatch.setattr(config, "SPECIALIZE", False)
-    kernel_for, made = cpu_train.kernel_for, []
-
-    def fresh_for(step_config):
-        if not made:
-            made.append(numba.njit(cache=False, fastmath=set(config.FASTMATH),
-                                   nogil=config.NOGIL, error_model=config.ERROR_MODEL)(
-                kernel_for(step_config).py_func))
-        return made[0]
-
-    monkeypatch.setattr(cpu_train, "kernel_for", fresh_for)
+    fresh = numba.njit(cache=False, fastmath=set(config.FASTMATH), nogil=config.NOGIL,
+                       error_model=config.ERROR_MODEL)(cpu_train.train_steps.py_func)
+    monkeypatch.setattr(cpu_train, "train_steps", fresh)
     X, y = data()
     model = fastmlp.MLP(3, [(5, "tanh"), (1, "identity")], seed=0)
     start = time.perf_counter()
     h = model.fit(X, y, epochs=2, batch_size=8, progress=False)
     whole = time.perf_counter() - start
-    assert len(made) == 1 and len(made[0].signatures) == 1
+    assert len(fresh.signatures) == 1
     assert h.compile_seconds > 0.5 * whole  # the compile is most of a cold tiny fit ...
     assert h.seconds.sum() < h.compile_seconds / 10  # ... and none of its epochs
 

@@ -20,7 +20,7 @@ def allocate_each_step(n_steps):
 
 
 def allocating_train_steps(per_step, status=cpu_train.OK):
-    """Stands in for the compiled training loop: allocates `per_step` arrays per step."""
+    """Stands in for cpu_train.train_steps: allocates `per_step` arrays per step."""
     def train_steps(*args):
         n_steps = args[-1]
         allocate_each_step(per_step * n_steps)
@@ -57,14 +57,15 @@ def test_nrt_allocations_refuses_to_count_with_statistics_off():
 
 
 @pytest.mark.parametrize("per_step", [1, 3])
-def test_allocations_per_step_sees_per_step_allocations(generic_kernel, training_loop, per_step):
-    training_loop(allocating_train_steps(per_step))
+def test_allocations_per_step_sees_per_step_allocations(monkeypatch, generic_kernel, per_step):
+    monkeypatch.setattr(cpu_train, "train_steps", allocating_train_steps(per_step))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     assert allocations_per_step(model, *XOR, batch_size=2) == per_step
 
 
-def test_allocations_per_step_refuses_a_partial_count(generic_kernel, training_loop):
-    training_loop(allocating_train_steps(0, status=cpu_train.NONFINITE_LOSS))
+def test_allocations_per_step_refuses_a_partial_count(monkeypatch, generic_kernel):
+    monkeypatch.setattr(cpu_train, "train_steps",
+                        allocating_train_steps(0, status=cpu_train.NONFINITE_LOSS))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     with pytest.raises(FloatingPointError, match="partial"):
         allocations_per_step(model, *XOR, batch_size=2)

@@ -107,10 +107,11 @@ def test_nonfinite_loss_stops_training_and_keeps_earlier_weights():
         assert np.isfinite(W).all() and np.isfinite(b).all()
 
 
-def test_ctrl_c_stops_at_a_batch_boundary(generic_kernel, training_loop):
+def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, generic_kernel, capsys):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
                         optimizer=fastmlp.SGD(lr=0.01))
+    real = cpu_train.train_steps
     calls = []
 
     def interrupted_after_three_calls(*args):
@@ -120,13 +121,13 @@ def test_ctrl_c_stops_at_a_batch_boundary(generic_kernel, training_loop):
             raise KeyboardInterrupt  # as if Ctrl-C arrived during the compiled call
         return result
 
-    real = training_loop(interrupted_after_three_calls)
+    monkeypatch.setattr(cpu_train, "train_steps", interrupted_after_three_calls)
     with pytest.warns(RuntimeWarning, match="interrupted"):  # a warning, not a print
         h = model.fit(X, y, epochs=1000, batch_size=4, shuffle=False, progress=True)
     assert h.interrupted and h.epochs < 1000
     steps = sum(calls)
     # The model holds exactly the weights of `steps` whole batches.
-    training_loop(real)
+    monkeypatch.setattr(cpu_train, "train_steps", real)
     replay = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
                          optimizer=fastmlp.SGD(lr=0.01))
     whole, part = divmod(steps, 16)
@@ -146,11 +147,13 @@ def test_progress_bar_shows_epoch_loss_and_rate(capsys):
     assert "epoch 3/3" in err and "loss=" in err and "samples/s" in err
 
 
-def test_quiet_fit_makes_one_compiled_call_for_a_small_run(generic_kernel, training_loop):
+def test_quiet_fit_makes_one_compiled_call_for_a_small_run(monkeypatch, generic_kernel):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    real = cpu_train.train_steps
     calls = []
-    real = training_loop(lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(cpu_train, "train_steps",
+                        lambda *a: calls.append(a[-1]) or real(*a))
     model.fit(X, y, epochs=20, batch_size=8, progress=False)
     assert calls == [160]
 
@@ -162,17 +165,18 @@ def test_batch_larger_than_data_is_one_full_batch():
     assert h.epochs == 2
 
 
-def test_overflowed_weights_restore_the_start_of_the_run(generic_kernel, training_loop):
+def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch, generic_kernel):
     X, y = regression_data(32)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     before = model.get_weights()
+    real = cpu_train.train_steps
 
     def gradient_blows_up(*args):
         real(*args[:-1], 3)  # three good steps, then an update that wrote NaN
         model.backend.ws.params[0] = np.nan
         return cpu_train.NONFINITE_GRADIENT, 3
 
-    real = training_loop(gradient_blows_up)
+    monkeypatch.setattr(cpu_train, "train_steps", gradient_blows_up)
     with pytest.raises(FloatingPointError, match="gradient became NaN or infinite at epoch 1, "
                                                  "batch 4 after an update overflowed.*restored"):
         model.fit(X, y, epochs=5, batch_size=4, progress=False)
@@ -181,7 +185,7 @@ def test_overflowed_weights_restore_the_start_of_the_run(generic_kernel, trainin
         np.testing.assert_array_equal(b, b0)
 
 
-def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel, training_loop):
+def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     # Pretend each step is a second's work: the first call then runs one step, not the epoch,
     # so Ctrl-C is not held up for a whole epoch; the weights are as for one call.
     from fastmlp import training
@@ -190,8 +194,9 @@ def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel, training_loo
     single = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")
     single.fit(X, y, epochs=2, batch_size=8, progress=False)
     monkeypatch.setattr(training, "FIRST_QUIET_FLOPS", 1)
+    real = cpu_train.train_steps
     calls = []
-    real = training_loop(lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(cpu_train, "train_steps", lambda *a: calls.append(a[-1]) or real(*a))
     model.fit(X, y, epochs=2, batch_size=8, progress=False)
     assert calls[0] == 1 and sum(calls) == 16
     for (W, b), (sW, sb) in zip(model.get_weights(), single.get_weights()):

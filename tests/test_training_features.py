@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from fastmlp.cpu import train as cpu_train
 
 
 def digits(n=600):
@@ -184,10 +185,11 @@ def test_floating_point_error_carries_the_history():
     assert np.isfinite(history.loss).all() and lr
 
 
-def test_ctrl_c_counts_every_step_the_compiled_call_ran(generic_kernel, training_loop):
+def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_kernel):
     X = np.random.default_rng(0).standard_normal((64, 3))
     y = X.sum(1)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    real = cpu_train.train_steps
     calls = []
 
     def interrupted_during_the_third_call(*args):
@@ -197,7 +199,7 @@ def test_ctrl_c_counts_every_step_the_compiled_call_ran(generic_kernel, training
             raise KeyboardInterrupt
         return result
 
-    real = training_loop(interrupted_during_the_third_call)
+    monkeypatch.setattr(cpu_train, "train_steps", interrupted_during_the_third_call)
     with pytest.warns(RuntimeWarning, match="interrupted after"):
         h = model.fit(X, y, epochs=10**6, batch_size=4, progress=True)
     assert h.interrupted and h.epochs == sum(calls) // 16
@@ -226,10 +228,10 @@ def test_two_threads_fitting_one_model_are_serialised():
     assert same_weights(shared, serial)
 
 
-def test_interrupt_notice_is_a_warning_not_a_print(capsys, generic_kernel, training_loop):
+def test_interrupt_notice_is_a_warning_not_a_print(monkeypatch, capsys, generic_kernel):
     def interrupted(*args):
         raise KeyboardInterrupt
-    training_loop(interrupted)
+    monkeypatch.setattr(cpu_train, "train_steps", interrupted)
     model = fastmlp.MLP(2, [(3, "relu"), (1, "identity")], seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -22,7 +22,6 @@ import numpy as np
 from .. import config
 from ..blas import limit_threads
 from ..jitcache import compile_for, is_compiled
-from ..losses import LOSSES, default_loss
 from ..optimizers import LR
 from ..schedules import check_schedule, current_lr, replay_constant_steps
 from ..status import OK
@@ -51,9 +50,6 @@ class CpuBackend:
         # typed as the ones it otherwise gets (a writable out, read-only targets).
         self.no_outputs = np.empty((0, spec.n_outputs), self.dtype)
         self.no_targets = for_kernels(np.empty((0, spec.n_outputs), self.dtype))
-        # The loss code inference runs with (its kernel is compiled per loss code): the
-        # output's canonical loss until a fit or a loss names another.
-        self.eval_loss = LOSSES[default_loss(spec.output_activation)]
         self.fit_state = self.config = self.kernel = self.schedule = None
         self.extra = ()
         # The data-parallel kernels' buffers (training, inference) and thread choosers.
@@ -95,8 +91,7 @@ class CpuBackend:
                 and threads.parts_for(rows, self.spec.n_weights) > 1):
             self._forward_parallel(out, X)
             return out
-        # any loss code would do: the one the loss is evaluated with shares its kernel
-        self._evaluate(out, X, self.no_targets, self.eval_loss, 0.0, UNWEIGHTED, False)
+        self._evaluate(out, X, self.no_targets, 0, 0.0, UNWEIGHTED, False)
         return out
 
     def _forward_parallel(self, out, X):
@@ -129,18 +124,17 @@ class CpuBackend:
         given), plus the l2 term."""
         self._rows(1)
         w = _row_weights(weights, X.shape[0])
-        self.eval_loss = loss
         return float(self._evaluate(self.no_outputs, X, T, loss, l2, w, l2_per_sample))
 
-    def _evaluate_args(self, out, X, T, l2, weights, l2_per_sample):
-        """The arguments of a cpu_train.evaluator_for kernel, every scalar of one type (one
-        compile): inference and the loss share that kernel, its unused array empty."""
+    def _evaluate_args(self, out, X, T, loss, l2, weights, l2_per_sample):
+        """The arguments of cpu_train.evaluate_rows, every scalar of one type (one compile):
+        inference and the loss share that kernel, its unused array empty."""
         ws = self.ws
         return (out, ws.acts, ws.logits, ws.deltas, X, T, ws.params, self.spec.table, ws.rows,
-                self.spec.n_weights, float(l2), weights, bool(l2_per_sample))
+                int(loss), self.spec.n_weights, float(l2), weights, bool(l2_per_sample))
 
-    def _evaluate(self, out, X, T, loss, *args):
-        return cpu_train.evaluator_for(loss)(*self._evaluate_args(out, X, T, *args))
+    def _evaluate(self, *args):
+        return cpu_train.evaluate_rows(*self._evaluate_args(*args))
 
     def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
@@ -169,8 +163,7 @@ class CpuBackend:
         Constant are on, or (config.SPECIALIZE "auto") that kernel is not compiled yet and
         the fit is too short to pay for its compile (specialize.worth_using); a wide one
         (threads.parts_for) with the data-parallel parallel.train_steps; any other with
-        cpu_train.train_steps' loop compiled for the fit's codes, cpu_train.kernel_for(config),
-        looked up at each call (tests replace it)."""
+        cpu_train.train_steps, looked up at each call (tests replace it)."""
         n_layers = len(self.spec.layers)
         rows = self._rows(batch_size)
         w = _weights(weights, X.shape[0])
@@ -180,7 +173,6 @@ class CpuBackend:
         self.X, self.T = X, T
         self.validation = _validation(validation)
         self.loss, self.l2, self.l2_per_sample = loss, l2, bool(l2_per_sample)
-        self.eval_loss = loss
         if self.perm.shape[0] != X.shape[0]:
             self.perm = np.arange(X.shape[0], dtype=np.int64)
         self.fit_state = fit_state(X.shape[0], epochs, n_layers, optimizer.hyper(), batch_size,
@@ -214,7 +206,7 @@ class CpuBackend:
         ones after)."""
         args = (self.ws.train_state(), self.fit_state, self.X, self.T, self.config)
         if self.kernel is None:
-            return cpu_train.kernel_for(self.config), args, ()
+            return cpu_train.train_steps, args, ()
         return self.kernel, args, self.extra
 
     def _calls(self):
@@ -224,8 +216,8 @@ class CpuBackend:
         calls = [(kernel, (*args, 0, *extra))]
         if self.validation is not None:
             Xv, Tv, Wv = self.validation
-            calls.append((cpu_train.evaluator_for(self.loss),
-                          self._evaluate_args(self.no_outputs, Xv, Tv, self.l2,
+            calls.append((cpu_train.evaluate_rows,
+                          self._evaluate_args(self.no_outputs, Xv, Tv, self.loss, self.l2,
                                               UNWEIGHTED if Wv is None else Wv,
                                               self.l2_per_sample)))
         return calls

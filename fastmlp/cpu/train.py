@@ -6,12 +6,12 @@ learning rate of the schedule, forward, backward, the l2 term and the optimizer 
 run here, so Python is not in the per-batch loop.
 """
 import math
-import threading
+
 
 from ..config import jit
 from ..optimizers import LR
 from ..rng import shuffle
-from ..schedules import advance, schedule_rate
+from ..schedules import advance, scheduled_lr
 from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..weights import total_weight
 from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
@@ -101,6 +101,7 @@ def move_cursor(cursor, n, batch_size):
         cursor[1] = b
 
 
+@jit
 def train_steps(state, fit, x, targets, config, n_steps):
     """Run up to n_steps minibatch updates; returns (status, steps done) (status.py's codes).
 
@@ -118,87 +119,41 @@ def train_steps(state, fit, x, targets, config, n_steps):
     counts as a step, adds nothing and changes no parameter, moment or step count). With
     config.l2_per_sample the l2 coefficient of a batch is l2 / sum(w) (its rows when
     unweighted). Before each update fit.hyper[LR] becomes the schedule's rate
-    (schedules.schedule_rate); after it the schedule's counters advance and fit.epoch_lr
+    (schedules.scheduled_lr); after it the schedule's counters advance and fit.epoch_lr
     records the rate.
-
-    The loop itself is the kernel compiled for config's loss, optimizer and schedule codes
-    (kernel_for), which the backend calls directly.
     """
-    return kernel_for(config)(state, fit, x, targets, config, n_steps)
-
-
-def kernel_for(config):
-    """The compiled train_steps for config's (loss, optimizer, schedule) codes, made on first
-    use. Each has its codes as constants, so numba compiles only the branches they take: one
-    loss, one update rule, one schedule, where a kernel taking them at run time compiled all
-    of them (3 losses, the SGD and Adam steps, 6 schedules: about a quarter of a cold
-    `fastmlp train`'s compile). Another combination compiles once more, then loads from
-    numba's disk cache like any kernel."""
-    return _made(_make_train_steps, int(config.loss), int(config.optimizer),
-                 int(config.schedule))
-
-
-def made_kernels():
-    """Every kernel kernel_for and evaluator_for have made in this process."""
-    return list(_kernels.values())
-
-
-_kernels = {}
-_kernels_lock = threading.Lock()
-
-
-def _made(factory, *codes):
-    """factory(*codes), made once per process (fits on several threads share it)."""
-    key = (factory.__name__, *codes)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        with _kernels_lock:
-            kernel = _kernels.get(key)
-            if kernel is None:
-                kernel = _kernels[key] = factory(*codes)
-    return kernel
-
-
-def _make_train_steps(loss, optimizer, schedule):
-    """train_steps' loop with these codes compiled in (closure constants, which numba's
-    dead-branch pruning folds into every inlined comparison with them)."""
-
-    @jit
-    def train_steps(state, fit, x, targets, config, n_steps):
-        s, c = state, config
-        params, grads, layers, rows = s.params, s.grads, c.layers, c.rows
-        n = x.shape[0]
-        for step in range(n_steps):
-            start, m = next_batch(fit.cursor, fit.perm, s.rng, n, c.batch_size, c.shuffle)
-            xb = view2d(s.xbatch, 0, m, x.shape[1])
-            tb = view2d(s.tbatch, 0, m, targets.shape[1])
-            gather_rows(xb, x, fit.perm, start, m)
-            gather_rows(tb, targets, fit.perm, start, m)
-            # typed as the validated inputs are (read-only), so that the passes below
-            # compile once for training and for evaluate_rows/gradient_rows
-            xb, tb = readonly(xb), readonly(tb)
-            epoch = fit.cursor[0]
-            lr = schedule_rate(schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
-            wb, weight_sum = weigh_step(fit, c, start, m, lr, epoch, n)
-            if weight_sum == 0:  # nothing to learn from: skipped
-                continue
-            data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
-                                   loss, wb) / weight_sum
-            l2 = c.l2 / weight_sum if c.l2_per_sample else c.l2
-            total_loss = data_loss + l2_forward(params, c.n_weights, l2)
-            if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
-                return NONFINITE_LOSS, step  # nothing updated: the weights are from before
-            network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows,
-                             1.0 / weight_sum, loss, wb)
-            if not gradient_norms(fit.grad_norms, grads, params, layers, l2):
-                return NONFINITE_GRADIENT, step  # nothing updated either
-            fit.hyper[LR] = lr
-            optimizer_step(params, grads, s.moment1, s.moment2, s.opt_step, layers, optimizer,
-                           fit.hyper, l2)
-            end_step(fit, c, lr, total_loss, m, n, epoch)
-        return OK, n_steps
-
-    return train_steps
+    s, c = state, config
+    params, grads, layers, rows = s.params, s.grads, c.layers, c.rows
+    n = x.shape[0]
+    for step in range(n_steps):
+        start, m = next_batch(fit.cursor, fit.perm, s.rng, n, c.batch_size, c.shuffle)
+        xb = view2d(s.xbatch, 0, m, x.shape[1])
+        tb = view2d(s.tbatch, 0, m, targets.shape[1])
+        gather_rows(xb, x, fit.perm, start, m)
+        gather_rows(tb, targets, fit.perm, start, m)
+        # typed as the validated inputs are (read-only), so that the passes below compile
+        # once for training and for evaluate_rows/gradient_rows
+        xb, tb = readonly(xb), readonly(tb)
+        epoch = fit.cursor[0]
+        lr = scheduled_lr(c.schedule, fit.schedule_params, fit.schedule_state, c.hyper[LR])
+        wb, weight_sum = weigh_step(fit, c, start, m, lr, epoch, n)
+        if weight_sum == 0:  # nothing to learn from: skipped
+            continue
+        data_loss = batch_loss(s.acts, s.logits, s.deltas, xb, tb, params, layers, rows,
+                               c.loss, wb) / weight_sum
+        l2 = c.l2 / weight_sum if c.l2_per_sample else c.l2
+        total_loss = data_loss + l2_forward(params, c.n_weights, l2)
+        if not math.isfinite(params.dtype.type(total_loss)):  # in the model's precision
+            return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
+        network_backward(grads, s.deltas, s.acts, xb, tb, params, layers, rows,
+                         1.0 / weight_sum, c.loss, wb)
+        if not gradient_norms(fit.grad_norms, grads, params, layers, l2):
+            return NONFINITE_GRADIENT, step  # nothing updated either
+        fit.hyper[LR] = lr
+        optimizer_step(params, grads, s.moment1, s.moment2, s.opt_step, layers, c.optimizer,
+                       fit.hyper, l2)
+        end_step(fit, c, lr, total_loss, m, n, epoch)
+    return OK, n_steps
 
 
 @jit
@@ -216,6 +171,7 @@ def forward_rows(out, acts, logits, deltas, x, params, layers, rows):
                 out[start + i, j] = result[i, j]
 
 
+@jit
 def evaluate_rows(out, acts, logits, deltas, x, targets, params, layers, rows, loss,
                   n_weights, l2, weights, l2_per_sample):
     """One pass over every row of x, `rows` rows at a time, for inference and the loss alike
@@ -226,49 +182,29 @@ def evaluate_rows(out, acts, logits, deltas, x, targets, params, layers, rows, l
     rows as one batch plus the l2 term; or empty (0 rows, the return value 0.0). weights:
     float64, one per row, the mean then sum(w l) / sum(w); or empty for unweighted rows
     (network.UNWEIGHTED). With l2_per_sample the l2 coefficient is l2 / sum(w) (l2 / n
-    unweighted).
-
-    The pass itself is the kernel compiled for the loss code (evaluator_for(loss)), which
-    takes the same arguments but `loss`."""
-    return evaluator_for(loss)(out, acts, logits, deltas, x, targets, params, layers, rows,
-                               n_weights, l2, weights, l2_per_sample)
-
-
-def evaluator_for(loss):
-    """evaluate_rows' pass compiled for one loss code (see kernel_for)."""
-    return _made(_make_evaluate_rows, int(loss))
-
-
-def _make_evaluate_rows(loss):
-
-    @jit
-    def evaluate_rows(out, acts, logits, deltas, x, targets, params, layers, rows, n_weights,
-                      l2, weights, l2_per_sample):
-        n = x.shape[0]
-        keep_outputs = out.shape[0] != 0
-        with_loss = targets.shape[0] != 0
-        total = 0.0
-        for start in range(0, n, rows):
-            stop = min(start + rows, n)
-            result = network_forward(acts, logits, deltas, x[start:stop], params, layers, rows)
-            if keep_outputs:
-                # A loop, not out[start:stop] = result: numba compiles array-to-slice
-                # assignment with a formatter for its shape-mismatch message, seconds of a
-                # cold compile.
-                for i in range(stop - start):
-                    for j in range(result.shape[1]):
-                        out[start + i, j] = result[i, j]
-            if with_loss:
-                # an empty array slices to an empty array: unweighted chunks stay unweighted
-                total += output_loss(result, logits, targets[start:stop], loss,
-                                     weights[start:stop])
-        if not with_loss:
-            return 0.0
-        weight_sum = total_weight(weights) if weights.shape[0] != 0 else float(n)
-        scale = l2 / weight_sum if l2_per_sample else l2
-        return total / weight_sum + l2_forward(params, n_weights, scale)
-
-    return evaluate_rows
+    unweighted)."""
+    n = x.shape[0]
+    keep_outputs = out.shape[0] != 0
+    with_loss = targets.shape[0] != 0
+    total = 0.0
+    for start in range(0, n, rows):
+        stop = min(start + rows, n)
+        result = network_forward(acts, logits, deltas, x[start:stop], params, layers, rows)
+        if keep_outputs:
+            # A loop, not out[start:stop] = result: numba compiles array-to-slice assignment
+            # with a formatter for its shape-mismatch message, seconds of a cold compile.
+            for i in range(stop - start):
+                for j in range(result.shape[1]):
+                    out[start + i, j] = result[i, j]
+        if with_loss:
+            # an empty array slices to an empty array: unweighted chunks stay unweighted
+            total += output_loss(result, logits, targets[start:stop], loss,
+                                 weights[start:stop])
+    if not with_loss:
+        return 0.0
+    weight_sum = total_weight(weights) if weights.shape[0] != 0 else float(n)
+    scale = l2 / weight_sum if l2_per_sample else l2
+    return total / weight_sum + l2_forward(params, n_weights, scale)
 
 
 @jit

@@ -18,14 +18,11 @@ from fastmlp.cpu import specialize
 from fastmlp.cpu import train as cpu_train
 from fastmlp.validation import check_inputs, check_targets
 
-ENTRY_POINTS = ("forward_rows", "gradient_rows")
+ENTRY_POINTS = ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows")
 
 def signature_count():
-    """Compiled signatures of the entry points: those compiled per code (the training loops
-    and evaluation passes of cpu_train.kernel_for and evaluator_for), the others, and every
-    generated kernel."""
+    """Compiled signatures of the generic entry points and of every generated kernel."""
     count = sum(len(getattr(cpu_train, name).signatures) for name in ENTRY_POINTS)
-    count += sum(len(k.signatures) for k in cpu_train.made_kernels())
     return count + sum(len(k.signatures) for k in specialize._loaded.values() if k is not None)
 
 
@@ -131,7 +128,7 @@ def test_weighted_and_unweighted_calls_share_one_compiled_signature():
         model.fit(X, y, epochs=1, batch_size=16, progress=False, sample_weight=weights)
         model.evaluate(X, y, sample_weight=weights)
         model.gradients(X[:8], y[:8], sample_weight=None if weights is None else w[:8])
-    for kernel in (cpu_train.evaluator_for(model.loss_code), cpu_train.gradient_rows):
+    for kernel in (cpu_train.evaluate_rows, cpu_train.gradient_rows):
         float32 = [sig for sig in kernel.signatures if "float32" in str(sig)]
         assert len(float32) == 1, (kernel.__name__, float32)
 
@@ -148,6 +145,5 @@ def test_inference_and_the_loss_share_one_compiled_signature():
     model.forward(X)
     model.loss(X, y)
     model.evaluate(X, y)
-    kernel = cpu_train.evaluator_for(model.loss_code)
-    float32 = [sig for sig in kernel.signatures if "float32" in str(sig)]
+    float32 = [sig for sig in cpu_train.evaluate_rows.signatures if "float32" in str(sig)]
     assert len(float32) == 1, float32
