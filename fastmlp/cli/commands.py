@@ -1,6 +1,4 @@
 """`fastmlp predict | evaluate | export | info | download | bench`."""
-import os
-
 import numpy as np
 
 from . import labels

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..activations import IDENTITY, SIGMOID, SOFTMAX
+from ..activations import SOFTMAX
 from .. import config
 from ..config import CUDA_CACHE
 from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
