@@ -65,7 +65,7 @@ class WarmKernels:
     """Base of every benchmark class: compiles all kernels once, before any benchmark runs."""
 
     def setup_cache(self):
-        from fastmlp import config
+        from fastmlp.bench import generated_kernels
         for dtype in DTYPES:
             for workload in WORKLOADS.values():
                 X, y = workload.make_data(n_samples=workload.batch_size)
@@ -74,13 +74,10 @@ class WarmKernels:
                 # then loads from disk in every benchmark process: timed calls are too short
                 # to pay for its compile, so without this they would time the generic kernel
                 # or not depending on what ran on the machine before.
-                saved, config.SPECIALIZE = config.SPECIALIZE, True
-                try:
+                with generated_kernels():
                     workload.build(dtype=dtype).fit(X, y, epochs=1,
                                                     batch_size=workload.batch_size,
                                                     progress=False)
-                finally:
-                    config.SPECIALIZE = saved
         # Returning None means asv passes no cache argument to setup and the benchmarks.
 
     setup_cache.timeout = COMPILE_TIMEOUT

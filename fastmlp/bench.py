@@ -7,6 +7,7 @@ Fashion-MNIST instead (bench_fashion.py, with scikit-learn as a fourth trainer a
 accuracy), and mnist-small and mnist-wide add inference rows: `forward` on 10,000 rows
 against ONNX Runtime and PyTorch (bench_inference.py).
 """
+import contextlib
 import json
 import math
 import os
@@ -55,10 +56,22 @@ def sgemm_gflops(n=1024, repeats=5):
     return 2 * n ** 3 / best / 1e9
 
 
+@contextlib.contextmanager
+def generated_kernels():
+    """Fits inside train a small network with the kernel generated for it (config.SPECIALIZE
+    True, compiling it if need be), whatever the "auto" rule would choose for their length:
+    what a benchmark that leaves compiling out should time."""
+    saved, config.SPECIALIZE = config.SPECIALIZE, True
+    try:
+        yield
+    finally:
+        config.SPECIALIZE = saved
+
+
 def fastmlp_rate(workload, seconds, repeats, device="cpu"):
     """Steps/s of fit on the workload. Like every peer's figure it leaves compiling out, so a
-    small network trains with the kernel generated for it (config.SPECIALIZE True: compiled
-    in the warm-up), whatever its fits' lengths would make the "auto" rule choose."""
+    small network trains with its generated kernel (generated_kernels; compiled in the
+    warm-up)."""
     if device == "cuda":
         return _cuda_rate(workload, seconds, repeats)
     model = workload.build(seed=0, device=device)
@@ -69,12 +82,9 @@ def fastmlp_rate(workload, seconds, repeats, device="cpu"):
         model.fit(X, y, epochs=max(1, steps // steps_per_epoch),
                   batch_size=workload.batch_size, progress=False)
 
-    saved, config.SPECIALIZE = config.SPECIALIZE, True
-    try:
+    with generated_kernels():
         return _best_rate(lambda s: run(s), steps_per_epoch, seconds, repeats) \
             if steps_per_epoch > 1 else _best_rate(run, 1000, seconds, repeats)
-    finally:
-        config.SPECIALIZE = saved
 
 
 def _cuda_rate(workload, seconds, repeats):
