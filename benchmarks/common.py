@@ -1,6 +1,6 @@
 """What the benchmark modules share: parameters, warmed-up models and data of the workloads.
 
-The workloads themselves come from fastmlp.workloads, the one table that `fastmlp bench`
+The workloads themselves come from fastmlp.bench.workloads, the one table that `fastmlp bench`
 reads too. Compilation never lands in a figure: WarmKernels.setup_cache compiles every kernel
 into Numba's on-disk cache before the benchmarks run (asv runs a setup_cache once per
 definition, so once for every class that inherits this one), and each benchmark's setup loads
@@ -10,7 +10,7 @@ import math
 
 from numba.core import config as numba_config
 
-from fastmlp.workloads import WORKLOADS
+from fastmlp.bench.run.workloads import WORKLOADS
 
 WORKLOAD_NAMES = list(WORKLOADS)
 DTYPES = ["float32", "float64"]
@@ -65,7 +65,7 @@ class WarmKernels:
     """Base of every benchmark class: compiles all kernels once, before any benchmark runs."""
 
     def setup_cache(self):
-        from fastmlp.bench import generated_kernels
+        from fastmlp.bench.run.run import generated_kernels
         for dtype in DTYPES:
             for workload in WORKLOADS.values():
                 X, y = workload.make_data(n_samples=workload.batch_size)

@@ -7,7 +7,7 @@ IMPORT = "import fastmlp"
 
 FIRST_STEP = """
 import fastmlp
-from fastmlp.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 w = WORKLOADS["xor"]
 X, y = w.make_data()
 w.build(seed=0).fit(X, y, epochs=1, batch_size=w.batch_size, progress=False)

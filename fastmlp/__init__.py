@@ -1,10 +1,11 @@
 """fastmlp: multilayer perceptrons trained by hand-written Numba kernels."""
-from . import datasets, schedules, weights
+from . import datasets
+from .core import schedules, sample_weight as weights
 from .gradcheck import gradcheck
-from .history import History
+from .fit.history import History
 from .model import MLP
-from .optimizers import LBFGS, SGD, Adam, AdamW
-from .training import StopTraining
+from .core.optimizers import LBFGS, SGD, Adam, AdamW
+from .fit.loop import StopTraining
 
 __all__ = ["MLP", "SGD", "Adam", "AdamW", "LBFGS", "History", "StopTraining", "gradcheck"]
 __version__ = "0.1.0"

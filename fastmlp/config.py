@@ -15,7 +15,7 @@ import functools
 
 import numba
 
-from . import jitcache
+from .core import jitcache
 
 CACHE = True
 FASTMATH = frozenset({"reassoc", "contract"})

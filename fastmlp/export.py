@@ -5,7 +5,7 @@ takes that W as is; torch.nn.Linear stores its transpose, (out_features, in_feat
 """
 import numpy as np
 
-from .activations import LEAKY_SLOPE
+from .core.activations import LEAKY_SLOPE
 from .files import atomic_write
 
 ONNX_OPSET = 17

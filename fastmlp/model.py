@@ -5,17 +5,17 @@ import threading
 
 import numpy as np
 
-from . import losses
-from .activations import CLASSIFIER_OUTPUTS
+from .core import losses
+from .core.activations import CLASSIFIER_OUTPUTS
 from .cpu.backend import CpuBackend
-from .init import check_init, initialise
-from .optimizers import make_optimizer
-from .spec import NetworkSpec
-from .prepare import check_callbacks, check_real, encode_labels, split_validation
-from .schedules import check_schedule
-from .weights import check_sample_weight
-from .validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
-                         check_targets)
+from .core.init import check_init, initialise
+from .core.optimizers import make_optimizer
+from .core.spec import NetworkSpec
+from .inputs.prepare import check_callbacks, check_real, encode_labels, split_validation
+from .core.schedules import check_schedule
+from .core.sample_weight import check_sample_weight
+from .inputs.validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
+        check_targets)
 
 DEVICES = ("cpu", "cuda")
 
@@ -255,7 +255,7 @@ class MLP:
         learning-rate schedule. comm: an mpi4py communicator for data-parallel training.
         An optimizer of fastmlp.LBFGS trains full batch (epochs are its iterations).
         """
-        from . import training
+        from .fit import loop as training
         epochs = check_int(epochs, "epochs", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
         shuffle = check_bool(shuffle, "shuffle")
@@ -288,17 +288,17 @@ class MLP:
             stopper = training.EarlyStopping(patience, min_delta, restore_best_weights) \
                 if early_stopping else None
             accuracy = self._accuracy if self.is_classifier else None
-            from .optimizers import LBFGS
+            from .core.optimizers import LBFGS
             if isinstance(self.optimizer, LBFGS):
                 if comm is not None:
                     raise ValueError("LBFGS trains full batch in one process: every rank "
                                      "would compute the same steps; fit without comm")
-                from .lbfgs import fit_lbfgs
+                from .fit.lbfgs import fit_lbfgs
                 return fit_lbfgs(self._backend, X, T, W, self.optimizer, self._loss_code,
                                  self.l2, self.l2_per_sample, epochs)
             backend = self._backend
             if comm is not None:  # checks comm (and the extra) before anything compiled
-                from .distributed import MpiBackend
+                from .cpu.mpi import MpiBackend
                 backend = MpiBackend(self._backend, comm)
                 progress = progress and backend.rank == 0
             return training.fit(
@@ -371,7 +371,7 @@ class MLP:
     def _from_parts(cls, meta, state, where="<pickle>"):
         """A CPU model from a description and the buffers of get_state (file or pickle)."""
         from . import io
-        from .optimizers import from_config
+        from .core.optimizers import from_config
         try:
             model = cls(meta["n_inputs"], [tuple(layer) for layer in meta["layers"]],
                         loss=meta["loss"], optimizer=from_config(meta["optimizer"]),

@@ -94,10 +94,10 @@ def main(case, outdir):
             message = f"ValueError: {exc}"
         write("mismatch", message=np.array(message))
         # A stop asked for on rank 1 alone is seen by both.
-        from fastmlp.distributed import MpiBackend
+        from fastmlp.cpu.mpi import MpiBackend
         backend = MpiBackend(model.backend, comm)
         write("any_rank", stops=np.array([backend.any_rank(rank == 1), backend.any_rank(False)]))
-        from fastmlp.distributed import launched_comm
+        from fastmlp.cpu.mpi import launched_comm
         write("launched", size=np.array(launched_comm().Get_size()))
     else:
         raise SystemExit(f"unknown case {case!r}")

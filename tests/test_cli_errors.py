@@ -30,7 +30,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
     monkeypatch.setattr(fastmlp.MLP, "fit", refuse)
-    from fastmlp import bench
+    from fastmlp.bench.run import run as bench
     monkeypatch.setattr(bench, "run_bench", refuse)
 
 
@@ -185,7 +185,7 @@ def test_early_stopping_passes_through(capsys):
 
 def test_schedule_passes_through(capsys):
     try:
-        from fastmlp import schedules  # noqa: F401
+        from fastmlp.core import schedules
     except ImportError:
         code, err = status_and_err(["train", "--dataset", "xor", "--schedule", "cosine"],
                                    capsys)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import config, training
+from fastmlp import config
+from fastmlp.fit import loop as training
 from fastmlp.cli import train as cli_train
 from fastmlp.cli import main
 

@@ -1,4 +1,4 @@
-"""fastmlp.diagnostics: the allocation counter sees allocations, and training makes none."""
+"""fastmlp.bench.diagnostics: the allocation counter sees allocations, and training makes none."""
 import numba
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ from numba.core.runtime import _nrt_python
 
 import fastmlp
 from fastmlp.cpu import train as cpu_train
-from fastmlp.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
-from fastmlp.workloads import WORKLOADS
+from fastmlp.bench.run.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
+from fastmlp.bench.run.workloads import WORKLOADS
 
 
 @numba.njit

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastmlp.epochlog import EpochLog
+from fastmlp.fit.epochlog import EpochLog
 
 
 def reference(per_epoch, stride, rule):

@@ -188,7 +188,7 @@ def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch, generic_ke
 def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     # Pretend each step is a second's work: the first call then runs one step, not the epoch,
     # so Ctrl-C is not held up for a whole epoch; the weights are as for one call.
-    from fastmlp import training
+    from fastmlp.fit import loop as training
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")
     single = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import fastmlp
-from fastmlp import losses as L
+from fastmlp.core import losses as L
 from tests import reference as ref
 
 HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh"]

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("mpi4py")
 
 import fastmlp  # noqa: E402
-from fastmlp import distributed  # noqa: E402
+from fastmlp.cpu import mpi as distributed
 from tests import mpi_fit  # noqa: E402
 
 RANKS = 2

@@ -6,8 +6,8 @@ import pytest
 
 import fastmlp
 from fastmlp import datasets
-from fastmlp.history import History
-from fastmlp.plot import plot_history
+from fastmlp.fit.history import History
+from fastmlp.fit.plot import plot_history
 
 pytest.importorskip("matplotlib", reason="pip install 'fastmlp[plot]'")
 

@@ -138,7 +138,7 @@ def test_a_softmax_over_one_unit_is_refused():
 
 
 def test_check_array_reads_weights_as_fit_reads_X():
-    from fastmlp.validation import check_array
+    from fastmlp.inputs.validation import check_array
     W = np.arange(6.0).reshape(2, 3)
     out = check_array(np.asfortranarray(W).astype(object), "layer 0 W", (2, 3), np.float32)
     assert out.dtype == np.float32 and out.flags.c_contiguous

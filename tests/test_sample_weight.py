@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import losses as L
-from fastmlp.status import OK
-from fastmlp.weights import check_sample_weight, class_weights_to_sample_weights
+from fastmlp.core import losses as L
+from fastmlp.core.status import OK
+from fastmlp.core.sample_weight import check_sample_weight, class_weights_to_sample_weights
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
                    for out in outs if out != "step")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import config, schedules
+from fastmlp import config
+from fastmlp.core import schedules
 from fastmlp.cpu import specialize
-from fastmlp.schedules import (LR, Constant, Cosine, Exponential, InverseScaling,
-                               ReduceOnPlateau, StepDecay)
-from fastmlp.status import OK
+from fastmlp.core.schedules import LR, Constant, Cosine, Exponential, InverseScaling, ReduceOnPlateau, StepDecay
+from fastmlp.core.status import OK
 
 N, BATCH = 10, 4          # batches of 4, 4 and 2 rows: three steps an epoch
 STEPS_PER_EPOCH = 3
@@ -326,7 +326,7 @@ def test_current_lr_before_and_after_a_fit():
 @pytest.mark.parametrize("n,batch_size", [(4, 4), (10, 3), (7, 2)])
 def test_replaying_constant_steps_equals_advancing_step_by_step(n, batch_size):
     """The closed form the generated kernels' bookkeeping uses, against `advance` per step."""
-    from fastmlp.schedules import N_STATE, advance, replay_constant_steps
+    from fastmlp.core.schedules import N_STATE, advance, replay_constant_steps
     n_batches = -(-n // batch_size)
     for epoch, batch, done in [(0, 0, 1), (0, 1, 5), (2, n_batches - 1, 1), (1, 0, 37)]:
         if batch >= n_batches:

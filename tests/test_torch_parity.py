@@ -28,7 +28,7 @@ def torch_params(model):
 
 
 def torch_loss(model, params, X, T):
-    """The loss definitions of fastmlp.losses written with torch ops, over the (W, b) list
+    """The loss definitions of fastmlp.core.losses written with torch ops, over the (W, b) list
     `params`."""
     A = torch.as_tensor(X, dtype=params[0].dtype)
     T = torch.as_tensor(T, dtype=params[0].dtype)

@@ -172,7 +172,7 @@ def test_odd_layouts_and_dtypes_are_converted_not_refused(clf):
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan, -np.nan])
 @pytest.mark.parametrize("where", [0, 517, -1])
 def test_the_scan_finds_every_non_finite_value(monkeypatch, dtype, bad, where):
-    from fastmlp import validation
+    from fastmlp.inputs import validation
     monkeypatch.setattr(validation, "FINITE_SCAN_MIN_VALUES", 64)
     X = np.random.default_rng(0).standard_normal((100, 7)).astype(dtype)
     assert validation._all_finite(X)
@@ -184,7 +184,7 @@ def test_the_scan_finds_every_non_finite_value(monkeypatch, dtype, bad, where):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_scan_passes_the_extreme_finite_values(monkeypatch, dtype):
-    from fastmlp import validation
+    from fastmlp.inputs import validation
     monkeypatch.setattr(validation, "FINITE_SCAN_MIN_VALUES", 64)
     info = np.finfo(dtype)
     X = np.zeros((16, 8), dtype)

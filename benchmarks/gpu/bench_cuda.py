@@ -1,10 +1,10 @@
 """fastmlp on device="cuda" against PyTorch CUDA eager and JAX on the GPU, in one process and
-one run, on the four workloads of fastmlp.workloads.
+one run, on the four workloads of fastmlp.bench.workloads.
 
     python benchmarks/gpu/bench_cuda.py --json PATH [--workload NAME ...] [--seconds S]
         [--repeats R] [--no-peers] [--simulate]
 
-fastmlp's figures come from fastmlp.bench.run_bench(device="cuda"), the function behind
+fastmlp's figures come from fastmlp.bench.run.run_bench(device="cuda"), the function behind
 `fastmlp bench --device cuda --json`; that command's own peers run on the CPU, so the GPU
 peers come from peers.py beside this file. The JSON has run_bench's layout (workloads ->
 who -> steps_per_s, samples_per_s, gflops, fastmlp_ratio) plus, for fastmlp, the training
@@ -39,8 +39,8 @@ def gpu_name():
 
 
 def fastmlp_figures(name, seconds, repeats):
-    from fastmlp.bench import run_bench
-    from fastmlp.cuda.bench import time_train_steps
+    from fastmlp.bench.run.run import run_bench
+    from fastmlp.bench.run.cuda import time_train_steps
     figures = run_bench([name], seconds=seconds, repeats=repeats, peers=(), device="cuda",
                         log=lambda message: None)["workloads"][name]["fastmlp"]
     probe = time_train_steps(name, steps=20)  # how it ran: path and launches per step
@@ -111,7 +111,7 @@ def main(argv=None):
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     sys.path[:0] = [ROOT, HERE]
     from fastmlp import config
-    from fastmlp.workloads import WORKLOADS
+    from fastmlp.bench.run.workloads import WORKLOADS
     if args.simulate:
         from fit_check import SIMULATOR_CONFIG
         for key, value in SIMULATOR_CONFIG.items():

@@ -1,6 +1,6 @@
 """The GPU peers of `fastmlp bench --device cuda`: PyTorch CUDA eager and JAX on the GPU
-(jit + lax.scan), training each workload of fastmlp.workloads with the same network, loss,
-optimizer, batch size and data size as fastmlp.bench's CPU peers.
+(jit + lax.scan), training each workload of fastmlp.bench.workloads with the same network, loss,
+optimizer, batch size and data size as fastmlp.bench.run's CPU peers.
 
 `fastmlp bench` times its peers on the CPU (their CPU builds); on a GPU machine check.py
 calls these instead, in the same process as fastmlp's own figures. float32 throughout, and
@@ -12,9 +12,9 @@ of a fixed number of steps, ended by a device synchronisation, repeated until th
 """
 import time
 
-from fastmlp.workloads import jax_params
+from fastmlp.bench.run.workloads import jax_params
 
-DATA_BATCHES = 16  # distinct batches of synthetic data per workload, as fastmlp.bench's peers
+DATA_BATCHES = 16  # distinct batches of synthetic data per workload, as fastmlp.bench.run's peers
 SCAN_STEPS = 500   # steps per call of JAX's compiled scan (its length is fixed at compile time)
 
 

@@ -159,7 +159,7 @@ def download(args):
 
 
 def bench(args):
-    from ..bench import main as run
+    from ..bench.run import main as run
     if args.json:
         check_writable(args.json, "--json")
     if args.device == "cuda":

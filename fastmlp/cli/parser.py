@@ -2,7 +2,7 @@
 import argparse
 import math
 
-from ..workloads import WORKLOADS
+from ..bench.workloads import WORKLOADS
 
 # dataset -> (layers, optimizer, lr, epochs, batch size). xor and abs use 8 hidden units, not
 # the seeds' 2: with 2, about half of all seeds start with a dead relu and never fit (see

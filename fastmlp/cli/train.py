@@ -78,7 +78,7 @@ def make_schedule(spec, epochs):
     the optimizer's --lr. NAME matches a schedule class case-insensitively, ignoring `_` and
     `-`; a schedule that needs its length (Cosine) is given --epochs unless the spec says."""
     try:
-        from .. import schedules
+        from ..core import schedules
     except ImportError:
         raise UsageError("--schedule: this fastmlp has no fastmlp.schedules") from None
     name, _, rest = spec.partition(":")
@@ -206,7 +206,7 @@ def _prepare(args):
 
 def _build_model(args, n_inputs, classes, defaults):
     from ..model import MLP
-    from ..optimizers import OPTIMIZERS
+    from ..core.optimizers import OPTIMIZERS
     if defaults is None:  # --data: a hidden layer, then the output the targets need
         width, opt_name, lr, epochs, batch = TABLE_DEFAULTS
         out = "1:identity" if classes is None else f"{len(classes)}:softmax"
@@ -236,7 +236,7 @@ def train(args):
         if path is not None:
             check_writable(path, option)
     if args.plot is not None:
-        from ..plot import _matplotlib
+        from ..fit.plot import _matplotlib
         _matplotlib()  # an ImportError naming the extra, before the training it would follow
     name, rows, test, classes, defaults = _prepare(args)
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
@@ -252,7 +252,7 @@ def train(args):
         validation = (checked.X, fit_targets(checked))
     # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
     # rank 0 writes the model, the plot and the report.
-    from ..distributed import launched_comm
+    from ..cpu.mpi import launched_comm
     comm = launched_comm()
     history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
                         progress=not args.quiet, comm=comm,

@@ -20,14 +20,14 @@ sum(w l) / sum(w). l2_per_sample=True gives the l2 term scikit-learn's form,
 import numpy as np
 
 from .. import config
-from ..blas import limit_threads
-from ..jitcache import compile_for, is_compiled
-from ..optimizers import LR
-from ..schedules import check_schedule, current_lr, replay_constant_steps
-from ..status import OK
-from ..validation import for_kernels
-from ..weights import check_sample_weight
-from ..workspace import Workspace, fit_state, step_config
+from ..core.blas import limit_threads
+from ..core.jitcache import compile_for, is_compiled
+from ..core.optimizers import LR
+from ..core.schedules import check_schedule, current_lr, replay_constant_steps
+from ..core.status import OK
+from ..inputs.validation import for_kernels
+from ..core.sample_weight import check_sample_weight
+from ..core.workspace import Workspace, fit_state, step_config
 from . import parallel, specialize, threads
 from .network import UNWEIGHTED
 from . import train as cpu_train

@@ -19,12 +19,13 @@ The formulas are those of the generic kernels (tests compare the two to the last
 only the sizes and the order of some sums differ. cpu/specialize.py chooses, caches and
 loads these modules.
 """
-from ..activations import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, STEP, TANH
-from ..activations import NAMES as ACTIVATION_NAMES
-from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
-from ..losses import NAMES as LOSS_NAMES
-from ..optimizers import VARIANTS
-from ..spec import ACTIVATION, B_OFFSET, W_OFFSET
+from ..core.activations import (ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX,
+        STEP, TANH)
+from ..core.activations import NAMES as ACTIVATION_NAMES
+from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
+from ..core.losses import NAMES as LOSS_NAMES
+from ..core.optimizers import VARIANTS
+from ..core.spec import ACTIVATION, B_OFFSET, W_OFFSET
 
 # The two layouts of a generated kernel: ROWS runs each row's forward and backward in scalar
 # locals (batches of a few rows), COLUMNS each unit across the batch (config.
@@ -339,7 +340,7 @@ import math
 
 import numpy as np
 
-from fastmlp.activations import LEAKY_SLOPE
+from fastmlp.core.activations import LEAKY_SLOPE
 from fastmlp.config import jit
 from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p, select
 from fastmlp.cpu.network import l2_forward
@@ -347,7 +348,7 @@ from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, ad
                                adam_update, momentum_update, nesterov_update)
 from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger
 from fastmlp.cpu.train import finish_step, next_batch
-from fastmlp.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 
 
 @jit

@@ -6,7 +6,8 @@ the arrays' dtype (`dt(...)`), so float32 loops stay float32 and vectorise at fu
 """
 import numpy as np
 
-from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, STEP, TANH
+from ..core.activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX,
+        STEP, TANH)
 from ..config import BLAS_MIN_MACS, BLAS_MIN_WIDTH, jit
 from .mathfn import fast_exp, fast_tanh
 

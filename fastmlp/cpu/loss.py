@@ -1,9 +1,9 @@
 """Loss kernels: loss_forward (summed over rows) and loss_backward (the output layer's delta)."""
 import math
 
-from ..activations import SOFTMAX
+from ..core.activations import SOFTMAX
 from ..config import jit
-from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
+from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from .dense import activation_backward
 from .mathfn import fast_exp, fast_log1p
 from .views import readonly

@@ -8,8 +8,8 @@ never a copy.
 import numpy as np
 
 from ..config import jit
-from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
-from ..activations import IDENTITY
+from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
+from ..core.activations import IDENTITY
 from .dense import dense_backward, dense_forward
 from .loss import loss_backward, loss_forward, weighted_loss_backward, weighted_loss_forward
 from .views import view2d

@@ -11,9 +11,9 @@ import math
 import numpy as np
 
 from ..config import jit
-from ..optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
-                          MOMENTUM, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
-from ..spec import N_IN, N_OUT, W_OFFSET
+from ..core.optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
+        MOMENTUM, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
+from ..core.spec import N_IN, N_OUT, W_OFFSET
 from .mathfn import flush_subnormal
 
 

@@ -31,10 +31,10 @@ import numpy as np
 from numba import prange
 
 from ..config import jit, parallel_jit
-from ..optimizers import LR
-from ..schedules import scheduled_lr
-from ..spec import N_IN, N_OUT, W_OFFSET
-from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..core.optimizers import LR
+from ..core.schedules import scheduled_lr
+from ..core.spec import N_IN, N_OUT, W_OFFSET
+from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows

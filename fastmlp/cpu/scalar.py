@@ -7,7 +7,7 @@ constant activation code. dense.py keeps the same formulas written into its loop
 vectorise better (a shared helper made the relu backward loop 3x slower);
 tests/cpu/test_specialize.py checks the two against each other for every activation.
 """
-from ..activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
+from ..core.activations import IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, STEP, TANH
 from ..config import jit
 from .mathfn import cast_like, fast_exp, fast_tanh
 

@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import config
 from ..files import cache_root
-from ..jitcache import load_cached, source_digest
-from ..schedules import CONSTANT
+from ..core.jitcache import load_cached, source_digest
+from ..core.schedules import CONSTANT
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
 
 def supports(weighted, schedule_code, l2_per_sample):

@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from ..config import jit
-from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, l2_forward, network_backward
 from .optim import gradient_norms, optimizer_step
 from .train import finish_step, gather_rows, next_batch

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from .. import config
-from ..status import OK
+from ..core.status import OK
 
 _forked = False  # set in a child process by os.fork (see available)
 

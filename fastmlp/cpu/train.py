@@ -9,11 +9,11 @@ import math
 
 
 from ..config import jit
-from ..optimizers import LR
-from ..rng import shuffle
-from ..schedules import advance, scheduled_lr
-from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
-from ..weights import total_weight
+from ..core.optimizers import LR
+from ..core.rng import shuffle
+from ..core.schedules import advance, scheduled_lr
+from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..core.sample_weight import total_weight
 from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
                       output_loss)
 from .optim import gradient_norms, optimizer_step

@@ -9,12 +9,12 @@ drivers (Trainer, forward_rows, loss_rows, gradient_rows).
 import numpy as np
 
 from .. import config
-from ..optimizers import LR
-from ..schedules import check_schedule, current_lr
-from ..spec import ACTIVATION
-from ..status import OK
-from ..weights import check_sample_weight
-from ..workspace import Workspace
+from ..core.optimizers import LR
+from ..core.schedules import check_schedule, current_lr
+from ..core.spec import ACTIVATION
+from ..core.status import OK
+from ..core.sample_weight import check_sample_weight
+from ..core.workspace import Workspace
 from . import train
 from .device import require_cuda
 from .elementwise import HANDLED_ACTIVATIONS

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from numba import cuda
 
 from .. import config
-from ..activations import IDENTITY
+from ..core.activations import IDENTITY
 from .elementwise import derivative_from_output
 from .loss import output_row
 from . import device, gemm

@@ -8,8 +8,8 @@ import math
 
 from numba import cuda
 
-from ..activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX, STEP,
-                           TANH)
+from ..core.activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX,
+        STEP, TANH)
 from ..config import CUDA_CACHE
 
 

@@ -27,7 +27,7 @@ from typing import NamedTuple
 from numba import cuda
 
 from .. import config
-from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
+from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from .elementwise import activate, block_sum, derivative_from_output
 from .loss import delta_row, output_row, row_loss
 from .optim import BIAS_SQ, GRAD_SQ, OK, STATUS, WEIGHT_SQ, step_verdict, update_parameter

@@ -29,9 +29,9 @@ import numpy as np
 from numba import cuda
 
 from .. import config
-from ..optimizers import ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, LR
-from ..rng import shuffle
-from ..spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
+from ..core.optimizers import ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, LR
+from ..core.rng import shuffle
+from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from . import device
 from .elementwise import activate, block_sum, derivative_from_output
 from .loss import delta_row, output_row, row_loss

@@ -13,10 +13,10 @@ import math
 import numpy as np
 from numba import cuda
 
-from ..activations import SOFTMAX
+from ..core.activations import SOFTMAX
 from .. import config
 from ..config import CUDA_CACHE
-from ..losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
+from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from . import device
 from .elementwise import activate, derivative_from_output
 

@@ -9,9 +9,9 @@ host<->device copy. Launches per training step (L layers):
     fused:  fused_step                                                  = 1
 """
 from .. import config
-from ..activations import IDENTITY
-from ..optimizers import LR
-from ..spec import ACTIVATION
+from ..core.activations import IDENTITY
+from ..core.optimizers import LR
+from ..core.spec import ACTIVATION
 from . import fused as fused_kernels
 from . import optim
 from .dense import (Launch, activation_forward_launch, blocks, dense_backward_launch,

@@ -21,10 +21,10 @@ from numba import cuda
 
 from .. import config
 from ..config import CUDA_CACHE
-from ..optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
-                          MOMENTUM, N_HYPER, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
-from ..status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
-from ..spec import N_IN, N_OUT, W_OFFSET
+from ..core.optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
+        MOMENTUM, N_HYPER, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
+from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from ..core.spec import N_IN, N_OUT, W_OFFSET
 from . import device
 from .elementwise import block_sum
 

@@ -20,10 +20,10 @@ advances as the CPU loop does) and l2 coefficient as launch arguments.
 import numpy as np
 
 from .. import config
-from ..optimizers import LR
-from ..rng import shuffle
-from ..schedules import CONSTANT, Constant, advance, replay_constant_steps, scheduled_lr
-from ..weights import batch_weight_sums, total_weight
+from ..core.optimizers import LR
+from ..core.rng import shuffle
+from ..core.schedules import CONSTANT, Constant, advance, replay_constant_steps, scheduled_lr
+from ..core.sample_weight import batch_weight_sums, total_weight
 from . import device, fused
 from .elementwise import l2_backward_kernel
 from .fused_steps import StepsRun

@@ -12,8 +12,8 @@ shuffling RNG: the host shuffles with rng.shuffle, exactly as the CPU kernels do
 """
 import numpy as np
 
-from ..optimizers import N_HYPER
-from ..spec import N_OUT, WIDTH_OFFSET
+from ..core.optimizers import N_HYPER
+from ..core.spec import N_OUT, WIDTH_OFFSET
 from . import device, fused, gemm
 
 

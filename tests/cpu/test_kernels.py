@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import activations as A
-from fastmlp import losses as L
+from fastmlp.core import activations as A
+from fastmlp.core import losses as L
 from fastmlp.config import BLAS_MIN_WIDTH
 from fastmlp.cpu import dense, loss as loss_kernels, optim, train
-from fastmlp.spec import NetworkSpec
+from fastmlp.core.spec import NetworkSpec
 from tests import reference as ref
 
 # Derived from the registry: a new activation is tested here without editing this file.

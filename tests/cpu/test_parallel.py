@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import config, schedules
+from fastmlp import config
+from fastmlp.core import schedules
 from fastmlp.cpu import parallel, threads
 from fastmlp.cpu import train as cpu_train
-from fastmlp.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
-from fastmlp.workspace import fit_state, step_config
+from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
+from fastmlp.core.workspace import fit_state, step_config
 
 TOL = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-4, atol=2e-5)}
 
@@ -329,5 +330,5 @@ def test_a_cpu_fit_holds_blas_at_its_configured_threads(monkeypatch):
 
 def test_mpi_ranks_keep_the_launchers_blas_threads():
     from fastmlp.cuda.backend import CudaBackend
-    from fastmlp.distributed import MpiBackend
+    from fastmlp.cpu.mpi import MpiBackend
     assert MpiBackend.blas_limit is None and CudaBackend.blas_limit is None

@@ -16,7 +16,7 @@ import pytest
 from fastmlp import MLP
 from fastmlp.cpu import specialize
 from fastmlp.cpu import train as cpu_train
-from fastmlp.validation import check_inputs, check_targets
+from fastmlp.inputs.validation import check_inputs, check_targets
 
 ENTRY_POINTS = ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows")
 

@@ -205,7 +205,7 @@ def test_without_a_writable_directory_fit_uses_the_generic_kernel(tmp_path, monk
 
 @pytest.mark.parametrize("batch_size", [3, 16])
 def test_generated_kernels_allocate_nothing_per_step(batch_size):
-    from fastmlp.diagnostics import allocations_per_step
+    from fastmlp.bench.run.diagnostics import allocations_per_step
     model, X, y = make(3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "adam",
                        "float32", l2=0.01, n=40)
     assert fitted_kernel(model, X, y, batch_size) is not None
@@ -286,7 +286,7 @@ def test_auto_counts_the_steps_of_the_whole_fit_not_of_one_segment(auto, monkeyp
     """A long fit runs in segments (training.SEGMENT_EPOCHS), each its own begin_fit: the
     rule weighs the compile against the whole fit, or a fit of millions of xor epochs would
     never pay for it."""
-    from fastmlp import training
+    from fastmlp.fit import loop as training
     monkeypatch.setattr(config, "SPECIALIZE_STEP_SAVING", 1.0)  # 3 steps pay for a compile
     monkeypatch.setattr(training, "SEGMENT_EPOCHS", 1)  # every epoch a segment of 2 steps
     model, X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)

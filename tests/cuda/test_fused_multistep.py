@@ -18,7 +18,7 @@ import fastmlp
 from fastmlp import config
 from fastmlp.cuda import fused
 from fastmlp.cuda.fused_steps import StepsRun
-from fastmlp.spec import NetworkSpec
+from fastmlp.core.spec import NetworkSpec
 from tests.cuda.test_allocations import counted, traffic  # noqa: F401 (a fixture)
 from tests.cuda.test_parity import (TOL, TRAINABLE, assert_same_training_gradients,
                                     assert_same_weights, problem)
@@ -250,7 +250,7 @@ import re, sys
 from numba import cuda, types
 from numba.cuda import dispatcher
 from fastmlp.cuda import fused, fused_steps
-from fastmlp.spec import NetworkSpec
+from fastmlp.core.spec import NetworkSpec
 
 class H100:
     compute_capability = (9, 0)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import activations as A
-from fastmlp import losses as L
-from fastmlp import optimizers
+from fastmlp.core import activations as A
+from fastmlp.core import losses as L
+from fastmlp.core import optimizers
 from fastmlp.cpu import dense as cpu_dense, loss as cpu_loss, optim as cpu_optim
 from fastmlp.cuda import dense, device, elementwise, loss as cuda_loss, optim
-from fastmlp.spec import NetworkSpec
+from fastmlp.core.spec import NetworkSpec
 from tests import reference as ref
 
 # Derived from the registry: a new activation is tested here without editing this file.

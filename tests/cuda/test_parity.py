@@ -10,7 +10,7 @@ import pytest
 
 import fastmlp
 from fastmlp import config
-from fastmlp import losses as L
+from fastmlp.core import losses as L
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
                    for out in outs if out != "step")

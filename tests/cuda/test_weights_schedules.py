@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import config, losses as L, schedules
-from fastmlp.status import OK
+from fastmlp import config
+from fastmlp.core import losses as L, schedules
+from fastmlp.core.status import OK
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
                    for out in outs if out != "step")

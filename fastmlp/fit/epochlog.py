@@ -9,7 +9,7 @@ the stride; History.epochs is always the number of epochs completed.
 """
 import numpy as np
 
-from . import config
+from .. import config
 
 MEAN, SUM, LAST = "mean", "sum", "last"
 #: How each History field merges: losses and norms average, seconds add, the rate is the last.

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .optimizers import SGD, Adam
+from ..core.optimizers import SGD, Adam
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Workload:
         return SGD(lr=self.lr) if self.optimizer == "sgd" else Adam(lr=self.lr)
 
     def build(self, dtype="float32", device="cpu", seed=0):
-        from .model import MLP
+        from ..model import MLP
         return MLP(self.n_inputs, list(self.layers), loss=self.loss,
                    optimizer=self.make_optimizer(), dtype=dtype, device=device, seed=seed)
 
@@ -46,7 +46,7 @@ class Workload:
     def flops_per_step(self):
         """The FLOPs of one training step (spec.NetworkSpec.flops_per_step, the one home of
         the count): forward + weight gradients + deltas of all but the first layer."""
-        from .spec import NetworkSpec
+        from ..core.spec import NetworkSpec
         return NetworkSpec(self.n_inputs, list(self.layers)).flops_per_step(self.batch_size)
 
 

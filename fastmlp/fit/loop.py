@@ -13,11 +13,11 @@ import warnings
 
 import numpy as np
 
-from .blas import limit_threads
-from .config import PROGRESS_INTERVAL
+from ..core.blas import limit_threads
+from ..config import PROGRESS_INTERVAL
 from .epochlog import EpochLog
 from .history import History
-from .status import OK, describe
+from ..core.status import OK, describe
 
 QUIET_INTERVAL = 1.0
 FIRST_QUIET_STEPS = 4096

@@ -44,7 +44,7 @@ class History:
 
     def plot(self, path=None, ax=None):
         """Loss, accuracy, learning rate and per-layer gradient norms per epoch (matplotlib);
-        see fastmlp.plot.plot_history. Returns the Figure."""
+        see fastmlp.fit.plot.plot_history. Returns the Figure."""
         from .plot import plot_history
         return plot_history(self, path=path, ax=ax)
 

@@ -41,7 +41,7 @@ import numbers
 
 import numpy as np
 
-from .config import jit
+from ..config import jit
 
 CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU = range(6)
 CODES = (CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU)

@@ -22,11 +22,11 @@ import os
 
 import numpy as np
 
-from .cpu import split
-from .cpu.network import UNWEIGHTED, l2_forward
-from .jitcache import compile_for, is_compiled
-from .status import OK
-from .workspace import STATE
+from . import split
+from .network import UNWEIGHTED, l2_forward
+from ..core.jitcache import compile_for, is_compiled
+from ..core.status import OK
+from ..core.workspace import STATE
 
 #: Rows of X, T (and validation data) hashed to check that every rank passes the same data.
 FINGERPRINT_ROWS = 64

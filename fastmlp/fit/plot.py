@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .files import atomic_write
+from ..files import atomic_write
 
 #: Longer series are drawn at this many evenly spaced epochs (a tiny net can run millions of
 #: epochs; the picture does not need them all and matplotlib would take minutes).

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from . import config
+from .. import config
 from .workloads import WORKLOADS, jax_params
 
 DATA_BATCHES = 16  # distinct batches of synthetic data per workload (xor: its 4 points)
@@ -89,7 +89,7 @@ def fastmlp_rate(workload, seconds, repeats, device="cpu"):
 
 def _cuda_rate(workload, seconds, repeats):
     """Steady-state steps/s on device="cuda" (cuda/bench.py times between device syncs)."""
-    from .cuda.bench import time_train_steps
+    from .cuda import time_train_steps
     steps, best = 10, 0.0
     for _ in range(repeats):
         result = time_train_steps(workload, steps=steps)
@@ -221,8 +221,8 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     "inference": {name: {who: figures}}}; the peers run on the CPU (their CPU builds),
     beside fastmlp on `device`. Inference rows run on the CPU, for the selected workloads
     of bench_inference.INFERENCE_WORKLOADS."""
-    from .bench_fashion import fashion_row
-    from .bench_inference import inference_rows
+    from .fashion import fashion_row
+    from .inference import inference_rows
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {},
@@ -274,7 +274,7 @@ def _add_ratios(row):
 
 
 def format_table(results):
-    from .cpu.threads import most_threads
+    from ..cpu.threads import most_threads
     roofline = results["roofline_sgemm_gflops"]
     lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s "
              f"(float32, 1024x1024); fastmlp on {results['device']} (CPU: up to "
@@ -295,7 +295,7 @@ def format_table(results):
                          f"{r['samples_per_s']:>12,.0f} {r['gflops']:>9.1f} "
                          f"{100 * r['gflops'] / roofline:>7.0f}% {ratio:>10} {accuracy:>9}")
     if results.get("inference"):
-        from .bench_inference import INFERENCE_ROWS
+        from .inference import INFERENCE_ROWS
         header = f"{'forward':<12} {'who':<12} {'rows/s':>12} {'fastmlp x':>10}"
         lines += ["", f"inference: forward on {INFERENCE_ROWS:,} rows, float32", header,
                   "-" * len(header)]

@@ -14,13 +14,11 @@ import os
 
 from numba.core import caching
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The files whose text any compiled kernel may depend on: the twins, and the modules above
 #: them whose constants and functions they read.
-KERNEL_SOURCES = ("config.py", "jitcache.py", "activations.py", "losses.py", "optimizers.py",
-                  "status.py", "rng.py", "spec.py", "workspace.py", "schedules.py", "weights.py",
-                  "cpu", "cuda")
+KERNEL_SOURCES = ("config.py", "core", "cpu", "cuda")
 
 
 def _files(package_dir):

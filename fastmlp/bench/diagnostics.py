@@ -10,7 +10,7 @@ import math
 
 from numba.core.runtime import _nrt_python, rtsys
 
-from .status import OK
+from ..core.status import OK
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@ import numbers
 
 import numpy as np
 
-from .config import jit
+from ..config import jit
 
 #: Float arrays of at least this many values are checked for NaN and infinity by
 #: _largest_magnitude (one pass, no temporary); smaller ones by np.isfinite, which needs no

@@ -8,7 +8,7 @@ overhead included, compile time excluded.
 import math
 import time
 
-from ..workloads import WORKLOADS
+from .workloads import WORKLOADS
 
 
 def time_train_steps(workload, steps=100, dtype="float32", seed=0, warmup=2):

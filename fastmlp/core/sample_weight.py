@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .config import jit
+from ..config import jit
 
 
 def check_sample_weight(sample_weight, n, what="sample_weight"):

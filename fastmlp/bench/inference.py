@@ -40,7 +40,7 @@ def _best_seconds(call, seconds, repeats):
 def onnx_session(model):
     """An ONNX Runtime CPU session running `model`'s exported graph (export.onnx_graph)."""
     import onnxruntime
-    from .export import onnx_graph
+    from ..export import onnx_graph
     return onnxruntime.InferenceSession(onnx_graph(model).SerializeToString(),
                                         providers=["CPUExecutionProvider"])
 

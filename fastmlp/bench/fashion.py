@@ -23,7 +23,7 @@ class DataMissing(Exception):
 def load_fashion(split, directory=None):
     """(X float32 in [0, 1], (n, 784); y int64 (n,)) of the train or test split, from
     `directory` or the places datasets.load_mnist searches (Debian's package among them)."""
-    from .datasets import load_mnist
+    from ..datasets import load_mnist
     try:
         return load_mnist(split=split, variant="fashion", path=directory)
     except FileNotFoundError as exc:
