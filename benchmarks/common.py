@@ -10,7 +10,7 @@ import math
 
 from numba.core import config as numba_config
 
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 
 WORKLOAD_NAMES = list(WORKLOADS)
 DTYPES = ["float32", "float64"]

@@ -1,7 +1,7 @@
 """Inference speed: forward over a large batch (the workspace runs it in chunks)."""
 import numpy as np
 
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 
 from .common import DEVICES, DTYPES, WORKLOAD_NAMES, WarmKernels, build_model
 
@@ -43,7 +43,7 @@ class ForwardVsPeers(WarmKernels):
 
     def setup(self, workload, library):
         try:
-            from fastmlp.bench.run.inference import INFERENCE_ROWS, onnx_session
+            from fastmlp.bench.inference import INFERENCE_ROWS, onnx_session
         except ImportError as exc:  # a commit from before the inference bench
             raise NotImplementedError(f"no bench_inference in this commit: {exc}") from exc
         w = WORKLOADS[workload]

@@ -1,5 +1,5 @@
 """Memory: the peak resident size of a training process, and allocations per training step."""
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 
 from .common import DTYPES, WORKLOAD_NAMES, WarmKernels, build_model, steps_for, training_data
 
@@ -29,7 +29,7 @@ class Allocations(WarmKernels):
 
     def setup(self, workload, dtype):
         try:
-            from fastmlp.bench.run.diagnostics import allocations_per_step
+            from fastmlp.bench.diagnostics import allocations_per_step
         except ImportError as exc:  # a commit from before the counter existed: skip it there
             raise NotImplementedError(f"no allocation counter in this commit: {exc}") from exc
         self.allocations_per_step = allocations_per_step

@@ -1,5 +1,5 @@
 """Training speed: a fixed number of minibatch steps through the public fit."""
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 
 from .common import DEVICES, DTYPES, WORKLOAD_NAMES, WarmKernels, build_model, steps_for, \
     training_data

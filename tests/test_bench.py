@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from fastmlp.bench.run import run as bench, fashion as bench_fashion, inference as bench_inference
+from fastmlp.bench import fashion as bench_fashion, inference as bench_inference, run as bench
 from fastmlp.cli import main
 
 

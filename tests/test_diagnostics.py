@@ -6,8 +6,8 @@ from numba.core.runtime import _nrt_python
 
 import fastmlp
 from fastmlp.cpu import train as cpu_train
-from fastmlp.bench.run.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
+from fastmlp.bench.workloads import WORKLOADS
 
 
 @numba.njit

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS
 
 
 def test_the_workloads_of_the_design_and_fashion():

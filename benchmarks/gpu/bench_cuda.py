@@ -40,7 +40,7 @@ def gpu_name():
 
 def fastmlp_figures(name, seconds, repeats):
     from fastmlp.bench.run.run import run_bench
-    from fastmlp.bench.run.cuda import time_train_steps
+    from fastmlp.bench.cuda import time_train_steps
     figures = run_bench([name], seconds=seconds, repeats=repeats, peers=(), device="cuda",
                         log=lambda message: None)["workloads"][name]["fastmlp"]
     probe = time_train_steps(name, steps=20)  # how it ran: path and launches per step
@@ -111,7 +111,7 @@ def main(argv=None):
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     sys.path[:0] = [ROOT, HERE]
     from fastmlp import config
-    from fastmlp.bench.run.workloads import WORKLOADS
+    from fastmlp.bench.workloads import WORKLOADS
     if args.simulate:
         from fit_check import SIMULATOR_CONFIG
         for key, value in SIMULATOR_CONFIG.items():

@@ -12,7 +12,7 @@ of a fixed number of steps, ended by a device synchronisation, repeated until th
 """
 import time
 
-from fastmlp.bench.run.workloads import jax_params
+from fastmlp.bench.workloads import jax_params
 
 DATA_BATCHES = 16  # distinct batches of synthetic data per workload, as fastmlp.bench.run's peers
 SCAN_STEPS = 500   # steps per call of JAX's compiled scan (its length is fixed at compile time)

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, os.getcwd())  # this checkout's fastmlp, run from the repository root
 
-from fastmlp.bench.run.workloads import WORKLOADS, Workload
+from fastmlp.bench.workloads import WORKLOADS, Workload
 
 EPOCHS = 3
 #: A wider net for the model's predictions: 20 M parameters (mnist-wide has 1.9 M).

@@ -94,7 +94,7 @@ def test_fit_allocations_do_not_grow_with_data(n_inputs, layers, optimizer):
 
 
 def test_diagnostics_counts_the_loop_with_every_option_on():
-    from fastmlp.bench.run.diagnostics import allocations_per_step
+    from fastmlp.bench.diagnostics import allocations_per_step
     model, X, y = make(*MODELS[1], 200, "float32")
     weights = np.random.default_rng(2).random(200)
     assert allocations_per_step(model, X, y, 16, steps=30, sample_weight=weights,

@@ -205,7 +205,7 @@ def test_without_a_writable_directory_fit_uses_the_generic_kernel(tmp_path, monk
 
 @pytest.mark.parametrize("batch_size", [3, 16])
 def test_generated_kernels_allocate_nothing_per_step(batch_size):
-    from fastmlp.bench.run.diagnostics import allocations_per_step
+    from fastmlp.bench.diagnostics import allocations_per_step
     model, X, y = make(3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "adam",
                        "float32", l2=0.01, n=40)
     assert fitted_kernel(model, X, y, batch_size) is not None

@@ -1,8 +1,8 @@
 """time_train_steps, which `fastmlp bench --device cuda` calls, on the simulator."""
 import pytest
 
-from fastmlp.bench.run.cuda import time_train_steps
-from fastmlp.bench.run.workloads import WORKLOADS
+from fastmlp.bench.cuda import time_train_steps
+from fastmlp.bench.workloads import WORKLOADS
 
 
 def test_time_train_steps_on_xor():

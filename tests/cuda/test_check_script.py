@@ -130,7 +130,7 @@ def test_gpu_peers_run_their_code_on_the_cpu(gpu_modules):
     """The PyTorch and JAX peers train each workload's network; here on the CPU, briefly."""
     pytest.importorskip("torch", reason="PyTorch is the `reference` extra")
     _, _, peers = gpu_modules
-    from fastmlp.bench.run.workloads import WORKLOADS
+    from fastmlp.bench.workloads import WORKLOADS
     assert peers.torch_cuda_rate(WORKLOADS["x2"], 0.01, 1, device="cpu") > 0
     pytest.importorskip("optax", reason="JAX and optax are the `peers` extra: pip install "
                                         "'fastmlp[peers]'")
