@@ -65,7 +65,7 @@ class WarmKernels:
     """Base of every benchmark class: compiles all kernels once, before any benchmark runs."""
 
     def setup_cache(self):
-        from fastmlp.bench.run.run import generated_kernels
+        from fastmlp.bench.run import generated_kernels
         for dtype in DTYPES:
             for workload in WORKLOADS.values():
                 X, y = workload.make_data(n_samples=workload.batch_size)

@@ -4,7 +4,7 @@ one run, on the four workloads of fastmlp.bench.workloads.
     python benchmarks/gpu/bench_cuda.py --json PATH [--workload NAME ...] [--seconds S]
         [--repeats R] [--no-peers] [--simulate]
 
-fastmlp's figures come from fastmlp.bench.run.run_bench(device="cuda"), the function behind
+fastmlp's figures come from fastmlp.bench.run_bench(device="cuda"), the function behind
 `fastmlp bench --device cuda --json`; that command's own peers run on the CPU, so the GPU
 peers come from peers.py beside this file. The JSON has run_bench's layout (workloads ->
 who -> steps_per_s, samples_per_s, gflops, fastmlp_ratio) plus, for fastmlp, the training
@@ -39,7 +39,7 @@ def gpu_name():
 
 
 def fastmlp_figures(name, seconds, repeats):
-    from fastmlp.bench.run.run import run_bench
+    from fastmlp.bench.run import run_bench
     from fastmlp.bench.cuda import time_train_steps
     figures = run_bench([name], seconds=seconds, repeats=repeats, peers=(), device="cuda",
                         log=lambda message: None)["workloads"][name]["fastmlp"]
