@@ -2,10 +2,10 @@
 above both twins. The state (moments, step count) lives in the model's flat buffers and the
 update runs in cpu/optim.py or cuda/optim.py; these classes only validate and carry
 hyper-parameters."""
-import math
-import numbers
 
 import numpy as np
+
+from ..inputs.numbers import check_bool, check_real, check_size
 
 # Integer codes handed to the kernels (which raise, or refuse at the edge, on any other).
 SGD_CODE, ADAM_CODE, ADAMW_CODE = 0, 1, 2
@@ -15,21 +15,6 @@ LR, MOMENTUM, NESTEROV, BETA1, BETA2, EPS, WEIGHT_DECAY, N_HYPER = range(8)
 # The update rules a kernel can hard-code (cpu/codegen.py generates one per variant): plain
 # SGD, SGD with momentum, Nesterov SGD, Adam, AdamW. Every optimizer has exactly one.
 VARIANTS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-
-
-def _check_float(name, value, low=0.0, high=math.inf, low_open=False, high_open=False,
-                 owner=""):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}{name} must be a number; got {type(value).__name__} "
-                        f"{value!r}")
-    value = float(value)
-    too_low = value <= low if low_open else value < low
-    too_high = value >= high if high_open else value > high
-    if not math.isfinite(value) or too_low or too_high:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{owner}{name} must be in {lo}{low}, {high}{hi}; got {value}")
-    return value
 
 
 class Optimizer:
@@ -68,10 +53,9 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         owner = "SGD: "
-        self.lr = _check_float("lr", lr, owner=owner)
-        self.momentum = _check_float("momentum", momentum, owner=owner)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"SGD: nesterov must be True or False; got {nesterov!r}")
+        self.lr = check_real(lr, f"{owner}lr", 0.0, interval=True)
+        self.momentum = check_real(momentum, f"{owner}momentum", 0.0, interval=True)
+        nesterov = check_bool(nesterov, f"{owner}nesterov")
         if nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0 (as in torch.optim.SGD)")
         self.nesterov = bool(nesterov)
@@ -92,10 +76,10 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         owner = f"{type(self).__name__}: "
-        self.lr = _check_float("lr", lr, owner=owner)
-        self.beta1 = _check_float("beta1", beta1, 0.0, 1.0, high_open=True, owner=owner)
-        self.beta2 = _check_float("beta2", beta2, 0.0, 1.0, high_open=True, owner=owner)
-        self.eps = _check_float("eps", eps, owner=owner)
+        self.lr = check_real(lr, f"{owner}lr", 0.0, interval=True)
+        self.beta1 = check_real(beta1, f"{owner}beta1", 0.0, 1.0, high_open=True, interval=True)
+        self.beta2 = check_real(beta2, f"{owner}beta2", 0.0, 1.0, high_open=True, interval=True)
+        self.eps = check_real(eps, f"{owner}eps", 0.0, interval=True)
 
 
 class AdamW(Adam):
@@ -108,7 +92,8 @@ class AdamW(Adam):
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
         super().__init__(lr, beta1, beta2, eps)
-        self.weight_decay = _check_float("weight_decay", weight_decay, owner="AdamW: ")
+        self.weight_decay = check_real(weight_decay, "AdamW: weight_decay", 0.0,
+                                       interval=True)
 
 
 class LBFGS(Optimizer):
@@ -121,11 +106,9 @@ class LBFGS(Optimizer):
     _fields = ("max_iter", "tol", "max_fun")
 
     def __init__(self, max_iter=200, tol=1e-5, max_fun=15000):
-        for key, value in (("max_iter", max_iter), ("max_fun", max_fun)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"LBFGS: {key} must be a positive integer; got {value!r}")
-        self.max_iter, self.max_fun = int(max_iter), int(max_fun)
-        self.tol = _check_float("tol", tol, owner="LBFGS: ")
+        self.max_iter = check_size(max_iter, "LBFGS: max_iter")
+        self.max_fun = check_size(max_fun, "LBFGS: max_fun")
+        self.tol = check_real(tol, "LBFGS: tol", 0.0, interval=True)
 
 
 #: The per-step optimizers the kernels implement (each has a code and a variant).

@@ -5,11 +5,11 @@ With sample weights w the loss of a batch is the weighted mean sum_i w_i l_i / s
 (scikit-learn's convention), so only ratios between weights matter within a batch. The
 kernels keep weights in float64 whatever the model's dtype.
 """
-import numbers
 
 import numpy as np
 
 from ..config import jit
+from ..inputs.numbers import check_real
 
 
 def check_sample_weight(sample_weight, n, what="sample_weight"):
@@ -74,11 +74,8 @@ def class_weights_to_sample_weights(y, class_weight):
         if key not in known:
             raise ValueError(f"class_weight has label {label!r}, which is not in y (labels: "
                              f"{sorted(known, key=repr)})")
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
-                or not np.isfinite(weight) or weight < 0:
-            raise ValueError(f"class_weight[{label!r}] must be a finite number >= 0; got "
-                             f"{weight!r}")
-        per_class[np.searchsorted(classes, key)] = float(weight)
+        per_class[np.searchsorted(classes, key)] = check_real(
+            weight, f"class_weight[{label!r}]", 0.0)
     return per_class[index.ravel()]
 
 

@@ -16,7 +16,7 @@ the same numbers.
                                          t < w: lr * (t + 1) / w  (linear warm-up)
                                          else:  lr * (f + (1 - f) (1 + cos(pi p)) / 2),
                                                 p = min((t - w) / (total - w), 1)
-    ReduceOnPlateau(factor, patience, tol, min_lr)
+    ReduceOnPlateau(factor, patience, tol, min_lr, monitor)
                                          lr, divided by 1/factor by epoch_end() (scikit-learn's
                                          adaptive)
 
@@ -32,16 +32,24 @@ learning rate of the last update (LAST_LR), and ReduceOnPlateau's current rate a
 two models must not share one object.
 
 ReduceOnPlateau cannot be computed inside the loop: the driver calls `epoch_end(loss)` at
-every epoch end (`needs_epoch_end` says which schedules want it) before the next epoch's
-first update; it returns True when training should stop (scikit-learn's rule: the loss did
-not improve for `patience` epochs while the rate is already at or below `min_lr`).
+every epoch end (`needs_epoch_end` says which schedules want it; monitor="callback" leaves
+the call to a fit callback) before the next epoch's first update; it returns True when
+training should stop (scikit-learn's rule: the loss did not improve for `patience` epochs
+while the rate is already at or below `min_lr`).
+
+The two scikit-learn rules are its own, step for step (tests/test_schedules.py runs its code
+beside them): fastmlp.sklearn trains solver="sgd" with learning_rate="invscaling" under
+InverseScaling(power_t, "samples") and "adaptive" under ReduceOnPlateau(0.2,
+n_iter_no_change, tol, 1e-6, "callback"), in one fit. What differs is the optimizer, not
+the rule: scikit-learn's SGD folds the rate into its momentum buffer and fastmlp's (as
+torch's) does not, the same steps while the rate holds, not across a change.
 """
 import math
-import numbers
 
 import numpy as np
 
 from ..config import jit
+from ..inputs.numbers import check_real, check_whole
 
 CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU = range(6)
 CODES = (CONSTANT, INVERSE_SCALING, STEP_DECAY, EXPONENTIAL, COSINE, PLATEAU)
@@ -124,21 +132,6 @@ def replay_constant_steps(schedule_state, epoch_lr, cursor, done, n, batch_size,
         epoch_lr[epoch] = lr
 
 
-def _number(owner, name, value, low=0.0, low_open=False, high=math.inf, integer=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {name} must be a number; got {type(value).__name__} "
-                        f"{value!r}")
-    if integer and value != int(value):
-        raise ValueError(f"{owner}: {name} must be a whole number; got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
-        bound = f"> {low:g}" if low_open else f">= {low:g}"
-        upper = f" and <= {high:g}" if math.isfinite(high) else ""
-        raise ValueError(f"{owner}: {name} must be a finite number {bound}{upper}; "
-                         f"got {value!r}")
-    return value
-
-
 class Schedule:
     """Base class: a code, a parameter vector and the counters (see the module docstring)."""
     #: the integer code the kernels dispatch on (one of CODES)
@@ -199,7 +192,7 @@ class InverseScaling(Schedule):
     _fields = ("power", "counter")
 
     def __init__(self, power=0.5, counter="steps"):
-        self.power = _number("InverseScaling", "power", power)
+        self.power = check_real(power, "InverseScaling: power", 0.0)
         if counter not in ("steps", "samples"):
             raise ValueError(f"InverseScaling: counter must be 'steps' or 'samples' (scikit-"
                              f"learn's invscaling); got {counter!r}")
@@ -210,6 +203,16 @@ class InverseScaling(Schedule):
         return np.array([self.power, BY_SAMPLES if self.counter == "samples" else BY_STEPS,
                          0.0, 0.0])
 
+    def restart_rate(self):
+        """The next update runs at the optimizer's lr again; the samples seen go on, so the
+        epoch after it runs at lr / (s + 1)^power with s counted from the first fit:
+        scikit-learn's warm start (a new optimizer, the same t_). counter="steps" starts its
+        count over."""
+        if self.counter == "samples":
+            self.state[EPOCH_START] = 0.0
+        else:
+            self.state[STEPS] = 0.0
+
 
 class StepDecay(Schedule):
     """lr * gamma^floor(e / step_size), e the epochs completed (torch's StepLR, per epoch)."""
@@ -217,8 +220,8 @@ class StepDecay(Schedule):
     _fields = ("step_size", "gamma")
 
     def __init__(self, step_size, gamma=0.1):
-        self.step_size = int(_number("StepDecay", "step_size", step_size, 1.0, integer=True))
-        self.gamma = _number("StepDecay", "gamma", gamma)
+        self.step_size = check_whole(step_size, "StepDecay: step_size", 1.0)
+        self.gamma = check_real(gamma, "StepDecay: gamma", 0.0)
         super().__init__()
 
     def params(self):
@@ -231,7 +234,7 @@ class Exponential(Schedule):
     _fields = ("gamma",)
 
     def __init__(self, gamma):
-        self.gamma = _number("Exponential", "gamma", gamma)
+        self.gamma = check_real(gamma, "Exponential: gamma", 0.0)
         super().__init__()
 
     def params(self):
@@ -250,13 +253,13 @@ class Cosine(Schedule):
             raise ValueError("Cosine: give exactly one of total_epochs and total_steps")
         total = total_epochs if total_steps is None else total_steps
         name = "total_epochs" if total_steps is None else "total_steps"
-        total = int(_number("Cosine", name, total, 1.0, integer=True))
+        total = check_whole(total, f"Cosine: {name}", 1.0)
         self.total_epochs = total if total_steps is None else None
         self.total_steps = total if total_epochs is None else None
-        self.warmup = int(_number("Cosine", "warmup", warmup, integer=True))
+        self.warmup = check_whole(warmup, "Cosine: warmup")
         if self.warmup > total:
             raise ValueError(f"Cosine: warmup ({self.warmup}) must not exceed {name} ({total})")
-        self.min_factor = _number("Cosine", "min_factor", min_factor, high=1.0)
+        self.min_factor = check_real(min_factor, "Cosine: min_factor", 0.0, 1.0)
         super().__init__()
 
     def params(self):
@@ -272,27 +275,54 @@ class ReduceOnPlateau(Schedule):
     in a row the rate is divided by 1/factor (by 5 for the default 0.2, as scikit-learn) and
     the count starts over, or, if the rate is already <= min_lr, epoch_end returns True (stop).
     scikit-learn's MLP passes patience=n_iter_no_change, tol=tol, min_lr=1e-6; for its
-    validation score (higher is better) pass -score."""
-    code = PLATEAU
-    needs_epoch_end = True
-    _fields = ("factor", "patience", "tol", "min_lr")
+    validation score (higher is better) pass -score. patience=math.inf never acts;
+    min_lr=math.inf stops at the first plateau instead of reducing (scikit-learn's
+    tol / n_iter_no_change rule of the other learning rates).
 
-    def __init__(self, factor=0.2, patience=10, tol=1e-4, min_lr=1e-6):
-        self.factor = _number("ReduceOnPlateau", "factor", factor, 0.0, low_open=True,
-                              high=1.0)
-        self.patience = int(_number("ReduceOnPlateau", "patience", patience, integer=True))
-        self.tol = _number("ReduceOnPlateau", "tol", tol)
-        self.min_lr = _number("ReduceOnPlateau", "min_lr", min_lr)
+    monitor="loss": the fit loop calls epoch_end with the validation loss (the training loss
+    without validation data). monitor="callback": the loop leaves it alone and a fit callback
+    calls epoch_end with a value of its own (fastmlp.sklearn feeds its scikit-learn loss or
+    -score)."""
+    code = PLATEAU
+    _fields = ("factor", "patience", "tol", "min_lr", "monitor")
+
+    def __init__(self, factor=0.2, patience=10, tol=1e-4, min_lr=1e-6, monitor="loss"):
+        self.factor = check_real(factor, "ReduceOnPlateau: factor", 0.0, 1.0, low_open=True)
+        self.patience = patience if patience == math.inf and not isinstance(patience, bool) \
+            else check_whole(patience, "ReduceOnPlateau: patience")
+        self.tol = check_real(tol, "ReduceOnPlateau: tol", 0.0)
+        self.min_lr = check_real(min_lr, "ReduceOnPlateau: min_lr", 0.0, allow_inf=True)
+        if monitor not in ("loss", "callback"):
+            raise ValueError(f"ReduceOnPlateau: monitor must be 'loss' (the fit loop calls "
+                             f"epoch_end) or 'callback' (a fit callback does); got {monitor!r}")
+        self.monitor = monitor
+        #: the fit loop calls epoch_end only for monitor="loss"
+        self.needs_epoch_end = monitor == "loss"
         super().__init__()
 
     def params(self):
         return np.array([self.factor, float(self.patience), self.tol, self.min_lr])
+
+    @property
+    def rate(self):
+        """The current rate (0 before the first fit sets it from the optimizer's lr)."""
+        return float(self.state[LR])
+
+    @property
+    def best(self):
+        """The lowest monitored value so far (inf before any)."""
+        return float(self.state[BEST])
 
     def start(self, base_lr):
         """Take the optimizer's lr as the current rate unless a fit has set it already (the
         backends call this in begin_fit)."""
         if not self.state[LR] > 0:
             self.state[LR] = float(base_lr)
+
+    def restart_rate(self):
+        """The next fit starts again from its optimizer's lr; the record (best value, bad
+        epochs) goes on: scikit-learn's warm start, a new optimizer on the same record."""
+        self.state[LR] = 0.0
 
     def epoch_end(self, loss):
         # The comparisons are scikit-learn's _update_no_improvement_count and

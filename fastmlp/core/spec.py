@@ -10,10 +10,10 @@ keeps layer l at ``rows * width_offset[l]`` as a C-contiguous ``(rows, n_out)`` 
 kernel views it with a slice and a reshape, never a copy.
 """
 from dataclasses import dataclass
-import numbers
 
 import numpy as np
 
+from ..inputs.numbers import check_size
 from .activations import ACTIVATIONS, INFERENCE_ONLY, OUTPUT_ONLY, activation_code
 
 # Columns of the integer layer table handed to the kernels.
@@ -28,20 +28,11 @@ class LayerSpec:
     activation: str
 
 
-def _check_size(value, what):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{what} must be a positive integer; got {type(value).__name__} "
-                        f"{value!r}")
-    if value < 1:
-        raise ValueError(f"{what} must be at least 1; got {value}")
-    return int(value)
-
-
 class NetworkSpec:
     """A validated MLP architecture: n_inputs features through a list of (size, activation)."""
 
     def __init__(self, n_inputs, layers):
-        n_inputs = _check_size(n_inputs, "n_inputs")
+        n_inputs = check_size(n_inputs, "n_inputs")
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
             raise TypeError("layers must be a list of (size, activation) pairs, e.g. "
                             "[(128, 'relu'), (10, 'softmax')]")
@@ -56,7 +47,7 @@ class NetworkSpec:
                 raise TypeError(f"layer {i} must be a (size, activation) pair such as "
                                 f"(64, 'relu'); got {layer!r}")
             size, activation = layer
-            size = _check_size(size, f"size of layer {i}")
+            size = check_size(size, f"size of layer {i}")
             activation_code(activation)
             last = i == len(layers) - 1
             if activation in OUTPUT_ONLY and not last:

@@ -1,9 +1,9 @@
 """Input checks that run before any compiled code, with errors that say how to fix things."""
-import numbers
 
 import numpy as np
 
 from ..config import jit
+from .numbers import check_bool, check_int  # noqa: F401  (model.py's import line)
 
 #: Float arrays of at least this many values are checked for NaN and infinity by
 #: _largest_magnitude (one pass, no temporary); smaller ones by np.isfinite, which needs no
@@ -226,20 +226,6 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
             raise ValueError(f"{what}: cross_entropy targets given as rows must be one-hot "
                              f"(or probabilities) summing to 1; pass integer labels instead")
     return for_kernels(out)
-
-
-def check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return int(value)
-
-
-def check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 DTYPES = {"float32": np.float32, "float64": np.float64}

@@ -5,9 +5,10 @@
 They take scikit-learn 1.9's parameters (plus fastmlp's `dtype` and `device`), validate them
 with scikit-learn's own constraints (InvalidParameterError), set the same fitted attributes,
 start from the same initial weights for the same random_state, and work in pipelines, grid
-searches, clone and pickle. Every minibatch runs in fastmlp's compiled loop; scikit-learn's
-per-epoch rules (tol and n_iter_no_change, early stopping, the sgd learning-rate schedules)
-run once per epoch (epochs.py).
+searches, clone and pickle. Every minibatch runs in fastmlp's compiled loop, one fit per
+call, with the sgd learning-rate schedules (invscaling, adaptive) as fastmlp.schedules
+inside it; scikit-learn's per-epoch rules (tol and n_iter_no_change, early stopping) run once
+per epoch as a fit callback (epochs.py).
 
 With the rows in a fixed order (shuffle=False) training follows scikit-learn's step for step.
 Where the two differ, on purpose:

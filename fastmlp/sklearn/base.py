@@ -3,8 +3,8 @@ and optimizer built from them, scikit-learn's initial weights, and the two train
 (minibatch through MLP.fit, full batch through fastmlp.LBFGS).
 
 The estimator keeps scikit-learn's bookkeeping (n_iter_, t_, loss_curve_, the tol /
-n_iter_no_change rule) in Python once per epoch (epochs.py); every minibatch runs inside
-fastmlp's compiled loop.
+n_iter_no_change rule) in Python once per epoch (epochs.py); every minibatch, and the
+learning-rate schedule, runs inside fastmlp's compiled loop, one fit per call.
 """
 import warnings
 from numbers import Integral, Real
@@ -19,7 +19,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import LBFGS, MLP, SGD, Adam, config
-from .epochs import EpochRule, weight_sum
+from .epochs import EpochRule, epoch_rules, weight_sum
 
 #: scikit-learn's activation names -> fastmlp's (leaky_relu is fastmlp's own addition).
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -168,7 +168,7 @@ class BaseMLP(BaseEstimator):
         self._best_weights = [(W.copy(), b.copy()) for W, b in weights]
         if self.solver in STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
-            self._no_improvement_count = 0
+            self._stopping = self._lr_schedule = None  # epochs.epoch_rules makes new ones
             if self.early_stopping:
                 self.validation_scores_ = []
                 self.best_validation_score_ = -np.inf
@@ -235,6 +235,7 @@ class BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        self._stopping, self._lr_schedule = epoch_rules(self, continuing)
         rule = EpochRule(self, n_samples, batch_size, (X_val, y_val, sample_weight_val),
                          weight_sum(n_samples, sample_weight))
         self.n_iter_ = 0
@@ -254,28 +255,17 @@ class BaseMLP(BaseEstimator):
             self.model_.set_weights(self._best_weights)
 
     def _run_epochs(self, rule, X, T, sample_weight, epochs, batch_size):
-        """One compiled fit of `epochs` epochs with the rule at each epoch end; with a
-        learning rate that changes between epochs, one fit per epoch (the rule sets the
-        next epoch's rate on the optimizer, which each fit call reads)."""
+        """One compiled fit of `epochs` epochs, the learning-rate schedule inside it and the
+        rule at each epoch end. A History merges epochs past config.HISTORY_MAX_ENTRIES and
+        the rule reads the last epoch's loss, so a longer run is split (fits continue
+        exactly, the schedule's counters too)."""
         kwargs = dict(batch_size=batch_size, shuffle=self.shuffle, progress=False,
-                      sample_weight=sample_weight, callbacks=[rule])
-        if not rule.changes_lr:
-            # A History merges epochs past config.HISTORY_MAX_ENTRIES and the rule reads the
-            # last epoch's loss, so a longer run is split (fits continue exactly).
-            while epochs > 0 and not (rule.stopped or rule.interrupted):
-                chunk = min(epochs, config.HISTORY_MAX_ENTRIES)
-                rule.note(self.model_.fit(X, T, epochs=chunk, **kwargs))
-                epochs -= chunk
-            return
-        optimizer = self.model_.optimizer
-        for _ in range(epochs):
-            optimizer.lr = rule.lr
-            try:
-                rule.note(self.model_.fit(X, T, epochs=1, **kwargs))
-            finally:
-                optimizer.lr = rule.lr  # the rate of the next epoch, or partial_fit call
-            if rule.stopped or rule.interrupted:
-                return
+                      sample_weight=sample_weight, callbacks=[rule],
+                      schedule=self._lr_schedule)
+        while epochs > 0 and not (rule.stopped or rule.interrupted):
+            chunk = min(epochs, config.HISTORY_MAX_ENTRIES)
+            rule.note(self.model_.fit(X, T, epochs=chunk, **kwargs))
+            epochs -= chunk
 
     def _split(self, X, y, sample_weight):
         """scikit-learn's early-stopping split: train_test_split on the estimator's

@@ -2,14 +2,44 @@
 callback: once per epoch in Python, never per batch.
 
 It mirrors BaseMultilayerPerceptron._fit_stochastic after each epoch: n_iter_, t_, loss_ and
-loss_curve_, the `Iteration N, loss = ...` line, the tol / n_iter_no_change counter on the
-training loss (or on the validation score with early stopping, keeping the best weights),
-and the learning-rate rules of solver="sgd" (invscaling: learning_rate_init / (t_ + 1) **
-power_t from the next epoch; adaptive: divide by 5 instead of stopping, until it is 1e-6).
+loss_curve_, the `Iteration N, loss = ...` line, and the tol / n_iter_no_change rule on the
+training loss (or on the validation score with early stopping, keeping the best weights).
+The rule is a schedules.ReduceOnPlateau that keeps its own record: for solver="sgd" with
+learning_rate="adaptive" it is also the fit's schedule (divide the rate by 5 instead of
+stopping, until it is 1e-6); otherwise its min_lr is inf, so it stops at the first plateau.
+learning_rate="invscaling" is schedules.InverseScaling(power_t, "samples"), computed inside
+the compiled loop. Both rules live on the estimator across fits, as scikit-learn's counters
+and optimizer do.
 """
 import math
 
 import numpy as np
+
+from ..core.schedules import InverseScaling, ReduceOnPlateau
+
+
+def epoch_rules(estimator, continuing):
+    """(stopping rule, learning-rate schedule or None) for the next fit, kept from the last
+    fit where they are the same rules (a warm start or partial_fit continues the record);
+    without `continuing` the model has a new optimizer, so the rate starts over from
+    learning_rate_init while the record goes on, as scikit-learn's. A warm start that
+    changes tol, n_iter_no_change or the schedule starts the record over."""
+    sgd = estimator.solver == "sgd"
+    adaptive = sgd and estimator.learning_rate == "adaptive"
+    stopping = ReduceOnPlateau(0.2, estimator.n_iter_no_change, estimator.tol,
+                               1e-6 if adaptive else math.inf, monitor="callback")
+    schedule = InverseScaling(estimator.power_t, "samples") \
+        if sgd and estimator.learning_rate == "invscaling" else None
+    previous_stopping = getattr(estimator, "_stopping", None)
+    if stopping == previous_stopping:
+        stopping = previous_stopping
+    if adaptive:
+        schedule = stopping
+    elif schedule is not None and schedule == getattr(estimator, "_lr_schedule", None):
+        schedule = estimator._lr_schedule
+    if schedule is not None and not continuing:
+        schedule.restart_rate()
+    return stopping, schedule
 
 
 class EpochRule:
@@ -21,17 +51,8 @@ class EpochRule:
         self.batches = math.ceil(n_samples / batch_size)
         self.weight_sum = weight_sum
         self.X_val, self.y_val, self.sample_weight_val = validation
-        self.schedule = estimator.learning_rate if estimator.solver == "sgd" else "constant"
-        # A continued partial_fit keeps the rate its optimizer had, as scikit-learn's does.
-        self.lr = estimator.model_.optimizer.lr
         self.stopped = False
         self.interrupted = False
-
-    @property
-    def changes_lr(self):
-        """True when the learning rate may change between epochs (sgd with invscaling or
-        adaptive): the estimator then runs one fit per epoch with the rate the rule set."""
-        return self.schedule != "constant"
 
     def note(self, history):
         """Take the History of a fit call that has returned."""
@@ -46,48 +67,35 @@ class EpochRule:
         est.loss_curve_.append(loss)
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
-        self._update_no_improvement_count(model)
-        if self.schedule == "invscaling":
-            self.lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
-        if est._no_improvement_count > est.n_iter_no_change:
-            what = "Validation score" if est.early_stopping else "Training loss"
-            msg = (f"{what} did not improve more than tol={est.tol:f} for "
-                   f"{est.n_iter_no_change} consecutive epochs.")
-            if self.schedule == "adaptive" and self.lr > 1e-6:
-                self.lr /= 5.0
-                est._no_improvement_count = 0
-                if est.verbose:
-                    print(msg + " Setting learning rate to %f" % self.lr)
-                return None
-            if est.verbose:
-                tail = " Learning rate too small." if self.schedule == "adaptive" else ""
-                print(msg + tail + " Stopping.")
-            self.stopped = True
-            return False
-        return None
-
-    def _update_no_improvement_count(self, model):
-        est = self.estimator
+        rule = est._stopping
+        best, rate = rule.best, rule.rate
         if est.early_stopping:
             # the validation score (can be NaN) decides; the best weights are kept
             score = est._score(self.X_val, self.y_val, sample_weight=self.sample_weight_val)
             est.validation_scores_.append(score)
             if est.verbose:
                 print("Validation score: %f" % score)
-            if score < est.best_validation_score_ + est.tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            if score > est.best_validation_score_:
+            stop = rule.epoch_end(-score)  # the rule watches a value to lower
+            if rule.best < best:
                 est.best_validation_score_ = score
                 est._best_weights = model.get_weights()
         else:
-            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            if est.loss_curve_[-1] < est.best_loss_:
-                est.best_loss_ = est.loss_curve_[-1]
+            stop = rule.epoch_end(loss)
+            est.best_loss_ = rule.best
+        if not stop and rule.rate == rate:
+            return None
+        what = "Validation score" if est.early_stopping else "Training loss"
+        msg = (f"{what} did not improve more than tol={est.tol:f} for "
+               f"{est.n_iter_no_change} consecutive epochs.")
+        if not stop:  # adaptive: the rule divided the rate by 5
+            if est.verbose:
+                print(msg + " Setting learning rate to %f" % rule.rate)
+            return None
+        if est.verbose:
+            tail = " Learning rate too small." if rule is est._lr_schedule else ""
+            print(msg + tail + " Stopping.")
+        self.stopped = True
+        return False
 
 
 def weight_sum(n_samples, sample_weight):
