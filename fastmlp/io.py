@@ -1,14 +1,8 @@
 """The model file format: a .npz (a zip of .npy arrays, never a pickle) holding a JSON "meta"
 entry and named arrays. write() and read() know nothing about models.
 
-Writes are atomic. The data goes to a temporary file in the target's directory, named
-``.fastmlp-<pid>-<token>.<host>.tmp``, which is flushed to disk (fsync), given the permissions
-open() would give (an existing target's mode, else 0666 minus the umask), renamed over the
-target (os.replace: atomic on POSIX and Windows), and then the directory itself is flushed so
-the rename survives a power cut. A reader therefore sees the old complete file or the new
-complete file, never a mixture. A process killed in the middle of a save leaves its
-temporary file behind; the next save into that directory deletes temporary files whose writer
-(same host, process id) no longer runs.
+Writes are atomic: files.atomic_write writes a temporary file beside the target and renames
+it over the target, so a reader sees the old complete file or the new one, never a mixture.
 
 Versions: every file records FORMAT_VERSION. read() accepts any version from 1 up to its own
 and ignores meta keys and arrays it does not know, so optional additions need no new version;
@@ -17,16 +11,15 @@ a change an older reader would misread must raise FORMAT_VERSION.
 import errno
 import json
 import os
-import re
-import secrets
-import socket
+import tempfile
 
 import numpy as np
+
+from .files import atomic_write
 
 FORMAT = "fastmlp-mlp"
 FORMAT_VERSION = 1
 
-_TEMP = re.compile(r"^\.fastmlp-(\d+)-[0-9a-f]+\.(.+)\.tmp$")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -84,7 +77,7 @@ def check_writable(path):
     write() would (ValueError, FileNotFoundError, PermissionError...); leaves nothing."""
     path, directory = _target(path)
     try:
-        tmp, fd = _create_temp(directory)
+        fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
         os.close(fd)
         os.unlink(tmp)
     except OSError as exc:
@@ -98,8 +91,7 @@ def write(path, meta, arrays):
     path, directory = _target(path)
     entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
     try:
-        _remove_stale_temps(directory)
-        _replace_atomically(path, directory, entries)
+        atomic_write(path, lambda f: np.savez(f, **entries))
     except OSError as exc:
         raise _write_error(exc, path, directory) from exc
     return path
@@ -133,87 +125,6 @@ def _checked_arrays(arrays):
                             f"strings (e.g. arr.astype(str))")
         out[name] = arr
     return out
-
-
-def _replace_atomically(path, directory, entries):
-    mode = os.stat(path).st_mode & 0o7777 if os.path.isfile(path) else None
-    tmp, fd = _create_temp(directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _host():
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
-
-
-def _create_temp(directory):
-    """A new temporary file, created as open() would create it: mode 0666 minus the umask
-    (mkstemp would give 0600, which the rename would then hand on to the model file)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        name = f".fastmlp-{os.getpid()}-{secrets.token_hex(4)}.{_host()}.tmp"
-        tmp = os.path.join(directory, name)
-        try:
-            return tmp, os.open(tmp, flags, 0o666)
-        except FileExistsError:
-            continue
-
-
-def _remove_stale_temps(directory):
-    """Delete temporary files left in directory by writers on this host that no longer run
-    (killed in the middle of a save). POSIX only: there os.kill(pid, 0) only asks."""
-    if os.name != "posix":
-        return
-    host = _host()
-    for name in os.listdir(directory):
-        if not name.startswith(".fastmlp-"):  # the cheap test first: a save may go into a
-            continue                          # directory of many thousand files
-        match = _TEMP.match(name)
-        if match is None or match.group(2) != host or _process_runs(int(match.group(1))):
-            continue
-        try:
-            os.unlink(os.path.join(directory, name))
-        except OSError:
-            pass  # another writer removed it first, or it is not ours to remove
-
-
-def _process_runs(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process, or not a pid: leave the file alone
-    return True
-
-
-def _fsync_directory(directory):
-    """Flush the directory entry of the rename; not every OS or filesystem allows it."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_error(exc, path, directory):

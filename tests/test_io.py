@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import io
+from fastmlp import files, io
 
 
 @pytest.fixture
@@ -283,7 +283,7 @@ def test_a_save_removes_temp_files_of_dead_writers_only(tmp_path, trained):
     model, _, _ = trained
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    host = io._host()
+    host = files.host()
     stale = tmp_path / f".fastmlp-{dead.pid}-0123abcd.{host}.tmp"
     live = tmp_path / f".fastmlp-{os.getpid()}-0123abcd.{host}.tmp"
     elsewhere = tmp_path / f".fastmlp-{dead.pid}-0123abcd.otherhost.tmp"

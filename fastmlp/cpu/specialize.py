@@ -22,7 +22,7 @@ import threading
 import numpy as np
 
 from .. import config
-from ..files import cache_root
+from ..files import atomic_write, cache_root
 from ..core.jitcache import load_cached, source_digest
 from ..core.schedules import CONSTANT
 from .codegen import COLUMNS, ROWS, generate_columns_source, generate_rows_source
@@ -83,15 +83,8 @@ def _write(directory, name, source):
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, name)
     if not _holds(path, source):
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(source)
-            os.replace(tmp, path)  # another process may have written the same text: fine
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        # another process may have written the same text first: fine
+        atomic_write(path, lambda f: f.write(source), text=True, encoding="utf-8")
     return path
 
 

@@ -7,13 +7,12 @@ Debian's ``dataset-fashion-mnist`` package installs. Each file may be raw or ``.
 """
 import hashlib
 import os
-import tempfile
 import urllib.request
 from http.client import HTTPException
 
 import numpy as np
 
-from ..files import cache_root, umask
+from ..files import atomic_write, cache_root
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 VARIANTS = ("mnist", "fashion")
@@ -187,42 +186,35 @@ def _download_one(variant, name, target, mirrors, progress):
 
 
 def _fetch(url, target, md5, progress):
-    """Stream url into a temporary file beside target; move it there only if complete and
-    its MD5 matches. Any failure (Ctrl-C included) removes the temporary file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".fastmlp-",
-                               suffix=".part")
-    try:
-        digest = hashlib.md5()
-        received = 0
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                           desc=os.path.basename(target), leave=False)
-            try:
-                while chunk := response.read(CHUNK):
-                    f.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    if bar is not None:
-                        bar.update(len(chunk))
-            finally:
+    """Stream url into a temporary file beside target (files.atomic_write); move it there
+    only if complete and its MD5 matches. Any failure (Ctrl-C included) removes it."""
+    atomic_write(target, lambda f: _download(url, f, target, md5, progress))
+
+
+def _download(url, f, target, md5, progress):
+    digest = hashlib.md5()
+    received = 0
+    with urllib.request.urlopen(url, timeout=60) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=os.path.basename(target), leave=False)
+        try:
+            while chunk := response.read(CHUNK):
+                f.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
                 if bar is not None:
-                    bar.close()
-            f.flush()
-            os.fsync(f.fileno())
-        # http.client returns short reads silently when the server closes early.
-        if total is not None and received != total:
-            raise DownloadError(f"transfer interrupted after {received} of {total} bytes")
-        if digest.hexdigest() != md5:
-            raise DownloadError(f"checksum mismatch (MD5 {digest.hexdigest()}, expected "
-                                f"{md5}); the file was not kept")
-        os.chmod(tmp, 0o666 & ~umask())  # as open() would create it, not mkstemp's 0600
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+    # http.client returns short reads silently when the server closes early.
+    if total is not None and received != total:
+        raise DownloadError(f"transfer interrupted after {received} of {total} bytes")
+    if digest.hexdigest() != md5:
+        raise DownloadError(f"checksum mismatch (MD5 {digest.hexdigest()}, expected "
+                            f"{md5}); the file was not kept")
