@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fastmlp.cli import split
+from fastmlp.inputs import split
 from fastmlp.datasets import digits
 
 

@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from ..files import atomic_write
+from ..inputs.labels import codes_for, encode, plain  # noqa: F401  (the CLI's names)
 
 
 def is_classification(y, task):
@@ -24,42 +25,6 @@ def is_classification(y, task):
     if task != "auto":
         return task == "classify"
     return np.asarray(y).dtype.kind != "f"
-
-
-def encode(y):
-    """(classes, codes): the sorted distinct labels and each row's index into them."""
-    y = np.asarray(y)
-    try:
-        classes, codes = np.unique(y, return_inverse=True)
-    except TypeError:  # mixed types in an object column (e.g. 3 and "3"): compare as text
-        classes, codes = np.unique(y.astype(str), return_inverse=True)
-    return classes, codes.astype(np.int64).reshape(-1)
-
-
-def codes_for(classes, y, where):
-    """Each label's index into classes; ValueError naming labels not seen in training."""
-    y = np.asarray(y)
-    lookup = {plain(c): i for i, c in enumerate(classes)}
-    codes = np.empty(len(y), np.int64)
-    unseen = set()
-    for i, label in enumerate(y):
-        code = lookup.get(plain(label))
-        if code is None:  # encode() compares mixed-type labels as text
-            code = lookup.get(str(plain(label)))
-        if code is None:
-            unseen.add(plain(label))
-            continue
-        codes[i] = code
-    if unseen:
-        shown = ", ".join(map(repr, sorted(unseen, key=str)[:10]))
-        raise ValueError(f"{where} has label(s) {shown} that the model was not trained on; "
-                         f"its classes are {', '.join(map(repr, map(plain, classes[:20])))}")
-    return codes
-
-
-def plain(value):
-    """numpy scalars -> Python values (JSON and dict lookups treat 1 and np.int64(1) alike)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def targets(codes, model):

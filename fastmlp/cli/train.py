@@ -8,7 +8,7 @@ import numpy as np
 from . import labels
 from .common import Failure, UsageError, check_writable, emit, load_table
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
-from .split import train_test_split as fast_split
+from ..inputs.split import train_test_split as fast_split
 
 
 def _split(n, fraction, seed, stratify, salt):

@@ -13,12 +13,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import LBFGS, MLP, SGD, Adam, config
+from ..inputs.split import split_rows
 from .epochs import EpochRule, epoch_rules, weight_sum
 
 #: scikit-learn's activation names -> fastmlp's (leaky_relu is fastmlp's own addition).
@@ -271,11 +271,11 @@ class BaseMLP(BaseEstimator):
         """scikit-learn's early-stopping split: train_test_split on the estimator's
         random_state, stratified for single-output classifiers."""
         stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
-        arrays = (X, y) if sample_weight is None else (X, y, sample_weight)
-        parts = train_test_split(*arrays, random_state=self._random_state,
-                                 test_size=self.validation_fraction, stratify=stratify)
-        X_train, X_val, y_train, y_val = parts[:4]
-        w_train, w_val = parts[4:] if sample_weight is not None else (None, None)
+        train, val = split_rows(X.shape[0], self.validation_fraction, self._random_state,
+                                stratify)
+        X_train, X_val, y_train, y_val = X[train], X[val], y[train], y[val]
+        w_train, w_val = (None, None) if sample_weight is None else \
+            (sample_weight[train], sample_weight[val])
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase "
                              "'validation_fraction' or the size of your dataset.")
