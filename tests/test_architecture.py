@@ -1,6 +1,7 @@
 """The package's shape: imports flow one way, MLP's privates stay in model.py, and every
 dispatch on a code fails loudly on a code it has no branch for."""
 import ast
+import math
 import os
 import re
 
@@ -72,7 +73,8 @@ def test_training_imports_neither_twin(graph):
 # Modules above both twins: core/ (names, codes, layouts, the flat buffers and the
 # runtime plumbing the kernels read), config, the input checks, History and its plot, and
 # files.py (the atomic writer). They import no twin, and nothing that drives one.
-EDGE_MODULES = ("fastmlp.config", "fastmlp.inputs.validation", "fastmlp.fit.history",
+EDGE_MODULES = ("fastmlp.config", "fastmlp.inputs.validation", "fastmlp.inputs.numbers",
+                "fastmlp.fit.history",
                 "fastmlp.fit.plot", "fastmlp.files")
 
 
@@ -243,3 +245,137 @@ def test_editing_config_changes_the_stamp(tmp_path):
         f.write("\nBLAS_MIN_WIDTH = 9\n")
     jitcache.source_digest.cache_clear()
     assert jitcache.source_digest(str(copy)) != before
+
+
+# -- one home per feature --------------------------------------------------------------------
+from fastmlp import files  # noqa: E402
+from fastmlp.core import schedules  # noqa: E402
+from fastmlp.inputs import labels, numbers, split  # noqa: E402
+
+
+def _calls_os_replace(tree):
+    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "replace" and isinstance(node.func.value, ast.Name)
+               and node.func.value.id == "os" for node in ast.walk(tree))
+
+
+def test_exactly_one_module_renames_files_into_place():
+    callers = [m for m, path in package_modules().items()
+               if _calls_os_replace(ast.parse(open(path).read()))]
+    assert callers == ["fastmlp.files"], \
+        f"write files through files.atomic_write, not os.replace: {callers}"
+
+
+def test_the_estimators_never_set_a_learning_rate():
+    """The schedules own the rate; the estimators only pick one."""
+    found = []
+    for module, path in package_modules().items():
+        if not module.startswith("fastmlp.sklearn"):
+            continue
+        for node in ast.walk(ast.parse(open(path).read())):
+            targets = node.targets if isinstance(node, ast.Assign) else \
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            found += [f"{module}:{node.lineno}" for t in targets
+                      if isinstance(t, ast.Attribute) and t.attr == "lr"]
+    assert not found, f"assignments to .lr in fastmlp.sklearn: {found}"
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: numbers.check_real(True, "lr", 0.0), TypeError, "lr must be a number"),
+    (lambda: numbers.check_real("1", "lr", 0.0), TypeError, "got str '1'"),
+    (lambda: numbers.check_real(math.nan, "lr", 0.0), ValueError, "finite number >= 0"),
+    (lambda: numbers.check_real(0.0, "f", 0.0, 1.0, low_open=True), ValueError,
+     "f must be a finite number > 0 and <= 1; got 0.0"),
+    (lambda: numbers.check_real(-1, "lr", 0.0, interval=True), ValueError,
+     r"lr must be in \[0.0, inf\]; got -1.0"),
+    (lambda: numbers.check_real(math.inf, "m", 0.0), ValueError, "finite"),
+    (lambda: numbers.check_int(2.0, "epochs", 0), TypeError, "epochs must be an integer"),
+    (lambda: numbers.check_int(-1, "epochs", 0), ValueError, "epochs must be >= 0"),
+    (lambda: numbers.check_int(5, "k", 0, 4), ValueError, "k must be <= 4"),
+    (lambda: numbers.check_size(np.float64(3), "n"), TypeError, "positive integer"),
+    (lambda: numbers.check_size(0, "n"), ValueError, "n must be at least 1"),
+    (lambda: numbers.check_whole(1.5, "s", 1.0), ValueError, "whole number"),
+    (lambda: numbers.check_bool(1, "shuffle"), TypeError, "shuffle must be True or False"),
+])
+def test_the_number_checks_refuse_clearly(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_the_number_checks_return_plain_python_values():
+    assert numbers.check_real(np.float32(0.5), "x") == 0.5
+    assert type(numbers.check_real(np.float32(0.5), "x")) is float
+    assert numbers.check_real(math.inf, "x", 0.0, allow_inf=True) == math.inf
+    assert type(numbers.check_int(np.int64(3), "x", 0)) is int
+    assert numbers.check_whole(3.0, "x") == 3 and type(numbers.check_whole(3.0, "x")) is int
+    assert numbers.check_bool(np.bool_(True), "x") is True
+
+
+@pytest.mark.parametrize("test_size", [0.25, 7, 0.5])
+@pytest.mark.parametrize("stratify", ["none", "labels", "rows"])
+def test_split_rows_draws_scikit_learns_rows(test_size, stratify):
+    from sklearn.model_selection import train_test_split
+    y = np.arange(40) % 3
+    strata = {"none": None, "labels": y, "rows": np.eye(3, dtype=bool)[y]}[stratify]
+    ours_state, theirs_state = np.random.RandomState(4), np.random.RandomState(4)
+    for _ in range(2):  # a RandomState's draws advance alike
+        ours = split.split_rows(40, test_size, ours_state, strata)
+        theirs = train_test_split(np.arange(40), test_size=test_size,
+                                  random_state=theirs_state, stratify=strata)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_split_rows_passes_scikit_learns_refusal_on():
+    with pytest.raises(ValueError, match="test_size"):
+        split.split_rows(10, 10, 0)
+    with pytest.raises(ValueError, match="least populated class"):
+        split.split_rows(10, 0.3, 0, np.array([0] * 9 + [1]))
+
+
+def test_labels_encode_and_look_up_any_labels():
+    classes, codes = labels.encode(np.array(["b", "a", "c", "a"]))
+    assert classes.tolist() == ["a", "b", "c"] and codes.tolist() == [1, 0, 2, 0]
+    assert labels.codes_for(classes, ["c", "a"], "test").tolist() == [2, 0]
+    with pytest.raises(ValueError, match="label\\(s\\) 'z'"):
+        labels.codes_for(classes, ["z"], "test")
+    classes, codes = labels.encode(np.array([3, "3", 1], dtype=object))  # compared as text
+    assert classes.tolist() == ["1", "3"] and codes.tolist() == [1, 1, 0]
+    assert labels.plain(np.int64(2)) == 2 and type(labels.plain(np.int64(2))) is int
+    # MLP.fit's reading of the same labels: the same order
+    got, index = labels.encode_labels(np.array(["b", "a", "c"]), None, 3, "softmax")
+    assert got.tolist() == ["a", "b", "c"] and index.tolist() == [1, 0, 2]
+
+
+def test_atomic_write_keeps_the_old_file_and_its_mode_on_failure(tmp_path):
+    path = tmp_path / "f.txt"
+    files.atomic_write(path, lambda f: f.write("old"), text=True)
+    os.chmod(path, 0o640)
+
+    def fail(f):
+        f.write("half")
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError):
+        files.atomic_write(path, fail, text=True)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["f.txt"]
+    files.atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and (os.stat(path).st_mode & 0o777) == 0o640
+
+
+def test_a_callback_monitored_plateau_is_left_to_the_callback():
+    rule = schedules.ReduceOnPlateau(patience=0, monitor="callback")
+    assert not rule.needs_epoch_end and schedules.ReduceOnPlateau().needs_epoch_end
+    assert schedules.from_config(rule.config()) == rule
+    rule.start(0.5)
+    assert rule.epoch_end(1.0) is False and rule.epoch_end(1.0) is False
+    assert rule.rate == 0.1 and rule.best == 1.0
+    rule.restart_rate()  # a new optimizer: the rate starts over, the record does not
+    rule.start(0.5)
+    assert rule.rate == 0.5 and rule.best == 1.0
+    # min_lr=inf: the first plateau stops (scikit-learn's tol / n_iter_no_change rule)
+    stop = schedules.ReduceOnPlateau(patience=1, min_lr=math.inf, monitor="callback")
+    assert [stop.epoch_end(v) for v in (1.0, 1.0, 1.0)] == [False, False, True]
+    with pytest.raises(ValueError, match="monitor"):
+        schedules.ReduceOnPlateau(monitor="val")
+

@@ -214,3 +214,26 @@ def test_warm_start_continues_from_the_weights_with_a_new_optimizer():
     assert_same_weights(ours, theirs, 1e-8)
     assert ours.t_ == theirs.t_ == 2 * 6 * len(X)
     assert len(ours.loss_curve_) == 12
+
+
+@pytest.mark.parametrize("schedule", ["invscaling", "adaptive"])
+def test_schedules_across_warm_starts_and_partial_fits_match_scikit_learn(schedule):
+    """A warm start is a new optimizer (the rate starts over) on the same record (t_, the
+    no-improvement count); partial_fit continues both."""
+    X, y = dataset("multiclass")
+    params = dict(DETERMINISTIC, max_iter=5, solver="sgd", momentum=0.0, warm_start=True,
+                  learning_rate=schedule, learning_rate_init=0.2, power_t=0.25, tol=0.05,
+                  n_iter_no_change=1)
+    ours, theirs = pair("multiclass", **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(3):
+            ours.fit(X, y)
+            theirs.fit(X, y)
+        for _ in range(2):
+            ours.partial_fit(X, y)
+            theirs.partial_fit(X, y)
+    assert ours._lr_schedule.lr(0.2) == pytest.approx(theirs._optimizer.learning_rate,
+                                                      rel=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-7)
+    assert_same_weights(ours, theirs, 1e-8)
