@@ -74,7 +74,7 @@ def _labelled(args):
 
 
 def evaluate(args):
-    from .train import _metrics
+    from .train import _metrics, targets
     _check_labelled(args)
     model = load_model(args.model)
     classes = labels.model_classes(model)
@@ -88,7 +88,7 @@ def evaluate(args):
             codes = labels.codes_for(classes, y, name)
         except ValueError as exc:
             raise Failure(str(exc)) from None
-        T = labels.targets(codes, model)
+        T = targets(codes, model)
     else:
         T = y
     result = _metrics(model, X, T, codes, classes)
