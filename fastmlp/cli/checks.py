@@ -54,3 +54,17 @@ def choose_task(y, task):
                          f"value); give --task regress if it is a quantity, or --task "
                          f"classify if they really are {k} classes")
     return True, f"the target holds {k} distinct integer values"
+
+
+def nonfinite_outputs(model, X, where):
+    """None, or a sentence saying for how many rows of X the model's outputs are NaN or
+    infinite (argmax would call each of them the first class, silently)."""
+    out = model.forward(X)
+    bad = ~np.isfinite(out).all(axis=1)
+    if not bad.any():
+        return None
+    row = int(np.argmax(bad))
+    return (f"the model's outputs are NaN or infinite for {int(bad.sum())} of {len(X)} rows "
+            f"of {where} (the first: row {row}, largest input "
+            f"{float(np.max(np.abs(X[row]))):.3g}): inputs far outside the training data's "
+            f"range overflow; scale them as the training data was")

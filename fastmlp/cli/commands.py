@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import labels
+from .checks import nonfinite_outputs
 from .common import Failure, UsageError, check_writable, emit, load_model, load_table, write_rows
 
 
@@ -30,6 +31,9 @@ def predict(args):
     model = load_model(args.model)
     classes = labels.model_classes(model)
     X = _features(model, args.data, args.target)
+    problem = nonfinite_outputs(model, X, repr(args.data))
+    if problem is not None:
+        raise Failure(problem + " (nothing was written)")
     if args.proba:
         if classes is None:
             raise UsageError("--proba needs a classifier; this model's output is "
@@ -91,6 +95,9 @@ def evaluate(args):
         T = targets(codes, model)
     else:
         T = y
+    problem = nonfinite_outputs(model, X, name if args.dataset else repr(name))
+    if problem is not None:
+        raise Failure(problem)
     result = _metrics(model, X, T, codes, classes)
     text = f"{name}: {len(X):,} rows, loss {result['loss']:.4g}"
     if "accuracy" in result:

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import labels
 from . import outputs
-from .checks import check_features, choose_task
+from .checks import check_features, choose_task, nonfinite_outputs
 from .common import Failure, Interrupts, UsageError, emit, load_table
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
 from .split import train_test_split as fast_split
@@ -283,6 +283,9 @@ def _train(args, saving):
     scored = rows if test is None else test
     codes = None if classes is None else scored.y
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
+    problem = nonfinite_outputs(model, scored.X, "the held-out data" if test else "the data")
+    if problem is not None:  # the model is still saved: say so, with the metrics as null
+        print(f"fastmlp train: warning: {problem}", file=sys.stderr)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
                "compile_seconds": float(getattr(history, "compile_seconds", 0.0)),
