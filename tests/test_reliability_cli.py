@@ -243,3 +243,82 @@ def test_a_value_error_from_the_save_rescues_the_model_with_status_1(
     rescued = err.split("it was saved to '")[1].split("'")[0]
     assert rescued.startswith(str(private_tempdir))
     assert fastmlp.MLP.load(rescued).layers[-1] == (1, "sigmoid")
+
+
+# -- silently wrong outputs ------------------------------------------------------------------
+
+@pytest.fixture
+def iris_like(tmp_path):
+    """A classifier saved by `fastmlp train`, and a CSV of its feature columns."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 2))
+    data = _table(tmp_path / "train.csv", X, np.where(X[:, 0] > 0, "yes", "no"))
+    model = tmp_path / "m.npz"
+    assert main(["train", "--data", data, "--target", "label", "--epochs", "3", "--quiet",
+                 "--save", str(model)]) == 0
+    return data, model
+
+
+def test_predict_refuses_outputs_that_overflow(tmp_path, iris_like, capsys):
+    _, model = iris_like
+    capsys.readouterr()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b\n3e38,3e38\n1,1\n")
+    code, err = status_and_err(["predict", str(model), str(rows)], capsys)
+    assert code == 1 and "NaN or infinite for 1 of 2 rows" in err and "row 0" in err
+
+
+def test_evaluate_refuses_outputs_that_overflow(tmp_path, iris_like, capsys):
+    _, model = iris_like
+    capsys.readouterr()
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a,b,label\n3e38,3e38,yes\n1,1,no\n")
+    code, err = status_and_err(["evaluate", str(model), str(rows), "--target", "label",
+                                "--json"], capsys)
+    assert code == 1 and "NaN or infinite" in err
+
+
+def test_json_output_is_strict_json():
+    from fastmlp.cli.common import _finite
+    record = {"loss": float("nan"), "r2": np.float32(np.inf), "rows": np.int64(3),
+              "values": np.array([1.0, np.nan])}
+    text = json.dumps(_finite(record), allow_nan=False)
+    assert json.loads(text) == {"loss": None, "r2": None, "rows": 3, "values": [1.0, None]}
+
+
+def test_many_distinct_integer_targets_are_refused_under_task_auto(tmp_path, capsys,
+                                                                   no_training):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1000, 2))
+    prices = rng.permutation(np.arange(1000, 3000, 2))[:1000]  # 1000 distinct integers
+    data = _table(tmp_path / "prices.csv", X, prices)
+    code, err = status_and_err(["train", "--data", data, "--target", "label"], capsys)
+    assert code == 2 and "1000 distinct integer values" in err and "--task regress" in err
+
+
+def test_one_hot_targets_never_build_a_k_by_k_matrix(monkeypatch):
+    from fastmlp.cli.train import targets
+    eye = np.eye
+    monkeypatch.setattr(np, "eye", lambda *a, **k: pytest.fail("np.eye called"))
+    model = fastmlp.MLP(2, [(5000, "softmax")])
+    T = targets(np.array([0, 4999, 7]), model)
+    monkeypatch.setattr(np, "eye", eye)
+    assert T.shape == (3, 5000) and T.sum() == 3 and T[1, 4999] == 1 and T[2, 7] == 1
+
+
+def test_task_auto_says_what_it_chose_and_why(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    data = tmp_path / "d.npy"
+    np.save(data, np.column_stack([X, (X[:, 0] > 0).astype(float)]))  # one dtype: float
+    assert main(["train", "--data", str(data), "--target", "-1", "--epochs", "1",
+                 "--quiet", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["task"].startswith("regression (--task auto: the target holds floats")
+    assert "all 2 distinct values are whole numbers" in record["task"]
+    assert "--task classify" in record["task"]
+
+
+def test_task_with_a_builtin_dataset_is_refused(capsys, no_training):
+    code, err = status_and_err(["train", "--dataset", "digits", "--task", "regress"], capsys)
+    assert code == 2 and "--task goes with --data" in err

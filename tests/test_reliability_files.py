@@ -1,0 +1,70 @@
+"""Model files a user or an adversary edited: load checks every stored array and the file's
+classes against what they must be, before a fit could crash or silently mislead."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import io
+
+
+@pytest.fixture
+def saved(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    model = fastmlp.MLP(3, [(4, "relu"), (3, "softmax")], seed=0)
+    model.fit(X, np.arange(30) % 3, epochs=2, progress=False)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    return path
+
+
+def _rewrite(path, change_meta=None, **arrays):
+    """path's file with some arrays (or its meta) replaced."""
+    meta, stored = io.read(path)
+    stored.update(arrays)
+    if change_meta is not None:
+        change_meta(meta)
+    meta.pop("format"), meta.pop("version")
+    io.write(path, meta, stored)
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("perm", lambda p: np.where(p == 0, 10**6, p), "not a permutation"),
+    ("perm", lambda p: -1 - p, "not a permutation"),
+    ("perm", lambda p: np.zeros_like(p), "not a permutation"),
+    ("perm", lambda p: p.astype(np.float64), "1-D integer array"),
+    ("opt_step", lambda s: -s, "step count is negative"),
+    ("moment2", lambda m: -1 - m, "second moments are negative"),
+    ("moment2", lambda m: np.full_like(m, np.nan), "second moments contain NaN"),
+    ("moment1", lambda m: np.full_like(m, np.inf), "first moments contain NaN"),
+    ("rng", lambda r: np.zeros_like(r), "RNG state is zero"),
+])
+def test_load_refuses_stored_arrays_that_cannot_be(saved, name, value, message):
+    _, arrays = io.read(saved)
+    _rewrite(saved, **{name: value(arrays[name])})
+    with pytest.raises(ValueError, match=message):
+        fastmlp.MLP.load(saved)
+
+
+@pytest.mark.parametrize("classes,message", [
+    (["a", "b"], "2 classes but its output layer has 3"),
+    (["a", "b", "c", "d"], "4 classes but its output layer has 3"),
+    ({"a": 1}, "must be a list of labels"),
+    ([["a"], ["b"], ["c"]], "must be a list of labels"),
+    (["a", "a", "b"], "a label twice"),
+])
+def test_load_checks_the_classes_against_the_output_layer(saved, classes, message):
+    _rewrite(saved, change_meta=lambda meta: meta.update(classes=classes))
+    with pytest.raises(ValueError, match=message):
+        fastmlp.MLP.load(saved)
+
+
+def test_a_good_file_still_loads_and_continues(saved):
+    model = fastmlp.MLP.load(saved)
+    _rewrite(saved, change_meta=lambda meta: meta.update(classes=["x", "y", "z"]))
+    assert list(fastmlp.MLP.load(saved).classes_) == ["x", "y", "z"]
+    X = np.random.default_rng(1).normal(size=(30, 3))
+    model.fit(X, np.arange(30) % 3, epochs=1, progress=False)
