@@ -1,7 +1,9 @@
 """Model files a user or an adversary edited: load checks every stored array and the file's
 classes against what they must be, before a fit could crash or silently mislead."""
-import json
-import zipfile
+import os
+import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -68,3 +70,45 @@ def test_a_good_file_still_loads_and_continues(saved):
     assert list(fastmlp.MLP.load(saved).classes_) == ["x", "y", "z"]
     X = np.random.default_rng(1).normal(size=(30, 3))
     model.fit(X, np.arange(30) % 3, epochs=1, progress=False)
+
+
+# -- numba's own index files in the kernel cache ---------------------------------------------
+
+def _index(path, version, payload):
+    with open(path, "wb") as f:
+        pickle.dump(version, f)
+        f.write(payload)
+
+
+def test_heal_removes_only_unreadable_index_files(tmp_path):
+    import numba
+    from fastmlp.core import jitcache
+    whole = pickle.dumps(("stamp", {}))
+    _index(tmp_path / "good.nbi", numba.__version__, whole)
+    _index(tmp_path / "cut.nbi", numba.__version__, whole[:len(whole) // 2])
+    _index(tmp_path / "other.nbi", "0.1.0", b"\x80garbage")  # another numba's: not ours
+    (tmp_path / "empty.nbi").write_bytes(b"")
+    (tmp_path / "k.1.nbc").write_bytes(b"data")
+    jitcache.heal.__wrapped__(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.nbi", "k.1.nbc", "other.nbi"]
+
+
+RUN = ("import numpy as np, fastmlp; "
+       "m = fastmlp.MLP(2, [(3, 'tanh'), (1, 'sigmoid')], seed=0); "
+       "print(m.forward(np.ones((2, 2)))[0, 0])")
+
+
+def test_a_truncated_numba_index_heals_itself(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=os.path.dirname(os.path.dirname(fastmlp.__file__)))
+    first = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    indexes = list(tmp_path.rglob("*.nbi"))
+    assert indexes
+    for path in indexes:
+        path.write_bytes(path.read_bytes()[:20])
+    for _ in range(2):  # healed, then the new index is whole
+        again = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True,
+                               text=True, timeout=600)
+        assert again.returncode == 0 and again.stdout == first.stdout, again.stderr[-2000:]
