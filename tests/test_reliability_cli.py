@@ -322,3 +322,34 @@ def test_task_auto_says_what_it_chose_and_why(tmp_path, capsys):
 def test_task_with_a_builtin_dataset_is_refused(capsys, no_training):
     code, err = status_and_err(["train", "--dataset", "digits", "--task", "regress"], capsys)
     assert code == 2 and "--task goes with --data" in err
+
+
+# -- raw tracebacks --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", ["10000000000:relu,1:sigmoid", "100000000:relu,1:sigmoid"])
+def test_layers_too_large_for_memory_are_a_usage_error(layers, capsys):
+    code, err = status_and_err(["train", "--dataset", "xor", "--quiet", "--layers", layers],
+                               capsys)
+    assert code == 2 and "do" in err and "not fit in memory" in err
+
+
+@pytest.mark.parametrize("summary", [
+    ["not", "a", "dict"], "text",
+    {"data": "x", "epochs": 2, "batch_size": -5, "held_out": {"loss": 0.5}},
+    {"data": 3, "epochs": "many", "batch_size": 10**30, "training": ["loss"]},
+])
+def test_info_survives_a_tampered_run_summary(tmp_path, summary, capsys):
+    path = tmp_path / "m.npz"
+    assert main(["train", "--dataset", "xor", "--epochs", "1", "--quiet",
+                 "--save", str(path)]) == 0
+    capsys.readouterr()
+    (tmp_path / "m.npz.json").write_text(json.dumps(
+        {"format": "fastmlp-cli", "version": 1, "summary": summary}))
+    code = main(["info", str(path), "--json"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1
+    if isinstance(summary, dict):
+        record = json.loads(out)
+        assert code == 0 and record["batch_size"] == 32 and record["flops_per_step"] > 0
+    else:
+        assert code == 1 and "summary" in err and "fix the file" in err

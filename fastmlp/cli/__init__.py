@@ -43,6 +43,8 @@ def main(argv=None):
         message, status = exc, 2
     except (Failure, OSError, FloatingPointError, RuntimeError, ImportError) as exc:
         message = exc
+    except MemoryError as exc:
+        message = f"out of memory: {exc or 'MemoryError'}; try a smaller input or model"
     except KeyboardInterrupt:
         message, status = "interrupted", 130
     except StoppedAtOnce:

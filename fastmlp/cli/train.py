@@ -229,8 +229,12 @@ def _build_model(args, n_inputs, classes, defaults):
         raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
-    model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
-                l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    try:
+        model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
+                    l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    except MemoryError as exc:
+        raise UsageError(f"--layers {_layers_text(layers)}: the network does not fit in "
+                         f"memory ({exc}); use fewer or smaller layers") from None
     if classes is not None:
         n_out, k = layers[-1][0], len(classes)
         if not (n_out == k or (n_out == 1 and k <= 2)):
@@ -240,6 +244,10 @@ def _build_model(args, n_inputs, classes, defaults):
     epochs = epochs if args.epochs is None else args.epochs
     schedule = None if args.schedule is None else make_schedule(args.schedule, epochs)
     return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
+
+
+def _layers_text(layers):
+    return ",".join(f"{size}:{activation}" for size, activation in layers)
 
 
 def train(args):
@@ -272,9 +280,14 @@ def _train(args, saving):
     # rank 0 writes the model, the plot and the report.
     from ..cpu.mpi import launched_comm
     comm = launched_comm()
-    history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
-                        progress=not args.quiet, comm=comm,
-                        **_fit_extras(model, args, validation, schedule))
+    try:
+        history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
+                            progress=not args.quiet, comm=comm,
+                            **_fit_extras(model, args, validation, schedule))
+    except MemoryError as exc:  # fit sizes its buffers before the first step
+        raise UsageError(f"training buffers for --layers {_layers_text(model.layers)} and "
+                         f"--batch-size {batch} do not fit in memory ({exc}); use smaller "
+                         f"layers or batches (nothing was trained)") from None
     if comm is not None and comm.Get_rank() != 0:
         return 0
     if classes is not None:
