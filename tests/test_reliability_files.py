@@ -112,3 +112,39 @@ def test_a_truncated_numba_index_heals_itself(tmp_path):
         again = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True,
                                text=True, timeout=600)
         assert again.returncode == 0 and again.stdout == first.stdout, again.stderr[-2000:]
+
+
+# -- IDX files: the header first, then a stream ----------------------------------------------
+
+def _gzip_idx(path, shape, body_bytes):
+    """A .gz IDX images file whose header says `shape` but which holds body_bytes zeros."""
+    import gzip
+    header = bytes([0, 0, 0x08, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header)
+        zeros = bytes(1 << 20)
+        for _ in range(body_bytes >> 20):
+            f.write(zeros)
+
+
+def test_an_idx_gz_holding_far_more_than_its_header_is_not_read_whole(tmp_path):
+    import tracemalloc
+    from fastmlp.datasets import idx
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _gzip_idx(path, (10, 28, 28), 256 << 20)  # 7,840 bytes claimed, 256 MiB inside
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="longer than its header says"):
+            idx.read_idx(path, idx.IMAGES_MAGIC)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak
+
+
+def test_an_idx_gz_claiming_more_than_it_can_hold_is_refused_before_reading(tmp_path):
+    from fastmlp.datasets import idx
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _gzip_idx(path, (60000, 2000, 2000), 0)  # 240 GB claimed by a file of a few bytes
+    with pytest.raises(ValueError, match="truncated: its header .* more than this"):
+        idx.read_idx(path, idx.IMAGES_MAGIC)
