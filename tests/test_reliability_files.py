@@ -3,6 +3,7 @@ classes against what they must be, before a fit could crash or silently mislead.
 import os
 import pickle
 import subprocess
+import time
 import sys
 
 import numpy as np
@@ -148,3 +149,117 @@ def test_an_idx_gz_claiming_more_than_it_can_hold_is_refused_before_reading(tmp_
     _gzip_idx(path, (60000, 2000, 2000), 0)  # 240 GB claimed by a file of a few bytes
     with pytest.raises(ValueError, match="truncated: its header .* more than this"):
         idx.read_idx(path, idx.IMAGES_MAGIC)
+
+
+# -- downloads: bounded bytes and time, nothing left behind ----------------------------------
+
+class Mirror:
+    """A local HTTP server that misbehaves by path: 'forever' streams without end, 'liar'
+    announces a gigabyte, 'trickle' sends a byte every 50 ms; anything else is 404."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                how = self.path.strip("/").split("/")[0]
+                if how not in ("forever", "liar", "trickle"):
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                if how == "liar":
+                    self.send_header("Content-Length", str(10**9))
+                self.end_headers()
+                try:
+                    for _ in range(10**6):
+                        self.wfile.write(bytes(1 << 16) if how != "trickle" else b"x")
+                        if how == "trickle":
+                            self.wfile.flush()
+                            time.sleep(0.05)
+                except OSError:
+                    pass  # the client hung up, as it should
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def mirror(monkeypatch):
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    server = Mirror()
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("how,message", [("forever", "sent more than"),
+                                         ("liar", "announces 1000000000 bytes"),
+                                         ("trickle", "too slow")])
+def test_downloads_are_bounded_in_bytes_and_time(mirror, tmp_path, monkeypatch, how,
+                                                 message):
+    from fastmlp.datasets import mnist
+    monkeypatch.setattr(mnist, "MAX_DOWNLOAD_BYTES", 4 << 20)
+    monkeypatch.setattr(mnist, "DOWNLOAD_SECONDS", 1.0)
+    start = time.monotonic()
+    with pytest.raises(mnist.DownloadError, match=message):
+        mnist.download_mnist("mnist", tmp_path / "a" / "b" / "c", splits=("test",),
+                             mirrors=[mirror.url + how], progress=False)
+    assert time.monotonic() - start < 20
+    assert list(tmp_path.iterdir()) == []  # no .part, and not the directories it made
+
+
+def test_a_present_file_with_the_wrong_checksum_is_fetched_again(tmp_path, monkeypatch):
+    import hashlib
+    from fastmlp.datasets import mnist
+    good = b"the published labels"
+    names = [n + ".gz" for n in mnist.FILES["test"]]
+    monkeypatch.setitem(mnist.CHECKSUMS, "mnist", {n: hashlib.md5(good).hexdigest()
+                                                   for n in names})
+    (tmp_path / names[0]).write_bytes(good)
+    (tmp_path / names[1]).write_bytes(b"a half-written or tampered file")
+    fetched = []
+
+    def download_one(variant, name, target, mirrors, progress):
+        fetched.append(name)
+        with open(target, "wb") as f:
+            f.write(good)
+
+    monkeypatch.setattr(mnist, "_download_one", download_one)
+    mnist.download_mnist("mnist", tmp_path, splits=("test",), progress=False)
+    assert fetched == [names[1]] and (tmp_path / names[1]).read_bytes() == good
+
+
+SIGTERM_RUN = """
+import sys
+from fastmlp.datasets import mnist
+mnist.download_mnist("mnist", sys.argv[1], splits=("test",), mirrors=[sys.argv[2]],
+                     progress=False)
+"""
+
+
+def test_sigterm_during_a_download_leaves_no_part_file(mirror, tmp_path):
+    import signal
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(fastmlp.__file__)),
+               no_proxy="127.0.0.1,localhost")
+    target = tmp_path / "dl"
+    process = subprocess.Popen([sys.executable, "-c", SIGTERM_RUN, str(target),
+                                mirror.url + "trickle"], env=env)
+    deadline = time.monotonic() + 60
+    while not (target.is_dir() and any(p.suffix == ".part" for p in target.iterdir())):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not target.exists()
