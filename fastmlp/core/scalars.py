@@ -1,7 +1,8 @@
 """Per-element activation and loss maths, written once for both twins.
 
 These are @njit functions: the CPU kernels call them, and numba-cuda compiles them as device
-functions where a @cuda.jit kernel calls them (core/mathfn.py's fast_* are math's there).
+functions where a @cuda.jit kernel calls them (core/mathfn.py's fast_* are math's there);
+log_sum_exp, which takes an array, cuda/loss.py compiles from its Python source (`py_func`).
 Each elementwise activation has one branch in `activate` and one in `activation_grad`,
 whose derivative is written from the output a = g(z) (core/activations.py says why).
 

@@ -17,9 +17,14 @@ from ..core.activations import SOFTMAX
 from .. import config
 from ..config import CUDA_CACHE
 from ..core.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..core import scalars
 from ..core.scalars import (activate, activation_grad, binary_cross_entropy_term,
-                            cross_entropy_term, is_canonical, log_sum_exp, squared_error_term)
+                            cross_entropy_term, is_canonical, squared_error_term)
 from . import device
+
+# core/scalars.log_sum_exp's own Python source, compiled as a device function: it takes an
+# array, which the simulator cannot hand to the CPU-compiled dispatcher.
+log_sum_exp = cuda.jit(device=True, cache=CUDA_CACHE)(scalars.log_sum_exp.py_func)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)
