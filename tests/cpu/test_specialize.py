@@ -301,7 +301,7 @@ def _compiled(expression, *names):
     from fastmlp.core.mathfn import fast_exp, fast_log1p, select
     namespace = dict(select=select, fast_exp=fast_exp, fast_log1p=fast_log1p)
     exec(f"def f({', '.join(names)}):\n    return {expression}", namespace)
-    return config.jit(namespace["f"])
+    return config.jit(cache=False)(namespace["f"])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
