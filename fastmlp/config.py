@@ -24,23 +24,16 @@ ERROR_MODEL = "numpy"
 
 #: A GEMM goes to BLAS (np.dot with out=) when its wider side (n_in or n_out) reaches
 #: BLAS_MIN_WIDTH and it has BLAS_MIN_MACS multiply-adds; below that, BLAS call overhead
-#: dominates and the hand-written loops win. Measured (CPU time per step, one thread): the x2
-#: workload (100 rows, widths 1-8-8-1) takes 26 us with loops below 32 wide / 32k MACs and
-#: 13 us with these thresholds; xor (4 rows, widths 2-2-1) is fastest with loops (2.6 us vs
-#: 3.4 us all-BLAS).
+#: dominates and the hand-written loops win (docs/tuning.md has the runs).
 BLAS_MIN_WIDTH = 8
 BLAS_MIN_MACS = 512
 
 #: Networks with at most SPECIALIZE_MAX_WEIGHTS weights train with a kernel generated for
 #: their architecture (cpu/codegen.py), every size a constant: row by row in scalar
 #: locals for batches under SPECIALIZE_COLUMNS_MIN_BATCH rows, unit by unit across the batch
-#: (loops vectorised over the rows) from there. Per step, one thread: xor 1.3 us -> 0.1 us
-#: (rows); x2 8.7 us -> 5.3 us (rows) or 2.9 us (columns). Columns from 4 rows: xor (2-2-1,
-#: batch 4) 175-185 ns a step in rows, 120-135 in columns; 1-8-8-1 Adam batch 4 670 -> 545,
-#: batch 8 784 -> 543; 4-16-4 batches 4-8 and 2-8-1 batch 4 within noise (830-900 ns either
-#: way); 2026-11-29, the 2-core AMD EPYC (Zen 4). A generated kernel compiles once
-#: per architecture and layout, in time that grows with its weights (rows: 1-2 s for xor's
-#: 6, 6 s for x2's 96, 17 s for 256), then loads from numba's cache.
+#: (loops vectorised over the rows) from there: a step several times shorter than the
+#: generic kernel's, for a compile per architecture and layout that grows with the weights
+#: and then loads from numba's cache (docs/tuning.md).
 #:
 #: SPECIALIZE: "auto" uses the generated kernel when it is already compiled (in memory or
 #: in numba's disk cache), or when the fit is long enough to pay for its compile: steps x
@@ -51,12 +44,8 @@ BLAS_MIN_MACS = 512
 SPECIALIZE = "auto"
 SPECIALIZE_MAX_WEIGHTS = 128
 SPECIALIZE_COLUMNS_MIN_BATCH = 4
-#: Measured on the 2-vCPU AMD EPYC (shared, float32, one run each): generated kernel compile
-#: / generic step / generated step: 2-2-1 batch 4 (rows) 2.1 s / 2.1 us / 0.45 us, batch 32
-#: (columns) 3.2 s / 3.6 / 3.0 us; 1-8-8-1 (80 weights) batch 4 5.8 s / 4.7 / 1.3 us, batch
-#: 100 5.1 s / 26.7 / 21.5 us; 4-16-4 (128 weights) batch 8 7.3 s / 4.3 / 1.1 us, batch 64
-#: 4.1 s / 6.9 / 2.2 us. So: a compile of about 2 s + 0.04 s a weight, and a saving of
-#: 1.5 us a step (the low side of the 0.6-5.3 us measured).
+#: The "auto" rule's model: a compile of about 2 s + 0.04 s a weight against a saving of
+#: 1.5 us a step (the low side of what was measured; docs/tuning.md).
 SPECIALIZE_STEP_SAVING = 1.5e-6
 SPECIALIZE_COMPILE_SECONDS = 2.0
 SPECIALIZE_COMPILE_PER_WEIGHT = 0.04
@@ -66,8 +55,7 @@ SPECIALIZE_COMPILE_PER_WEIGHT = 0.04
 #: whose parts call BLAS with one thread each; the rest train with one BLAS thread, because
 #: OpenBLAS splits each GEMM statically between its threads and waits for all of them: on
 #: a shared host, when another process holds the second core, every GEMM waits a
-#: scheduler slice (fashion's step: 5-32 ms with two threads against 1.3 ms with one,
-#: measured on the 2-vCPU development machine).
+#: scheduler slice.
 BLAS_THREADS = 1
 
 #: The data-parallel CPU kernels (cpu/parallel.py) split a step's rows into one part per
@@ -92,9 +80,8 @@ THREAD_REPROBE_SECONDS = 2.0
 HISTORY_MAX_ENTRIES = 1 << 17
 
 #: Rows the workspace holds at least, so that inference runs in chunks worth a GEMM even for
-#: models trained with tiny batches. forward on 10,000 rows of mnist-wide, one BLAS thread
-#: (AMD EPYC, 2 vCPUs): 466 ms in chunks of 256 rows, 394 ms of 1024, 379 ms of 4096
-#: (mnist-small: 24.2, 23.4, 24.0 ms); the buffers cost 8 bytes a row per unit of width.
+#: models trained with tiny batches; past about 1024 rows a larger chunk gains little and
+#: costs 8 bytes a row per unit of width.
 MIN_WORKSPACE_ROWS = 1024
 
 #: With progress=True, `fit` returns to Python about this often (seconds) to update the bar
@@ -111,8 +98,6 @@ jitcache.install()
 # helpers, optimizer_step) are @jit(inline="always"): numba inlines them into their caller
 # before typing. The functions with the loops over many codes (activation_*, loss_*, the
 # optimizer steps) stay separate: inlined, they made numba's typing of a kernel 3x slower.
-# A cold `fastmlp train` compiled its kernels in 9.5-9.7 s instead of 13.1-15.7 s (AMD EPYC,
-# 2 vCPUs, shared), with the same step times.
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
 #: The same flags for the data-parallel kernels (cpu/parallel.py), whose prange loops run on

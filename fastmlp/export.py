@@ -5,22 +5,33 @@ takes that W as is; torch.nn.Linear stores its transpose, (out_features, in_feat
 """
 import numpy as np
 
-from .core.activations import LEAKY_SLOPE
+from .core.activations import REGISTRY, record
 from .files import atomic_write
 
 ONNX_OPSET = 17
 #: IR version 8 is what opset 17 needs; older runtimes (onnxruntime >= 1.11) read it.
 ONNX_IR_VERSION = 8
-ONNX_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh",
-            "softmax": "Softmax"}
+#: The operator / module of the identity activation: not emitted, since the Gemm or Linear
+#: output already is the layer's output.
+IDENTITY_OP = "Identity"
 
 
-def _refuse_step(model, target):
+def _operators(model, field, target):
+    """Each layer's activation record, once every one names its `field` (onnx_op or
+    torch_module): a clear error for the first that has none."""
+    records = []
     for l, (_, activation) in enumerate(model.layers):
-        if activation == "step":
-            raise ValueError(f"layer {l} uses 'step', which {target} cannot represent with a "
-                             f"standard operator; replace it by sigmoid (the same decisions "
-                             f"at threshold 0.5 on the output) before exporting")
+        found = record(activation)
+        if getattr(found, field) is None:
+            hint = (" (an inference-only activation such as step can be replaced by sigmoid: "
+                    "the same decisions at threshold 0.5 on the output)"
+                    if found.inference_only else "")
+            raise ValueError(f"layer {l} uses {activation!r}, which {target} cannot represent "
+                             f"with a standard operator (its record in "
+                             f"fastmlp/core/activations.py has no {field}); replace it before "
+                             f"exporting{hint}")
+        records.append(found)
+    return records
 
 
 # -- ONNX ------------------------------------------------------------------------------------
@@ -33,22 +44,19 @@ def onnx_graph(model):
     except ImportError:
         raise ImportError("exporting to ONNX needs the onnx package: "
                           "pip install 'fastmlp[onnx]'") from None
-    _refuse_step(model, "ONNX")
+    records = _operators(model, "onnx_op", "ONNX")
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     nodes, initializers = [], []
     current = "input"
-    for l, ((W, b), (_, activation)) in enumerate(zip(model.get_weights(), model.layers)):
+    for l, ((W, b), found) in enumerate(zip(model.get_weights(), records)):
         initializers += [numpy_helper.from_array(W, f"W{l}"), numpy_helper.from_array(b, f"b{l}")]
         z = f"z{l}"
         nodes.append(helper.make_node("Gemm", [current, f"W{l}", f"b{l}"], [z], name=f"gemm{l}"))
         current = z
-        if activation != "identity":
-            attrs = {"alpha": LEAKY_SLOPE} if activation == "leaky_relu" else {}
-            if activation == "softmax":
-                attrs = {"axis": -1}
+        if found.onnx_op != IDENTITY_OP:
             a = f"a{l}"
-            nodes.append(helper.make_node(ONNX_OPS[activation], [z], [a], name=f"{activation}{l}",
-                                          **attrs))
+            nodes.append(helper.make_node(found.onnx_op, [z], [a], name=f"{found.name}{l}",
+                                          **dict(found.onnx_attributes)))
             current = a
     nodes.append(helper.make_node("Identity", [current], ["output"], name="output"))
     graph = helper.make_graph(
@@ -83,28 +91,30 @@ def _torch():
     return torch
 
 
-def _torch_activation(nn, name):
-    return {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh,
-            "leaky_relu": lambda: nn.LeakyReLU(LEAKY_SLOPE),
-            "softmax": lambda: nn.Softmax(dim=-1)}[name]()
+def _torch_module_class(nn, found):
+    cls = getattr(nn, found.torch_module, None)
+    if cls is None:
+        raise ValueError(f"activation {found.name!r}: its record names torch.nn."
+                         f"{found.torch_module}, which this PyTorch does not have")
+    return cls
 
 
 def to_torch(model):
     """A torch.nn.Sequential computing model.forward, in the model's dtype (Linear layers
     followed by their activations; identity layers have none)."""
     torch = _torch()
-    _refuse_step(model, "PyTorch")
+    records = _operators(model, "torch_module", "PyTorch")
     nn = torch.nn
     dtype = torch.float32 if model.dtype == np.float32 else torch.float64
     modules = []
-    for (W, b), (size, activation) in zip(model.get_weights(), model.layers):
+    for (W, b), (size, _), found in zip(model.get_weights(), model.layers, records):
         linear = nn.Linear(W.shape[0], size, dtype=dtype)
         with torch.no_grad():
             linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
             linear.bias.copy_(torch.from_numpy(b))
         modules.append(linear)
-        if activation != "identity":
-            modules.append(_torch_activation(nn, activation))
+        if found.torch_module != IDENTITY_OP:
+            modules.append(_torch_module_class(nn, found)(**dict(found.torch_arguments)))
     return nn.Sequential(*modules).eval()
 
 
@@ -126,24 +136,28 @@ def _flatten(module, nn):
     return [module]
 
 
+def _torch_records():
+    return [r for r in REGISTRY.values() if r.torch_module not in (None, IDENTITY_OP)]
+
+
 def _activation_name(module, nn):
-    """fastmlp's name for an activation module, or None if it is not one we support."""
-    if isinstance(module, nn.ReLU):
-        return "relu"
-    if isinstance(module, nn.Sigmoid):
-        return "sigmoid"
-    if isinstance(module, nn.Tanh):
-        return "tanh"
-    if isinstance(module, nn.LeakyReLU):
-        if module.negative_slope != LEAKY_SLOPE:
-            raise ValueError(f"LeakyReLU with negative_slope={module.negative_slope}: fastmlp's "
-                             f"leaky_relu has slope {LEAKY_SLOPE} only")
-        return "leaky_relu"
-    if isinstance(module, nn.Softmax):
-        if module.dim not in (-1, 1):
-            raise ValueError(f"Softmax(dim={module.dim}): only a softmax over the features "
-                             f"(dim=-1 or 1) matches fastmlp's")
-        return "softmax"
+    """fastmlp's name for an activation module, or None if it is not one we support; the
+    module's arguments must be the record's (a softmax over dim 1 of a 2-D input is the
+    softmax over dim -1)."""
+    for found in _torch_records():
+        if not isinstance(module, _torch_module_class(nn, found)):
+            continue
+        kind = type(module).__name__
+        for key, value in found.torch_arguments:
+            actual = getattr(module, key)
+            if key == "dim" and value == -1:
+                if actual not in (-1, 1):
+                    raise ValueError(f"{kind}(dim={actual}): only a {found.name} over the "
+                                     f"features (dim=-1 or 1) matches fastmlp's")
+            elif actual != value:
+                raise ValueError(f"{kind} with {key}={actual}: fastmlp's {found.name} has "
+                                 f"{key} {value} only")
+        return found.name
     return None
 
 
@@ -160,7 +174,10 @@ def read_torch(module, mlp_kwargs):
     for key in ("n_inputs", "layers"):
         if key in mlp_kwargs:
             raise TypeError(f"from_torch takes {key} from the module; do not pass it")
-    supported = "Linear, ReLU, LeakyReLU(0.01), Sigmoid, Tanh, Softmax(dim=-1), Identity"
+    supported = ", ".join(["Linear"] + [
+        r.torch_module + (f"({', '.join(f'{k}={v}' for k, v in r.torch_arguments)})"
+                          if r.torch_arguments else "") for r in _torch_records()]
+        + [IDENTITY_OP])
     leaves = [m for m in _flatten(module, nn) if not isinstance(m, nn.Identity)]
     layers, weights = [], []
     for i, leaf in enumerate(leaves):

@@ -209,7 +209,9 @@ def _parse_meta(entry, path):
 
 def check_arrays(path, arrays, expected):
     """Each array named in `expected` is present in `arrays` with its shape and dtype, and
-    stored weights are finite; a ValueError naming the file otherwise."""
+    holds what it must: finite weights and moments, Adam's second moment >= 0, a step count
+    >= 0, a non-zero RNG state, and "perm" (when stored) a permutation of 0..len-1. A
+    ValueError naming the file otherwise: a tampered file must not crash or mislead a fit."""
     for name, buf in expected.items():
         arr = arrays.get(name)
         if arr is None or arr.shape != buf.shape or arr.dtype != buf.dtype:
@@ -218,3 +220,47 @@ def check_arrays(path, arrays, expected):
                              f"describes (expected {buf.dtype}{list(buf.shape)}, got {got})")
     if "params" in arrays and not np.isfinite(arrays["params"]).all():
         raise ValueError(f"{path!r}: the stored weights contain NaN or infinite values")
+    for name, what in (("moment1", "first"), ("moment2", "second")):
+        if name in arrays and not np.isfinite(arrays[name]).all():
+            raise ValueError(f"{path!r}: the optimizer's stored {what} moments contain NaN "
+                             f"or infinite values")
+    if "moment2" in arrays and (arrays["moment2"] < 0).any():
+        raise ValueError(f"{path!r}: the optimizer's stored second moments are negative "
+                         f"(squared gradients cannot be); the file is corrupt or was edited")
+    if "opt_step" in arrays and (arrays["opt_step"] < 0).any():
+        raise ValueError(f"{path!r}: the stored optimizer step count is negative")
+    if "rng" in arrays and (arrays["rng"] == 0).all():
+        raise ValueError(f"{path!r}: the stored shuffling RNG state is zero, which no model "
+                         f"has; the file is corrupt or was edited")
+    if "perm" in arrays:
+        _check_permutation(path, arrays["perm"])
+
+
+def _check_permutation(path, perm):
+    """perm (the row order of the last fit): a 1-D integer array holding 0..len-1 once."""
+    if perm.ndim != 1 or perm.dtype.kind not in "iu":
+        raise ValueError(f"{path!r}: array 'perm' must be a 1-D integer array; got "
+                         f"{perm.dtype}{list(perm.shape)}")
+    if len(perm) and (perm.min() < 0 or perm.max() >= len(perm)
+                      or not np.array_equal(np.sort(perm), np.arange(len(perm)))):
+        raise ValueError(f"{path!r}: array 'perm' is not a permutation of the rows 0.."
+                         f"{len(perm) - 1} of the last fit; the file is corrupt or was edited")
+
+
+def check_classes(path, classes, n_outputs):
+    """The meta's "classes" (None, or one distinct label per output unit; 1 or 2 for a single
+    sigmoid output): a ValueError naming the file otherwise."""
+    if classes is None:
+        return None
+    if not isinstance(classes, list) or not all(
+            isinstance(c, (str, int, float, bool)) for c in classes):
+        raise ValueError(f"{path!r}: 'classes' must be a list of labels (strings or "
+                         f"numbers); got {type(classes).__name__} {str(classes)[:60]}")
+    k = len(classes)
+    if not (k == n_outputs or (n_outputs == 1 and 1 <= k <= 2)):
+        raise ValueError(f"{path!r}: it lists {k} classes but its output layer has "
+                         f"{n_outputs} unit(s); the file is corrupt or was edited")
+    labels = np.asarray(classes)
+    if len(np.unique(labels)) != k:
+        raise ValueError(f"{path!r}: its 'classes' list a label twice")
+    return labels

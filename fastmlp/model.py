@@ -384,7 +384,7 @@ class MLP:
         io.check_arrays(where, state, expected)
         model._backend.set_state(state)
         if meta.get("classes") is not None:
-            model.classes_ = np.asarray(meta["classes"])
+            model.classes_ = io.check_classes(where, meta["classes"], model.spec.n_outputs)
         return model
 
     def save(self, path):

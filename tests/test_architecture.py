@@ -164,9 +164,13 @@ def test_an_optimizer_without_a_kernel_branch_is_refused(generated, monkeypatch)
         model.fit(X, Y, epochs=2, batch_size=4, progress=False)
 
 
-def dummy_activation(monkeypatch):
+def dummy_activation(monkeypatch, **fields):
+    """Register a record "dummy" (a code no kernel has a branch for; `fields` override the
+    record's defaults, a complete relu-like record) and return its code."""
     code = max(activations.ACTIVATIONS.values()) + 1
-    monkeypatch.setitem(activations.ACTIVATIONS, "dummy", code)
+    record = activations.Activation("dummy", code, "Relu", (), "ReLU", (), "he",
+                                    sklearn_name="dummy")._replace(**fields)
+    monkeypatch.setitem(activations.REGISTRY, "dummy", record)
     return code
 
 
@@ -245,6 +249,111 @@ def test_editing_config_changes_the_stamp(tmp_path):
         f.write("\nBLAS_MIN_WIDTH = 9\n")
     jitcache.source_digest.cache_clear()
     assert jitcache.source_digest(str(copy)) != before
+
+
+# -- adding an activation ----------------------------------------------------------------
+# An activation is one record in core/activations.REGISTRY plus its kernel branches
+# (docs/architecture.md, "Adding things"). A record whose branches were not written fails
+# at every kernel site with a message naming the code; each edge reads the record, and a
+# record without the field an edge needs is refused with a message naming the field.
+HIDDEN_DUMMY = [(3, "dummy"), (1, "identity")]
+
+
+@pytest.mark.parametrize("generated", [False, True])
+def test_a_new_activation_fails_every_cpu_kernel_site_that_lacks_its_branch(generated,
+                                                                          monkeypatch):
+    from fastmlp import config
+    from fastmlp.core import scalars
+    from fastmlp.cpu import codegen
+    monkeypatch.setattr(config, "SPECIALIZE", generated)
+    code = dummy_activation(monkeypatch)
+    model = fastmlp.MLP(2, HIDDEN_DUMMY, seed=0)
+    with pytest.raises(ValueError, match="activation code"):  # generic or generated kernel
+        model.fit(X, Y, epochs=2, batch_size=4, progress=False)
+    with pytest.raises(ValueError, match="cpu/dense.activation_forward: unknown activation"):
+        model.forward(X)
+    with pytest.raises(ValueError, match=f"codegen: no branch for activation code {code}"):
+        (codegen.generate_rows_source if generated else codegen.generate_columns_source)(
+            model.spec, losses.MSE, "sgd")
+    with pytest.raises(ValueError, match="core/scalars.activate: unknown activation code"):
+        scalars.activate(0.5, code)
+    with pytest.raises(ValueError, match="core/scalars.activation_grad: unknown activation"):
+        scalars.activation_grad(1.0, 0.5, code)
+
+
+def test_a_new_activation_fails_the_cuda_kernels_and_the_test_oracle(monkeypatch):
+    from tests import reference
+    dummy_activation(monkeypatch)
+    with pytest.raises(ValueError, match="tests/reference.py has no numpy definition"):
+        reference.activation(X, "dummy")
+    with pytest.raises(ValueError, match="tests/reference.py has no numpy derivative"):
+        reference.activation_derivative(X, "dummy")
+    pytest.importorskip("numba.cuda")
+    from fastmlp.cuda import backend
+    with pytest.raises(ValueError, match="CUDA kernels have no branch for activation"):
+        backend.check_codes(fastmlp.MLP(2, HIDDEN_DUMMY).spec)
+
+
+def test_a_new_activation_record_is_read_by_export_init_losses_and_spec(monkeypatch):
+    pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    from fastmlp import export
+    dummy_activation(monkeypatch, onnx_op="Elu", onnx_attributes=(("alpha", 0.5),),
+                     torch_module="ELU", torch_arguments=(("alpha", 0.5),))
+    model = fastmlp.MLP(2, HIDDEN_DUMMY, seed=0)
+    graph = export.onnx_graph(model).graph
+    assert [n.op_type for n in graph.node] == ["Gemm", "Elu", "Gemm", "Identity"]
+    assert graph.node[1].attribute[0].f == 0.5
+    module = export.to_torch(model)
+    assert isinstance(module[1], torch.nn.ELU) and module[1].alpha == 0.5
+    # init="auto" takes the record's family: He-uniform, bound sqrt(6 / n_in)
+    W = model.get_weights()[0][0]
+    assert np.abs(W).max() <= np.sqrt(6.0 / 2) and np.abs(W).max() > np.sqrt(6.0 / 5)
+    # losses.VALID_OUTPUTS: mse takes any registered output; the others name theirs
+    assert losses.loss_code("mse", "dummy") == losses.MSE
+    with pytest.raises(ValueError, match="needs a sigmoid output layer"):
+        losses.loss_code("binary_cross_entropy", "dummy")
+    # the record's flags reach the spec and the model
+    dummy_activation(monkeypatch, output_only=True, classifier_output=True)
+    with pytest.raises(ValueError, match="dummy"):
+        fastmlp.MLP(2, HIDDEN_DUMMY)
+    assert fastmlp.MLP(2, [(3, "relu"), (2, "dummy")]).is_classifier
+
+
+@pytest.mark.parametrize("field,target", [("onnx_op", "ONNX"), ("torch_module", "PyTorch")])
+def test_a_new_activation_record_without_an_operator_is_refused_by_export(field, target,
+                                                                          monkeypatch):
+    from fastmlp import export
+    pytest.importorskip("onnx" if target == "ONNX" else "torch")
+    dummy_activation(monkeypatch, **{field: None})
+    model = fastmlp.MLP(2, HIDDEN_DUMMY, seed=0)
+    write = export.onnx_graph if target == "ONNX" else export.to_torch
+    with pytest.raises(ValueError, match=f"layer 0 uses 'dummy', which {target} cannot "
+                                         f"represent.*has no {field}"):
+        write(model)
+
+
+def test_a_new_activation_record_without_an_init_family_is_refused(monkeypatch):
+    dummy_activation(monkeypatch, init=None)
+    with pytest.raises(ValueError, match="activation 'dummy' has no init"):
+        fastmlp.MLP(2, HIDDEN_DUMMY)
+    dummy_activation(monkeypatch, init="lecun")
+    with pytest.raises(ValueError, match="init family is 'lecun'"):
+        fastmlp.MLP(2, HIDDEN_DUMMY)
+    fastmlp.MLP(2, HIDDEN_DUMMY, init="pytorch")  # an explicit scheme needs no family
+
+
+def test_a_new_activation_reaches_the_estimators_through_its_sklearn_name(monkeypatch):
+    pytest.importorskip("sklearn")
+    from fastmlp.sklearn import MLPRegressor
+    dummy_activation(monkeypatch, sklearn_name="dummy_sk")
+    estimator = MLPRegressor(hidden_layer_sizes=(3,), activation="dummy_sk", max_iter=2,
+                             random_state=0)
+    with pytest.raises(ValueError, match="activation code"):  # built, then the kernels refuse
+        estimator.fit(X, Y)
+    dummy_activation(monkeypatch, sklearn_name=None)
+    with pytest.raises(ValueError, match="'activation' parameter"):
+        MLPRegressor(activation="dummy_sk").fit(X, Y)
 
 
 # -- one home per feature --------------------------------------------------------------------
@@ -378,4 +487,3 @@ def test_a_callback_monitored_plateau_is_left_to_the_callback():
     assert [stop.epoch_end(v) for v in (1.0, 1.0, 1.0)] == [False, False, True]
     with pytest.raises(ValueError, match="monitor"):
         schedules.ReduceOnPlateau(monitor="val")
-

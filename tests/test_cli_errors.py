@@ -30,7 +30,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
     monkeypatch.setattr(fastmlp.MLP, "fit", refuse)
-    from fastmlp.bench.run import run as bench
+    from fastmlp.bench import run as bench
     monkeypatch.setattr(bench, "run_bench", refuse)
 
 

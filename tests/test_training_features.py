@@ -123,7 +123,7 @@ def test_validation_split_is_stratified_and_seeded():
     hb = b.fit(X, y, epochs=2, validation_split=0.2, progress=False)
     np.testing.assert_array_equal(ha.val_loss, hb.val_loss)
     assert len(ha.val_accuracy) == 2 and 0 <= ha.val_accuracy[-1] <= 1
-    from fastmlp.inputs.prepare import split_validation
+    from fastmlp.inputs.split import split_validation
     T = np.eye(10)[y]
     _, Tt, _, (_, Tv) = split_validation(X, T, None, 0.2, 5, True)
     share = Tv.sum(0) / Tv.shape[0]

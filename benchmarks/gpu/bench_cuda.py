@@ -4,7 +4,7 @@ one run, on the four workloads of fastmlp.bench.workloads.
     python benchmarks/gpu/bench_cuda.py --json PATH [--workload NAME ...] [--seconds S]
         [--repeats R] [--no-peers] [--simulate]
 
-fastmlp's figures come from fastmlp.bench.run_bench(device="cuda"), the function behind
+fastmlp's figures come from fastmlp.bench.run.run_bench(device="cuda"), the function behind
 `fastmlp bench --device cuda --json`; that command's own peers run on the CPU, so the GPU
 peers come from peers.py beside this file. The JSON has run_bench's layout (workloads ->
 who -> steps_per_s, samples_per_s, gflops, fastmlp_ratio) plus, for fastmlp, the training

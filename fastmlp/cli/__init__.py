@@ -1,13 +1,14 @@
 """The `fastmlp` command: train, predict, evaluate, export, info, download, bench.
 
 Exit status: 0 success; 1 the work failed (a file that cannot be read or written, NaN loss,
-no GPU, a failed download); 2 a usage error (bad option or value), found before any work.
+no GPU, a failed download); 2 a usage error (bad option or value), found before any work;
+130 Ctrl-C (`train` then never replaces an existing output: see cli/train.py).
 Errors are one line on stderr, never a traceback.
 """
 import os
 import sys
 
-from .common import Failure, UsageError
+from .common import Failure, StoppedAtOnce, UsageError
 from .parser import DEFAULTS, build_parser, join_dash_values, parse_layers
 
 __all__ = ["main", "build_parser", "parse_layers", "DEFAULTS"]
@@ -42,8 +43,12 @@ def main(argv=None):
         message, status = exc, 2
     except (Failure, OSError, FloatingPointError, RuntimeError, ImportError) as exc:
         message = exc
+    except MemoryError as exc:
+        message = f"out of memory: {exc or 'MemoryError'}; try a smaller input or model"
     except KeyboardInterrupt:
         message, status = "interrupted", 130
+    except StoppedAtOnce:
+        message, status = "interrupted twice: stopped at once, writing nothing more", 130
     text = " ".join(str(message).split()) or type(message).__name__
     print(f"fastmlp {args.command}: error: {text}", file=sys.stderr)
     return status

@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import labels
+from .checks import nonfinite_outputs
 from .common import Failure, UsageError, check_writable, emit, load_model, load_table, write_rows
 
 
@@ -30,6 +31,9 @@ def predict(args):
     model = load_model(args.model)
     classes = labels.model_classes(model)
     X = _features(model, args.data, args.target)
+    problem = nonfinite_outputs(model, X, repr(args.data))
+    if problem is not None:
+        raise Failure(problem + " (nothing was written)")
     if args.proba:
         if classes is None:
             raise UsageError("--proba needs a classifier; this model's output is "
@@ -74,7 +78,7 @@ def _labelled(args):
 
 
 def evaluate(args):
-    from .train import _metrics
+    from .train import _metrics, targets
     _check_labelled(args)
     model = load_model(args.model)
     classes = labels.model_classes(model)
@@ -88,9 +92,12 @@ def evaluate(args):
             codes = labels.codes_for(classes, y, name)
         except ValueError as exc:
             raise Failure(str(exc)) from None
-        T = labels.targets(codes, model)
+        T = targets(codes, model)
     else:
         T = y
+    problem = nonfinite_outputs(model, X, name if args.dataset else repr(name))
+    if problem is not None:
+        raise Failure(problem)
     result = _metrics(model, X, T, codes, classes)
     text = f"{name}: {len(X):,} rows, loss {result['loss']:.4g}"
     if "accuracy" in result:
@@ -120,16 +127,20 @@ def export(args):
 def info(args):
     from ..summary import summary
     model = load_model(args.model)
-    record = labels.read_sidecar(args.model)
+    try:
+        record = labels.read_sidecar(args.model)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
     classes = labels.model_classes(model)
-    run = (record or {}).get("summary")
-    batch_size = args.batch_size or (run or {}).get("batch_size") or 32
+    run = _run_summary(record, labels.sidecar_path(args.model))
+    batch_size = args.batch_size or run.get("batch_size") or 32
     text = summary(model, batch_size)
     if classes is not None:
         shown = ", ".join(map(repr, [labels.plain(c) for c in classes[:20]]))
         text += f"\nclasses ({len(classes)}): {shown}" + (", ..." if len(classes) > 20 else "")
     if run:
         metrics = run.get("held_out") or run.get("training") or {}
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         where = "held-out" if "held_out" in run else "training"
         parts = [f"{k} {100 * v:.2f}%" if k == "accuracy" else f"{k} {v:.4g}"
                  for k, v in metrics.items() if v is not None]
@@ -144,8 +155,31 @@ def info(args):
         "dtype": model.dtype.name, "optimizer": repr(model.optimizer), "parameters": n_params,
         "flops_per_step": model.spec.flops_per_step(batch_size), "batch_size": batch_size,
         "classes": None if classes is None else [labels.plain(c) for c in classes],
-        "training": run})
+        "training": run or None})
     return 0
+
+
+#: A batch size beyond this in a run summary is no batch fastmlp trained with.
+MAX_BATCH_SIZE = 2**31
+
+
+def _run_summary(record, path):
+    """The summary in a run record (the .json beside a model), with values of the wrong
+    type dropped: the file is the user's to edit, and `info` must not crash on it."""
+    run = (record or {}).get("summary")
+    if run is None:
+        return {}
+    if not isinstance(run, dict):
+        raise Failure(f"{path!r}: its 'summary' is a {type(run).__name__}, not the record "
+                      f"fastmlp train writes; delete or fix the file")
+    kinds = {"data": str, "epochs": int, "seconds": (int, float), "batch_size": int,
+             "held_out": dict, "training": dict}
+    run = {k: v for k, v in run.items() if k not in kinds or (
+        isinstance(v, kinds[k]) and not isinstance(v, bool))}
+    size = run.get("batch_size")
+    if size is not None and not 1 <= size <= MAX_BATCH_SIZE:
+        del run["batch_size"]
+    return run
 
 
 def download(args):

@@ -1,9 +1,12 @@
 """What every subcommand shares: its two kinds of error, output as text or JSON, reading
 models and tables, and checking before any work that an output path can be written."""
 import json
+import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
@@ -18,20 +21,68 @@ class Failure(Exception):
     """The command line was fine but the work could not be done: exit status 1."""
 
 
+class StoppedAtOnce(BaseException):
+    """A second Ctrl-C: stop now, writing nothing more (fit does not catch it, as it catches
+    the first one's KeyboardInterrupt)."""
+
+
 def emit(args, text, record):
-    """Print `record` as one JSON object with --json, else `text`."""
+    """Print `record` as one JSON object with --json, else `text`. NaN and infinities become
+    null: strict JSON has no token for them."""
     if getattr(args, "json", False) is True:
-        print(json.dumps(record, default=_json_default))
+        print(json.dumps(_finite(record), allow_nan=False))
     else:
         print(text)
 
 
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def _finite(value):
+    """value with numpy values made Python ones and non-finite floats made None."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class Interrupts:
+    """Ctrl-C while training: the first raises KeyboardInterrupt, which fit turns into an
+    early return (History.interrupted); a second one, even one pressed while compiled code
+    kept the first waiting, raises StoppedAtOnce. The C-level handler writes a byte per
+    signal to a wakeup pipe, which is how two presses are told from one."""
+
+    def __enter__(self):
+        self.count, self.previous = 0, None
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signal handlers belong to the main thread
+        self.read_end, write_end = os.pipe()
+        os.set_blocking(self.read_end, False)
+        os.set_blocking(write_end, False)
+        self.write_end = write_end
+        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        return self
+
+    def _handle(self, signum, frame):
+        try:
+            pressed = os.read(self.read_end, 4096).count(signal.SIGINT)
+        except BlockingIOError:
+            pressed = 0
+        self.count += max(pressed, 1)
+        if self.count > 1:
+            raise StoppedAtOnce()
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.set_wakeup_fd(self.previous_fd)
+            signal.signal(signal.SIGINT, self.previous)
+            os.close(self.read_end)
+            os.close(self.write_end)
+        return False
 
 
 def check_writable(path, option):

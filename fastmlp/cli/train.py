@@ -1,12 +1,15 @@
 """`fastmlp train`: data in, a trained model, held-out metrics, a saved model and a plot out."""
 import inspect
 import os
-import tempfile
+import sys
+import warnings
 
 import numpy as np
 
 from . import labels
-from .common import Failure, UsageError, check_writable, emit, load_table
+from . import outputs
+from .checks import check_features, choose_task, nonfinite_outputs
+from .common import Failure, Interrupts, UsageError, emit, load_table
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
 from ..inputs.split import train_test_split as fast_split
 
@@ -150,22 +153,6 @@ def _metrics(model, X, T, codes, classes):
     return result
 
 
-def _save(model, path, summary):
-    """Save; if that fails after training, put the model somewhere it can be found and say
-    where (a Failure), so a long run is never lost to a bad path."""
-    try:
-        saved = model.save(path)
-        labels.write_sidecar(saved, summary)
-        return saved
-    except OSError as exc:
-        fd, rescue = tempfile.mkstemp(prefix="fastmlp-unsaved-", suffix=".npz")
-        os.close(fd)
-        rescue = model.save(rescue)
-        labels.write_sidecar(rescue, summary)
-        raise Failure(f"could not save the model to {path!r} ({exc.strerror or exc}); it was "
-                      f"saved to {rescue!r} instead") from None
-
-
 class Rows:
     """Feature rows and their targets: class codes for a classification (into `classes`),
     the target values for a regression."""
@@ -180,11 +167,35 @@ class Rows:
         return len(self.X)
 
 
+def targets(codes, model):
+    """labels.targets without its (k, k) identity matrix: one-hot rows for k > 1 outputs
+    (set in place, so many classes cost rows x k, not k x k more), a 0/1 column for one."""
+    n_outputs = model.layers[-1][0]
+    if n_outputs == 1:
+        return codes.astype(np.float64)
+    if codes.max(initial=0) >= n_outputs:
+        raise ValueError(f"the data has {codes.max() + 1} classes but the output layer has "
+                         f"{n_outputs} units")
+    T = np.zeros((len(codes), n_outputs))
+    T[np.arange(len(codes)), codes] = 1.0
+    return T
+
+
 def _prepare(args):
-    """(name, training Rows, held-out Rows or None, classes or None, defaults)."""
+    """(name, training Rows, held-out Rows or None, classes or None, defaults, why the
+    task was chosen or None)."""
     name, X, y, X_test, y_test, defaults, split = load_data(args)
+    check_features(X, repr(args.data or name))
+    if X_test is not None:
+        check_features(X_test, f"--test {args.test!r}", X.shape[1])
     classes = None
-    if labels.is_classification(y, args.task):
+    if args.data is None and args.task != "auto":
+        raise UsageError(f"--task goes with --data FILE: --dataset {name} has its own task "
+                         f"(its default --layers end in the output it needs)")
+    classify, why = choose_task(y, args.task)
+    if args.data is None:
+        why = None  # a built-in dataset's task is no choice worth a line
+    if classify:
         # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
         classes, y = labels.encode(y)
         if y_test is not None:
@@ -201,7 +212,7 @@ def _prepare(args):
         kept, held = _split(len(rows), split, args.seed, y if classes is not None else None,
                             salt=0)
         rows, test = rows.take(kept), rows.take(held)
-    return name, rows, test, classes, defaults
+    return name, rows, test, classes, defaults, why
 
 
 def _build_model(args, n_inputs, classes, defaults):
@@ -218,8 +229,12 @@ def _build_model(args, n_inputs, classes, defaults):
         raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
-    model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
-                l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    try:
+        model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
+                    l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
+    except MemoryError as exc:
+        raise UsageError(f"--layers {_layers_text(layers)}: the network does not fit in "
+                         f"memory ({exc}); use fewer or smaller layers") from None
     if classes is not None:
         n_out, k = layers[-1][0], len(classes)
         if not (n_out == k or (n_out == 1 and k <= 2)):
@@ -231,18 +246,29 @@ def _build_model(args, n_inputs, classes, defaults):
     return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
 
 
+def _layers_text(layers):
+    return ",".join(f"{size}:{activation}" for size, activation in layers)
+
+
 def train(args):
-    for path, option in ((args.save, "--save"), (args.plot, "--plot")):
-        if path is not None:
-            check_writable(path, option)
+    # Every name written after training is checked first (a usage error, nothing done).
+    saving = None if args.save is None else outputs.check_model_output(args.save)
     if args.plot is not None:
+        outputs.check_plot_output(args.plot)
         from ..fit.plot import _matplotlib
         _matplotlib()  # an ImportError naming the extra, before the training it would follow
-    name, rows, test, classes, defaults = _prepare(args)
+    with Interrupts(), warnings.catch_warnings():
+        # fit's warning on Ctrl-C names a source line; the CLI says what it kept instead.
+        warnings.filterwarnings("ignore", "fastmlp: training interrupted", RuntimeWarning)
+        return _train(args, saving)
+
+
+def _train(args, saving):
+    name, rows, test, classes, defaults, why = _prepare(args)
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
-    def fit_targets(part):  # float targets from class codes (labels.targets), or the values
-        return part.y if classes is None else labels.targets(part.y, model)
+    def fit_targets(part):  # float targets from class codes, or the values
+        return part.y if classes is None else targets(part.y, model)
 
     validation = None
     if args.validation_split or args.early_stopping:
@@ -254,16 +280,25 @@ def train(args):
     # rank 0 writes the model, the plot and the report.
     from ..cpu.mpi import launched_comm
     comm = launched_comm()
-    history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
-                        progress=not args.quiet, comm=comm,
-                        **_fit_extras(model, args, validation, schedule))
+    try:
+        history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
+                            progress=not args.quiet, comm=comm,
+                            **_fit_extras(model, args, validation, schedule))
+    except MemoryError as exc:  # fit sizes its buffers before the first step
+        raise UsageError(f"training buffers for --layers {_layers_text(model.layers)} and "
+                         f"--batch-size {batch} do not fit in memory ({exc}); use smaller "
+                         f"layers or batches (nothing was trained)") from None
     if comm is not None and comm.Get_rank() != 0:
         return 0
     if classes is not None:
         model.classes_ = classes  # saved with the model; fit saw float targets, not labels
+    interrupted = bool(getattr(history, "interrupted", False))
     scored = rows if test is None else test
     codes = None if classes is None else scored.y
     result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
+    problem = nonfinite_outputs(model, scored.X, "the held-out data" if test else "the data")
+    if problem is not None:  # the model is still saved: say so, with the metrics as null
+        print(f"fastmlp train: warning: {problem}", file=sys.stderr)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
                "compile_seconds": float(getattr(history, "compile_seconds", 0.0)),
@@ -271,20 +306,42 @@ def train(args):
                "training" if test is None else "held_out": result,
                "rows": len(rows), "test_rows": 0 if test is None else len(test),
                "batch_size": batch,
-               "validation_rows": 0 if validation is None else len(validation[0])}
+               "validation_rows": 0 if validation is None else len(validation[0]),
+               "interrupted": interrupted}
+    if why is not None:
+        summary["task"] = f"{'classification' if classes is not None else 'regression'} " \
+                          f"(--task auto: {why})"
     if getattr(history, "stopped_early", False):
         summary["stopped_early"] = True
     lrs = getattr(history, "lr", None)
     if lrs is not None and len(lrs):
         summary["final_lr"] = float(lrs[-1])
     record = {"command": "train", **summary, "model": None, "plot": None}
-    if args.save:
-        record["model"] = _save(model, args.save, summary)
-    if args.plot:
-        history.plot(args.plot)
-        record["plot"] = os.fspath(args.plot)
+    # Ctrl-C: an existing --save or --plot is never replaced by an interrupted run; a model
+    # with at least one whole epoch goes beside it, named so (model.interrupted.npz).
+    keep = not interrupted or history.epochs >= 1
+    if saving and keep:
+        target = outputs.interrupted_name(saving) if interrupted else args.save
+        record["model"] = outputs.save_model(model, target, summary)
+    if args.plot and keep:
+        target = outputs.interrupted_name(args.plot) if interrupted else args.plot
+        record["plot"] = outputs.write_plot(history, target, record["model"])
     emit(args, _report(record, test is not None), record)
+    if interrupted:
+        print(f"fastmlp train: interrupted after {history.epochs} whole epoch(s); "
+              f"{_kept(args, saving, record)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _kept(args, saving, record):
+    """What an interrupted run wrote, in words."""
+    if record["model"]:
+        return (f"the model so far was saved to {record['model']!r} ({saving!r} was left "
+                f"as it was)")
+    if saving:
+        return f"nothing was saved (no whole epoch trained; {saving!r} was left as it was)"
+    return "nothing was saved (no --save)"
 
 
 #: The summary line names the time spent compiling kernels from this many seconds up.
@@ -305,10 +362,15 @@ def _report(record, held_out):
         text += f", {prefix}R² {metrics['r2']:.4f}"
     if held_out:
         text += f" ({record['test_rows']:,} held-out rows)"
+    if record.get("task"):
+        text += f"\ntask: {record['task']}"
     if record.get("stopped_early"):
         text += "; stopped early"
+    if record.get("interrupted"):
+        text += "; interrupted (Ctrl-C)"
     if record["model"]:
-        text += f"\nmodel saved to {record['model']} (run summary in " \
+        what = "interrupted model" if record.get("interrupted") else "model"
+        text += f"\n{what} saved to {record['model']} (run summary in " \
                 f"{labels.sidecar_path(record['model'])})"
     if record["plot"]:
         text += f"\ntraining curves written to {record['plot']}"

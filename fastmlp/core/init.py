@@ -1,6 +1,8 @@
 """Weight initialisation schemes."""
 import numpy as np
 
+from .activations import require
+
 INITS = ("auto", "he", "glorot", "pytorch", "zeros")
 
 
@@ -11,13 +13,17 @@ def check_init(init):
 
 
 def initialise(ws, init, rng):
-    """Fill ws.params in place. auto: He-uniform before relu/leaky_relu, Glorot-uniform
-    otherwise; pytorch: U(-1/sqrt(n_in), 1/sqrt(n_in)) for weights and biases, as nn.Linear."""
+    """Fill ws.params in place. auto: the family of each layer's activation record (He-uniform
+    for relu and leaky_relu, Glorot-uniform otherwise); pytorch: U(-1/sqrt(n_in),
+    1/sqrt(n_in)) for weights and biases, as nn.Linear."""
     for l, layer in enumerate(ws.spec.layers):
         W, b = ws.weights(l), ws.bias(l)
         scheme = init
         if init == "auto":
-            scheme = "he" if layer.activation in ("relu", "leaky_relu") else "glorot"
+            scheme = require(layer.activation, "init", "draw its weights under init='auto'")
+            if scheme not in ("he", "glorot"):
+                raise ValueError(f"activation {layer.activation!r}: its record's init family "
+                                 f"is {scheme!r}; init='auto' knows 'he' and 'glorot'")
         if scheme == "he":
             limit = np.sqrt(6.0 / layer.n_in)
         elif scheme == "glorot":

@@ -11,6 +11,7 @@ cpu/codegen.py hash the same digest into their file names (cpu/specialize.py).
 import functools
 import hashlib
 import os
+import pickle
 
 from numba.core import caching
 
@@ -54,13 +55,43 @@ def _package_locator(base):
         def from_function(cls, py_func, py_file):
             if not _in_package(py_file):
                 return None
-            return super().from_function(py_func, py_file)
+            locator = super().from_function(py_func, py_file)
+            if locator is not None:
+                heal(locator.get_cache_path())
+            return locator
 
         def get_source_stamp(self):
             return super().get_source_stamp(), source_digest()
 
     PackageLocator.__name__ = f"Fastmlp{base.__name__}"
     return PackageLocator
+
+
+@functools.lru_cache(maxsize=None)
+def heal(directory):
+    """Delete the numba index files (*.nbi) in directory that cannot be read back (a disk
+    that filled up, a killed writer): numba would raise UnpicklingError on every later run
+    until the user deleted the cache; without the index it compiles afresh and writes a new
+    one. An index of another numba version is left alone. Once per directory per process."""
+    import numba
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".nbi")]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as f:
+                if pickle.load(f) != numba.__version__:
+                    continue  # numba reads only its own version's index
+                pickle.loads(f.read())
+        except OSError:
+            continue
+        except Exception:  # unpickling a damaged stream raises many kinds
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def install():

@@ -16,67 +16,99 @@ the same arguments and the same results, in one of two layouts:
   apply the update, with the per-element rules of cpu/optim.py.
 
 The formulas are those of the generic kernels (tests compare the two to the last few ulps);
-only the sizes and the order of some sums differ. cpu/specialize.py chooses, caches and
-loads these modules.
+only the sizes and the order of some sums differ. cpu/codegen_step.py writes the module
+around a layout's batch code (norms, update); cpu/specialize.py chooses, caches and loads
+these modules.
 """
-from ..core.activations import (ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX,
-        STEP, TANH)
-from ..core.activations import NAMES as ACTIVATION_NAMES
+from ..core.activations import ACTIVATIONS, IDENTITY, LEAKY_RELU, RELU, SOFTMAX
 from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
 from ..core.losses import NAMES as LOSS_NAMES
-from ..core.optimizers import VARIANTS
-from ..core.spec import ACTIVATION, B_OFFSET, W_OFFSET
+from ..core.optimizers import VARIANTS  # noqa: F401 (the variants a kernel is written for)
+from ..core.spec import B_OFFSET, W_OFFSET
+from .codegen_step import (ADAM_VARIANT, ADAMW_VARIANT, MOMENTUM_VARIANT,  # noqa: F401
+                           NESTEROV_VARIANT, SGD_VARIANT, check, module_source)
 
 # The two layouts of a generated kernel: ROWS runs each row's forward and backward in scalar
 # locals (batches of a few rows), COLUMNS each unit across the batch (config.
 # SPECIALIZE_COLUMNS_MIN_BATCH rows or more), in loops LLVM vectorises.
 ROWS, COLUMNS = "rows", "columns"
 
-# The optimizer variants a kernel is generated for (optimizers.VARIANTS: each optimizer
-# names its own); the hyper-parameter values stay inputs.
-SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = VARIANTS
-
 _CANONICAL = frozenset(CANONICAL_PAIRS)
 
-
-def _check(spec, loss, variant):
-    """Refuse, before any source is written, a code or variant this generator has no
-    branch for: it must not be generated as some other loss, activation or update."""
-    if variant not in VARIANTS:
-        raise ValueError(f"codegen: no update rule for optimizer variant {variant!r}")
-    if loss not in (MSE, BINARY_CROSS_ENTROPY, CROSS_ENTROPY):
-        raise ValueError(f"codegen: no branch for loss code {loss!r}")
-    known = (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, STEP, SOFTMAX)
-    for l, code in enumerate(spec.table[:, ACTIVATION]):
-        if code not in known:
-            raise ValueError(f"codegen: no branch for activation code {code} (layer {l})")
-
-def _activation(act, z, a):
-    """Lines computing a = act(z) for one unit (softmax is done per layer, not here)."""
-    if act == IDENTITY:
-        return [f"{a} = {z}"]
-    return [f"{a} = activate({z}, {act})  # {ACTIVATION_NAMES[act]}"]
+# Inline elementwise forms, written with selects (no basic blocks in numba's IR): the
+# column kernel's row loops vectorise only when they hold no call (core/scalars.py's
+# functions are calls until LLVM inlines them, too late for its loop vectoriser).
+# tests/cpu/test_specialize.py checks them against core/scalars.py. Other codes call it.
+INLINE_ACTIVATE = {IDENTITY: "{v}", RELU: "select({v} > zero, {v}, zero)",
+                   LEAKY_RELU: "select({v} > zero, {v}, {v} * slope)"}
+INLINE_GRAD = {IDENTITY: "{g}", RELU: "select({a} > zero, {g}, zero)",
+               LEAKY_RELU: "select({a} > zero, {g}, {g} * slope)"}
+#: One element of each loss, inline for the same reason (scalars.squared_error_term and
+#: binary_cross_entropy_term; cross_entropy_term is a call: its loop does not vectorise).
+INLINE_LOSS_TERM = {MSE: "0.5 * ({a} - {t}) * ({a} - {t})",
+                    BINARY_CROSS_ENTROPY: "max({z}, 0.0) - {z} * {t} "
+                                          "+ fast_log1p(fast_exp(-abs({z})))"}
 
 
-def _derivative(act, d, g, a):
-    """Lines setting d = g * act'(z), written in a = act(z) as activation_backward does."""
-    if act == IDENTITY:
-        return [f"{d} = {g}"]
-    return [f"{d} = activation_grad({g}, {a}, {act})  # {ACTIVATION_NAMES[act]}'"]
+def activate_expr(act, v):
+    """act(v) as an expression (softmax is done per layer, not here)."""
+    if act in INLINE_ACTIVATE:
+        return INLINE_ACTIVATE[act].format(v=v)
+    return f"activate({v}, {act})"
+
+
+def grad_expr(act, g, a):
+    """g * act'(z) as an expression, written in a = act(z) as activation_grad does."""
+    if act in INLINE_GRAD:
+        return INLINE_GRAD[act].format(g=g, a=a)
+    return f"activation_grad({g}, {a}, {act})"
 
 
 def _sum(terms):
     return " + ".join(terms) if terms else "zero"
 
 
-def _describe(spec, loss, variant):
-    layers = " -> ".join(f"({l.n_out}, {l.activation})" for l in spec.layers)
-    return f"{spec.n_inputs} -> {layers}; loss {LOSS_NAMES[loss]}; optimizer {variant}"
+def loss_lines(loss, act, n_out, a, z, t, d, softmax_sums=None):
+    """The loss and output-delta code of both layouts, as (loss lines, delta lines), each to
+    run inside a loop over the rows: the first adds a row's loss to data_loss (summed in
+    float64, as loss_forward does), the second sets its output delta d(j) = dL/dZ. a(j),
+    z(j), t(j), d(j) name output j's activation, logit, target and delta in the layout;
+    softmax_sums, the names (top, total) of the row's softmax maximum and sum when the
+    layout keeps them in locals (its log-sum-exp then reuses them)."""
+    lines = []
+    if loss in INLINE_LOSS_TERM:
+        for j in range(n_out):
+            term = INLINE_LOSS_TERM[loss]
+            if "{z}" in term:  # the logit read once
+                lines.append(f"v{j} = {z(j)}")
+            lines.append("data_loss += " + term.format(a=a(j), z=f"v{j}", t=t(j)))
+    elif loss == CROSS_ENTROPY:  # on the softmax output: t (lse - z) per output
+        if softmax_sums is None:
+            lines.append(f"ltop0 = {z(0)}")
+            lines += [f"ltop{j} = larger({z(j)}, ltop{j - 1})" for j in range(1, n_out)]
+            top = f"ltop{n_out - 1}"
+            terms = [f"fast_exp({z(j)} - {top})" for j in range(n_out)]
+            lines.append(f"lse = {top} + fast_log({_sum(terms)})")
+        else:
+            lines.append(f"lse = {softmax_sums[0]} + fast_log({softmax_sums[1]})")
+        lines += [f"data_loss += cross_entropy_term({t(j)}, lse, {z(j)})"
+                  for j in range(n_out)]
+    # g: dL/dA. For the canonical pairs dL/dZ is the same (A - T)/m; the others go through
+    # the chain rule (losses.VALID_OUTPUTS leaves only MSE there).
+    delta = [f"g{j} = ({a(j)} - {t(j)}) * scale" for j in range(n_out)]
+    if (loss, act) in _CANONICAL:
+        delta += [f"{d(j)} = g{j}" for j in range(n_out)]
+    elif act == SOFTMAX:
+        delta.append(f"dot = {_sum([f'g{j} * {a(j)}' for j in range(n_out)])}")
+        delta += [f"{d(j)} = {a(j)} * (g{j} - dot)" for j in range(n_out)]
+    else:
+        delta += [f"{d(j)} = {grad_expr(act, f'g{j}', a(j))}" for j in range(n_out)]
+    return lines, delta
 
 
 def generate_rows_source(spec, loss, variant):
     """The source of a module whose `train_steps` is specialised to the arguments (ROWS)."""
-    _check(spec, loss, variant)
+    check(spec, loss, variant)
     layers = spec.layers
     last = len(layers) - 1
     w_off = [int(spec.table[l, W_OFFSET]) for l in range(len(layers))]
@@ -113,36 +145,15 @@ def generate_rows_source(spec, loss, variant):
             body.append("inv = one / total")
             body += [f"a{l}_{j} = e_{j} * inv" for j in range(layer.n_out)]
         else:
-            for j in range(layer.n_out):
-                body += _activation(acts[l], f"z{l}_{j}", f"a{l}_{j}")
-    # loss, summed in float64 as loss_forward does
-    body.append(f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta")
+            body += [f"a{l}_{j} = {activate_expr(acts[l], f'z{l}_{j}')}"
+                     for j in range(layer.n_out)]
     body += [f"t_{j} = targets[r, {j}]" for j in range(n_out)]
-    if loss == MSE:
-        for j in range(n_out):
-            body.append(f"diff{j} = a{last}_{j} - t_{j}")
-            body.append(f"data_loss += 0.5 * diff{j} * diff{j}")
-    elif loss == BINARY_CROSS_ENTROPY:
-        for j in range(n_out):
-            z = f"z{last}_{j}"
-            body.append(f"data_loss += max({z}, 0.0) - {z} * t_{j} "
-                        f"+ fast_log1p(fast_exp(-abs({z})))")
-    elif loss == CROSS_ENTROPY:  # on the softmax output: log-sum-exp from the softmax's sums
-        body.append("lse = top + fast_log(total)")
-        for j in range(n_out):
-            body.append(f"data_loss += cross_entropy_term(t_{j}, lse, z{last}_{j})")
-    canonical = (loss, acts[last]) in _CANONICAL
-    dl = "d" if canonical else "g"  # g: dL/dA before the chain rule through the activation
-    for j in range(n_out):
-        body.append(f"{dl}{last}_{j} = (a{last}_{j} - t_{j}) * scale")
-    if not canonical:
-        if acts[last] == SOFTMAX:
-            body.append(f"dot = {_sum([f'g{last}_{j} * a{last}_{j}' for j in range(n_out)])}")
-            for j in range(n_out):
-                body.append(f"d{last}_{j} = a{last}_{j} * (g{last}_{j} - dot)")
-        else:
-            for j in range(n_out):
-                body += _derivative(acts[last], f"d{last}_{j}", f"g{last}_{j}", f"a{last}_{j}")
+    loss_part, delta_part = loss_lines(
+        loss, acts[last], n_out, a=lambda j: f"a{last}_{j}", z=lambda j: f"z{last}_{j}",
+        t=lambda j: f"t_{j}", d=lambda j: f"d{last}_{j}",
+        softmax_sums=("top", "total") if acts[last] == SOFTMAX else None)
+    body += [f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta"]
+    body += loss_part + delta_part
     # backward
     for l in range(last, -1, -1):
         layer = layers[l]
@@ -155,12 +166,9 @@ def generate_rows_source(spec, loss, variant):
         if l > 0:
             for k in range(layer.n_in):
                 terms = [f"d{l}_{j} * {w(l, k, j)}" for j in range(layer.n_out)]
-                if acts[l - 1] == IDENTITY:
-                    body.append(f"d{l - 1}_{k} = {_sum(terms)}")
-                else:
-                    body.append(f"g{l - 1}_{k} = {_sum(terms)}")
-                    body += _derivative(acts[l - 1], f"d{l - 1}_{k}", f"g{l - 1}_{k}",
-                                        f"a{l - 1}_{k}")
+                g = f"g{l - 1}_{k}"
+                body.append(f"{g} = {_sum(terms)}")
+                body.append(f"d{l - 1}_{k} = {grad_expr(acts[l - 1], g, f'a{l - 1}_{k}')}")
 
     before = []  # before the row loop: weights into locals, gradient sums from zero
     after = []  # after it: the gradient sums into the grads buffer
@@ -176,31 +184,8 @@ def generate_rows_source(spec, loss, variant):
 
     batch = before + ["data_loss = 0.0", "for i in range(m):", "    r = perm[start + i]"]
     batch += ["    " + line for line in body] + after
-    return _module(spec, loss, variant, ROWS, batch,
-                   docstring="Row by row, in scalar locals.")
-
-
-# Inline elementwise forms for the column kernel, whose row loops LLVM vectorises only when
-# they hold no call (cpu/scalar.py's helpers are calls until LLVM inlines them, too late for
-# its loop vectoriser): the formulas of dense.py's loops, written with selects rather than
-# conditional expressions, which would add basic blocks to numba's IR. Other codes call
-# scalar.py.
-_INLINE_ACTIVATE = {IDENTITY: "{v}", RELU: "select({v} > zero, {v}, zero)",
-                    LEAKY_RELU: "select({v} > zero, {v}, {v} * slope)"}
-_INLINE_GRAD = {IDENTITY: "{g}", RELU: "select({a} > zero, {g}, zero)",
-                LEAKY_RELU: "select({a} > zero, {g}, {g} * slope)"}
-
-
-def _activate_expr(act, v):
-    if act in _INLINE_ACTIVATE:
-        return _INLINE_ACTIVATE[act].format(v=v)
-    return f"activate({v}, {act})"
-
-
-def _grad_expr(act, g, a):
-    if act in _INLINE_GRAD:
-        return _INLINE_GRAD[act].format(g=g, a=a)
-    return f"activation_grad({g}, {a}, {act})"
+    return module_source(spec, loss, variant, ROWS, batch,
+                         docstring="Row by row, in scalar locals.")
 
 
 def generate_columns_source(spec, loss, variant):
@@ -214,7 +199,7 @@ def generate_columns_source(spec, loss, variant):
     separate arrays, not views of one buffer: LLVM vectorises a loop that reads one layer and
     writes the next only when it can tell them apart with a run-time check of two pointers.
     """
-    _check(spec, loss, variant)
+    check(spec, loss, variant)
     layers = spec.layers
     n_layers = len(layers)
     last = n_layers - 1
@@ -245,7 +230,7 @@ def generate_columns_source(spec, loss, variant):
         if l == last:
             lines.append(f"        Z[j, i] = {v}")
         if acts[l] != SOFTMAX:
-            lines.append(f"        A{l}[j, i] = {_activate_expr(acts[l], v)}")
+            lines.append(f"        A{l}[j, i] = {activate_expr(acts[l], v)}")
         if acts[l] == SOFTMAX:  # as activation_forward, row by row across the units
             lines += ["for i in range(m):", "    top0 = Z[0, i]"]
             lines += [f"    top{j} = larger(Z[{j}, i], top{j - 1})"
@@ -254,37 +239,13 @@ def generate_columns_source(spec, loss, variant):
                       for j in range(layer.n_out)]
             lines.append(f"    inv = one / ({_sum([f'e{j}' for j in range(layer.n_out)])})")
             lines += [f"    A{l}[{j}, i] = e{j} * inv" for j in range(layer.n_out)]
+    loss_part, delta_part = loss_lines(
+        loss, acts[last], n_out, a=lambda j: f"A{last}[{j}, i]", z=lambda j: f"Z[{j}, i]",
+        t=lambda j: f"TT[{j}, i]", d=lambda j: f"D{last}[{j}, i]")
     lines.append(f"# loss ({LOSS_NAMES[loss]}) and the output layer's delta")
-    lines += ["data_loss = 0.0", "for i in range(m):"]
-    if loss == MSE:
-        for j in range(n_out):
-            lines += [f"    diff{j} = A{last}[{j}, i] - TT[{j}, i]",
-                      f"    data_loss += 0.5 * diff{j} * diff{j}"]
-    elif loss == BINARY_CROSS_ENTROPY:
-        for j in range(n_out):
-            lines += [f"    v{j} = Z[{j}, i]",
-                      f"    data_loss += max(v{j}, 0.0) - v{j} * TT[{j}, i] "
-                      f"+ fast_log1p(fast_exp(-abs(v{j})))"]
-    elif loss == CROSS_ENTROPY:  # log-sum-exp over the row's logits
-        lines.append("    ltop0 = Z[0, i]")
-        lines += [f"    ltop{j} = larger(Z[{j}, i], ltop{j - 1})" for j in range(1, n_out)]
-        top = f"ltop{n_out - 1}"
-        terms = [f"fast_exp(Z[{j}, i] - {top})" for j in range(n_out)]
-        lines.append(f"    lse = {top} + fast_log({_sum(terms)})")
-        lines += [f"    data_loss += cross_entropy_term(TT[{j}, i], lse, Z[{j}, i])"
-                  for j in range(n_out)]
-    canonical = (loss, acts[last]) in _CANONICAL
-    lines.append("for i in range(m):")
-    for j in range(n_out):
-        lines.append(f"    g{j} = (A{last}[{j}, i] - TT[{j}, i]) * scale")
-    if canonical:
-        lines += [f"    D{last}[{j}, i] = g{j}" for j in range(n_out)]
-    elif acts[last] == SOFTMAX:
-        lines.append(f"    dot = {_sum([f'g{j} * A{last}[{j}, i]' for j in range(n_out)])}")
-        lines += [f"    D{last}[{j}, i] = A{last}[{j}, i] * (g{j} - dot)" for j in range(n_out)]
-    else:
-        lines += [f"    D{last}[{j}, i] = {_grad_expr(acts[last], f'g{j}', f'A{last}[{j}, i]')}"
-                  for j in range(n_out)]
+    # two loops: the loss's float64 sum and the delta's stores vectorise apart
+    lines += ["data_loss = 0.0", "for i in range(m):"] + ["    " + x for x in loss_part]
+    lines += ["for i in range(m):"] + ["    " + x for x in delta_part]
     for l in range(last, -1, -1):
         layer = layers[l]
         lines.append(f"# backward through layer {l}")
@@ -307,128 +268,9 @@ def generate_columns_source(spec, loss, variant):
             lines += [f"for k in range({layer.n_in}):",
                       "    for i in range(m):",
                       f"        {g} = {_sum(terms)}",
-                      f"        D{l - 1}[k, i] = {_grad_expr(acts[l - 1], g, f'A{l - 1}[k, i]')}"]
+                      f"        D{l - 1}[k, i] = {grad_expr(acts[l - 1], g, f'A{l - 1}[k, i]')}"]
 
-    return _module(spec, loss, variant, COLUMNS, lines, setup=[unpack],
-                   extra_argument=", scratch",
-                   docstring="Unit by unit across the batch;\n    scratch holds the (units, rows) "
-                             "arrays (codegen.generate_columns_source).")
-
-
-def _norm_lines(spec):
-    """gradient_norms on the flat buffers: float64 sums, and the finite check."""
-    lines = ["finite = True"]
-    for l, layer in enumerate(spec.layers):
-        lo = int(spec.table[l, W_OFFSET])
-        lines += ["sq = 0.0",
-                  f"for i in range({lo}, {lo + layer.n_in * layer.n_out}):",
-                  "    v = grads[i] + decay * params[i]",
-                  "    sq += np.float64(v) * v",
-                  f"grad_norms[{l}] = math.sqrt(sq)",
-                  "finite = finite and math.isfinite(sq)"]
-    return lines + ["sq = 0.0",
-                    f"for i in range({spec.n_weights}, {spec.n_params}):",
-                    "    sq += np.float64(grads[i]) * grads[i]",
-                    "finite = finite and math.isfinite(sq)"]
-
-
-_TEMPLATE = '''"""Generated by fastmlp.cpu.codegen ({layout}) for: {description}.
-
-Do not edit: the name of this file hashes its text and the kernels it imports.
-"""
-import math
-
-import numpy as np
-
-from fastmlp.core.activations import LEAKY_SLOPE
-from fastmlp.config import jit
-from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p, select
-from fastmlp.cpu.network import l2_forward
-from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
-                               adam_update, momentum_update, nesterov_update)
-from fastmlp.cpu.scalar import activate, activation_grad, cross_entropy_term, larger
-from fastmlp.cpu.train import finish_step, next_batch
-from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
-
-
-@jit
-def train_steps(state, fit, x, targets, config, n_steps{extra_argument}):
-    """train.train_steps for this architecture: the layer table, loss and optimizer are
-    written into the code. {docstring}"""
-    params, grads, moment1, moment2 = state.params, state.grads, state.moment1, state.moment2
-    opt_step, rng, xbatch, tbatch = state.opt_step, state.rng, state.xbatch, state.tbatch
-    perm, cursor, grad_norms = fit.perm, fit.cursor, fit.grad_norms
-    epoch_loss, epoch_grad_norm = fit.epoch_loss, fit.epoch_grad_norm
-    hyper, l2, n_weights = config.hyper, config.l2, config.n_weights
-    batch_size, shuffle_rows = config.batch_size, config.shuffle
-    dt = params.dtype.type
-    zero, one, slope = dt(0), dt(1), dt(LEAKY_SLOPE)
-    decay = dt(l2)
-{setup}
-    for step in range(n_steps):
-        start, m = next_batch(cursor, perm, rng, n, batch_size, shuffle_rows)
-        scale = dt(1.0 / m)
-{batch}
-        total_loss = data_loss / m + l2_forward(params, n_weights, l2)
-        if not math.isfinite(dt(total_loss)):
-            return NONFINITE_LOSS, step  # nothing updated: the weights are from before it
-{norms}
-        if not finite:
-            return NONFINITE_GRADIENT, step  # nothing updated either
-        opt_step[0] += 1
-{update}
-        finish_step(cursor, epoch_loss, epoch_grad_norm, grad_norms, total_loss, m, n,
-                    batch_size)
-    return OK, n_steps
-'''
-
-
-def _module(spec, loss, variant, layout, batch, setup=(), extra_argument="", docstring=""):
-    """The generated module's source: the template around one layout's batch code (the
-    forward, loss and backward of a step, ending with data_loss and the grads buffer set)."""
-    def block(lines, level):
-        return "\n".join("    " * level + line for line in lines)
-
-    return _TEMPLATE.format(layout=layout, description=_describe(spec, loss, variant),
-                            extra_argument=extra_argument, docstring=docstring,
-                            setup=block([*setup, "n = x.shape[0]"], 1), batch=block(batch, 2),
-                            norms=block(_norm_lines(spec), 2),
-                            update=block(_update_lines(variant, spec), 2))
-
-
-def _update_lines(variant, spec):
-    """The optimizer step over the flat buffers: weights layer by layer (l2 and AdamW's decay
-    apply), then the biases, as optimizer_step does."""
-    segments = [(int(spec.table[l, W_OFFSET]),
-                 int(spec.table[l, W_OFFSET]) + layer.n_in * layer.n_out, True)
-                for l, layer in enumerate(spec.layers)]
-    segments.append((spec.n_weights, spec.n_params, False))
-    lines = ["lr = dt(hyper[LR])"]
-    if variant in (MOMENTUM, NESTEROV):
-        lines.append("momentum = dt(hyper[MOMENTUM])")
-    if variant in (ADAM, ADAMW):
-        lines += [
-            "(step_size, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps,",
-            " decay_w) = adam_constants(hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS],",
-            "                          hyper[WEIGHT_DECAY], opt_step[0], dt)",
-        ]
-    for lo, hi, is_weights in segments:
-        l2 = "decay" if is_weights else "zero"
-        lines.append(f"for i in range({lo}, {hi}):")
-        lines.append("    p = params[i]")
-        lines.append(f"    g = grads[i] + {l2} * p")
-        if variant == SGD:
-            lines.append("    params[i] = p - lr * g")
-        elif variant in (MOMENTUM, NESTEROV):
-            rule = "nesterov_update" if variant == NESTEROV else "momentum_update"
-            lines.append(f"    params[i], moment1[i] = {rule}(p, g, moment1[i], lr, momentum)")
-        elif variant in (ADAM, ADAMW):
-            decoupled = variant == ADAMW and is_weights
-            lines += [
-                "    params[i], moment1[i], moment2[i] = adam_update(",
-                "        p, g, moment1[i], moment2[i], step_size, one_minus_beta1, beta2,",
-                f"        one_minus_beta2, bias_correction2_sqrt, eps, decay_w, {decoupled})",
-            ]
-        else:
-            raise ValueError(f"codegen: no update rule for optimizer variant {variant!r}")
-    return lines
+    return module_source(spec, loss, variant, COLUMNS, lines, setup=[unpack],
+                         extra_argument=", scratch",
+                         docstring="Unit by unit across the batch;\n    scratch holds the "
+                                   "(units, rows) arrays (codegen.generate_columns_source).")

@@ -3,13 +3,16 @@
 Arrays are 2-D C-contiguous views into the workspace's flat buffers, one row per sample.
 Each kernel branches on the activation code once, outside its loops. Constants are cast to
 the arrays' dtype (`dt(...)`), so float32 loops stay float32 and vectorise at full width.
+The activation loops write core/scalars.py's formulas inline because a call there stops
+LLVM's vectoriser (a shared helper made the relu backward loop 3x slower);
+tests/cpu/test_kernels.py checks them against core/scalars.py bit for bit.
 """
 import numpy as np
 
 from ..core.activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX,
         STEP, TANH)
 from ..config import BLAS_MIN_MACS, BLAS_MIN_WIDTH, jit
-from .mathfn import fast_exp, fast_tanh
+from ..core.mathfn import fast_exp, fast_tanh
 
 
 @jit
@@ -88,12 +91,8 @@ def activation_forward(out, z, bias, activation):
 
 @jit
 def activation_backward(delta, a, activation):
-    """delta *= activation'(z), written in terms of a = activation(z) (elementwise codes).
-
-    Every elementwise activation's derivative is a function of its output, so the forward
-    pass keeps only A: relu' = [a > 0], leaky' = 1 or slope by the sign of a (slope > 0 keeps
-    the sign of z), sigmoid' = a(1-a), tanh' = 1-a^2, step' = 0.
-    """
+    """delta *= activation'(z), written in terms of a = activation(z) (elementwise codes),
+    as core/scalars.activation_grad: the forward pass keeps only A (core/activations.py)."""
     m, n = delta.shape
     dt = delta.dtype.type
     if activation == RELU:

@@ -1,11 +1,10 @@
 """Loss kernels: loss_forward (summed over rows) and loss_backward (the output layer's delta)."""
-import math
-
 from ..core.activations import SOFTMAX
 from ..config import jit
-from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
+from ..core.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..core.scalars import (binary_cross_entropy_term, cross_entropy_term, is_canonical,
+                            log_sum_exp, squared_error_term)
 from .dense import activation_backward
-from .mathfn import fast_exp, fast_log1p
 from .views import readonly
 
 
@@ -21,40 +20,20 @@ def loss_forward(outputs, logits, targets, loss):
     if loss == MSE:
         for i in range(m):
             for j in range(n):
-                d = outputs[i, j] - targets[i, j]
-                total += 0.5 * d * d
+                total += squared_error_term(outputs[i, j], targets[i, j])
     elif loss == BINARY_CROSS_ENTROPY:
-        # -[t log s(z) + (1-t) log(1-s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
         for i in range(m):
             for j in range(n):
-                z = logits[i, j]
-                total += max(z, 0.0) - z * targets[i, j] + fast_log1p(fast_exp(-abs(z)))
+                total += binary_cross_entropy_term(logits[i, j], targets[i, j])
     elif loss == CROSS_ENTROPY:
         # -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
         for i in range(m):
-            top = logits[i, 0]
-            for j in range(1, n):
-                top = max(top, logits[i, j])
-            s = 0.0
+            lse = log_sum_exp(logits, i)
             for j in range(n):
-                s += math.exp(logits[i, j] - top)
-            lse = top + math.log(s)
-            for j in range(n):
-                t = targets[i, j]
-                if t != 0:
-                    total += t * (lse - logits[i, j])
+                total += cross_entropy_term(targets[i, j], lse, logits[i, j])
     else:  # a loss in losses.LOSSES without a branch here
         raise ValueError("cpu/loss.loss_forward: unknown loss code")
     return total
-
-
-@jit(inline="always")
-def is_canonical(loss, activation):
-    """True for the pairs of losses.CANONICAL_PAIRS, whose dL/dZ is (A - T)/m."""
-    for pair in CANONICAL_PAIRS:
-        if pair[0] == loss and pair[1] == activation:
-            return True
-    return False
 
 
 @jit

@@ -14,7 +14,7 @@ from ..config import jit
 from ..core.optimizers import (ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, EPS, LR,
         MOMENTUM, NESTEROV, SGD_CODE as SGD, WEIGHT_DECAY)
 from ..core.spec import N_IN, N_OUT, W_OFFSET
-from .mathfn import flush_subnormal
+from ..core.mathfn import flush_subnormal
 
 
 # Per-element update rules, inlined into the loops below and into the generated kernels of

@@ -30,7 +30,7 @@ def check_codes(spec, loss=None, optimizer=None):
     for l, code in enumerate(spec.table[:, ACTIVATION]):
         if int(code) not in HANDLED_ACTIVATIONS:
             raise ValueError(f"the CUDA kernels have no branch for activation code {code} "
-                             f"(layer {l}); add it to cuda/elementwise.py")
+                             f"(layer {l}); add its branches to core/scalars.py")
     if loss is not None and loss not in HANDLED_LOSSES:
         raise ValueError(f"the CUDA kernels have no branch for loss code {loss}; add it to "
                          f"cuda/loss.py")

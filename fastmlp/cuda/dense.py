@@ -14,7 +14,7 @@ from numba import cuda
 
 from .. import config
 from ..core.activations import IDENTITY
-from .elementwise import derivative_from_output
+from ..core.scalars import activation_grad
 from .loss import output_row
 from . import device, gemm
 
@@ -53,7 +53,7 @@ def activation_backward_kernel(delta, a, activation):
     if idx < delta.shape[0] * n:
         i = idx // n
         j = idx - i * n
-        delta[i, j] *= derivative_from_output(a[i, j], activation)
+        delta[i, j] = activation_grad(delta[i, j], a[i, j], activation)
 
 
 def activation_forward_launch(out, z, bias, activation):

@@ -1,63 +1,20 @@
-"""Device functions shared by every CUDA kernel: activations and their derivatives, a block
-reduction, and the small elementwise kernels (fill, gather, l2_backward).
+"""Device functions shared by every CUDA kernel: the activations and their derivatives
+(core/scalars.py's, which both twins call), a block reduction, and the small elementwise
+kernels (fill, gather, l2_backward).
 
 Only device functions and kernels without compile-time sizes live here, so they are plain
 module-level @cuda.jit functions.
 """
-import math
-
 from numba import cuda
 
-from ..core.activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX,
-        STEP, TANH)
+from ..core.activations import SOFTMAX
+from ..core.scalars import ELEMENTWISE_CODES
 from ..config import CUDA_CACHE
 
-
-@cuda.jit(device=True, cache=CUDA_CACHE)
-def sigmoid(z):
-    # Two branches so that exp never overflows, as cpu/dense.py.
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    e = math.exp(z)
-    return e / (1.0 + e)
-
-
-#: The activation codes `activate` and `derivative_from_output` (and loss.output_row, for
-#: softmax) have branches for. Device code cannot raise, so cuda/backend.py refuses any other
-#: code before the first launch: keep this tuple beside the branches it lists.
-HANDLED_ACTIVATIONS = (IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH, STEP, SOFTMAX)
-
-
-@cuda.jit(device=True, cache=CUDA_CACHE)
-def activate(z, activation):
-    """g(z) for an elementwise activation code (softmax is row-wise: see loss.py)."""
-    if activation == RELU:
-        return z if z > 0 else z * 0
-    if activation == LEAKY_RELU:
-        return z if z > 0 else z * LEAKY_SLOPE
-    if activation == SIGMOID:
-        return sigmoid(z)
-    if activation == TANH:
-        return math.tanh(z)
-    if activation == STEP:
-        return 1.0 if z > 0 else 0.0
-    return z
-
-
-@cuda.jit(device=True, cache=CUDA_CACHE)
-def derivative_from_output(a, activation):
-    """g'(z) written in terms of a = g(z), as cpu/dense.activation_backward."""
-    if activation == RELU:
-        return 1.0 if a > 0 else 0.0
-    if activation == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    if activation == SIGMOID:
-        return a * (1 - a)
-    if activation == TANH:
-        return 1 - a * a
-    if activation == STEP:
-        return 0.0
-    return 1.0
+#: The activation codes the CUDA kernels have branches for: core/scalars.activate and
+#: activation_grad (compiled as device functions), and loss.output_row for softmax. Device
+#: code cannot raise, so cuda/backend.py refuses any other code before the first launch.
+HANDLED_ACTIVATIONS = ELEMENTWISE_CODES + (SOFTMAX,)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)

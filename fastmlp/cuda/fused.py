@@ -28,7 +28,8 @@ from numba import cuda
 
 from .. import config
 from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
-from .elementwise import activate, block_sum, derivative_from_output
+from ..core.scalars import activate, activation_grad
+from .elementwise import block_sum
 from .loss import delta_row, output_row, row_loss
 from .optim import BIAS_SQ, GRAD_SQ, OK, STATUS, WEIGHT_SQ, step_verdict, update_parameter
 
@@ -253,7 +254,7 @@ def kernel(max_width, block_rows, n_threads):
                     for j in range(1, n_out):
                         s += tile_a[r, j] * weights[k, j]
                     a = acts[inp_off + (row0 + r) * n_in + k]
-                    tile_b[r, k] = s * derivative_from_output(a, inp_activation)
+                    tile_b[r, k] = activation_grad(s, a, inp_activation)
             cuda.syncthreads()
             tile_a, tile_b = tile_b, tile_a
 

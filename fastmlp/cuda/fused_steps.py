@@ -33,7 +33,8 @@ from ..core.optimizers import ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BET
 from ..core.rng import shuffle
 from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
 from . import device
-from .elementwise import activate, block_sum, derivative_from_output
+from ..core.scalars import activate, activation_grad
+from .elementwise import block_sum
 from .loss import delta_row, output_row, row_loss
 from .optim import (BIAS_SQ, GRAD_SQ, NONFINITE_GRADIENT, NONFINITE_LOSS, OK, STATUS,
                     STEPS_DONE, WEIGHT_SQ, update_parameter)
@@ -105,7 +106,7 @@ def kernel(shape):
                     for j in range(1, n_out):
                         s += tile_a[r, j] * params[w_off + k * n_out + j]
                     a = acts[inp_off + r * n_in + k]
-                    tile_b[r, k] = s * derivative_from_output(a, inp_activation)
+                    tile_b[r, k] = activation_grad(s, a, inp_activation)
             cuda.syncthreads()  # tile_b is whole before it becomes tile_a
             tile_a, tile_b = tile_b, tile_a
 

@@ -24,7 +24,8 @@ import functools
 from numba import cuda
 
 from .. import config
-from .elementwise import activate, block_sum, derivative_from_output
+from ..core.scalars import activate, activation_grad
+from .elementwise import block_sum
 
 
 @cuda.jit(device=True, cache=config.CUDA_CACHE)
@@ -234,7 +235,6 @@ def kernels(tile):
                 for b in range(thread_cols):
                     k = col0 + tx * thread_cols + b
                     if i < m and k < n_in:
-                        dinp[i, k] = acc[a, b] * derivative_from_output(inp[i, k],
-                                                                        inp_activation)
+                        dinp[i, k] = activation_grad(acc[a, b], inp[i, k], inp_activation)
 
     return dense_forward, dense_backward

@@ -16,9 +16,15 @@ from numba import cuda
 from ..core.activations import SOFTMAX
 from .. import config
 from ..config import CUDA_CACHE
-from ..core.losses import BINARY_CROSS_ENTROPY, CANONICAL_PAIRS, CROSS_ENTROPY, MSE
+from ..core.losses import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE
+from ..core import scalars
+from ..core.scalars import (activate, activation_grad, binary_cross_entropy_term,
+                            cross_entropy_term, is_canonical, squared_error_term)
 from . import device
-from .elementwise import activate, derivative_from_output
+
+# core/scalars.log_sum_exp's own Python source, compiled as a device function: it takes an
+# array, which the simulator cannot hand to the CPU-compiled dispatcher.
+log_sum_exp = cuda.jit(device=True, cache=CUDA_CACHE)(scalars.log_sum_exp.py_func)
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)
@@ -55,36 +61,16 @@ def row_loss(outputs, logits, targets, i, loss):
     total = 0.0
     if loss == MSE:
         for j in range(n):
-            d = outputs[i, j] - targets[i, j]
-            total += 0.5 * d * d
+            total += squared_error_term(outputs[i, j], targets[i, j])
     elif loss == BINARY_CROSS_ENTROPY:
-        # -[t log s(z) + (1-t) log(1-s(z))] = max(z, 0) - z t + log(1 + exp(-|z|))
         for j in range(n):
-            z = logits[i, j]
-            total += max(z, 0.0) - z * targets[i, j] + math.log1p(math.exp(-abs(z)))
+            total += binary_cross_entropy_term(logits[i, j], targets[i, j])
     elif loss == CROSS_ENTROPY:
         # -sum_k t_k log softmax(z)_k = sum_k t_k (logsumexp(z) - z_k)
-        top = logits[i, 0]
-        for j in range(1, n):
-            top = max(top, logits[i, j])
-        s = 0.0
+        lse = log_sum_exp(logits, i)
         for j in range(n):
-            s += math.exp(logits[i, j] - top)
-        lse = top + math.log(s)
-        for j in range(n):
-            t = targets[i, j]
-            if t != 0:
-                total += t * (lse - logits[i, j])
+            total += cross_entropy_term(targets[i, j], lse, logits[i, j])
     return total
-
-
-@cuda.jit(device=True, cache=CUDA_CACHE)
-def is_canonical(loss, activation):
-    """True for the pairs of losses.CANONICAL_PAIRS, whose dL/dZ is (A - T)/m."""
-    for pair in CANONICAL_PAIRS:
-        if pair[0] == loss and pair[1] == activation:
-            return True
-    return False
 
 
 @cuda.jit(device=True, cache=CUDA_CACHE)
@@ -106,7 +92,7 @@ def delta_row(dlogits, outputs, targets, i, scale, loss, activation):
             dlogits[i, j] = outputs[i, j] * (dlogits[i, j] - dot)
     else:
         for j in range(n):
-            dlogits[i, j] *= derivative_from_output(outputs[i, j], activation)
+            dlogits[i, j] = activation_grad(dlogits[i, j], outputs[i, j], activation)
 
 
 @cuda.jit(cache=CUDA_CACHE)

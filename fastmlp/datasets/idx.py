@@ -18,46 +18,72 @@ TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
          0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 
-def _read_bytes(path):
-    opener = gzip.open if os.fspath(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            return f.read()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a readable gzip file (truncated or "
-                         f"corrupt download? delete it and fetch it again): {exc}") from None
+#: deflate never expands data more than about 1032-fold: a .gz whose header claims more
+#: than this times its own size cannot hold it (a lie, or a truncated download).
+MAX_GZIP_RATIO = 1032
+#: Elements are read this many bytes at a time, so memory follows the bytes that arrive.
+CHUNK = 1 << 20
+
+
+def _open(path):
+    return gzip.open(path, "rb") if os.fspath(path).endswith(".gz") else open(path, "rb")
 
 
 def read_idx(path, magic):
     """The array stored in the IDX file at path, whose magic number must be `magic`.
 
-    ValueError naming the file for a wrong magic number, or a size that does not match the
-    header (a truncated file, or trailing bytes).
+    The header is read first and the elements streamed after it, so a file that claims or
+    holds more than it should is refused without reading it whole. ValueError naming the
+    file for a wrong magic number, or a size that does not match the header (a truncated
+    file, or trailing bytes).
     """
-    data = _read_bytes(path)
     name = os.fspath(path)
-    if len(data) < 4:
-        raise ValueError(f"{name!r} is too short ({len(data)} bytes) to be an IDX file")
-    found = int.from_bytes(data[:4], "big")
+    try:
+        with _open(path) as f:
+            return _read(f, name, magic)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{name!r} is not a readable gzip file (truncated or corrupt "
+                         f"download? delete it and fetch it again): {exc}") from None
+
+
+def _read(f, name, magic):
+    head = f.read(4)
+    if len(head) < 4:
+        raise ValueError(f"{name!r} is too short ({len(head)} bytes) to be an IDX file")
+    found = int.from_bytes(head, "big")
     if found != magic:
         raise ValueError(f"{name!r} has IDX magic number {found}, expected {magic} "
                          f"({'images' if magic == IMAGES_MAGIC else 'labels'}); is it the "
                          f"right file?")
-    dtype = TYPES.get(data[2])
+    dtype = TYPES.get(head[2])
     if dtype is None:
-        raise ValueError(f"{name!r}: unknown IDX element type 0x{data[2]:02x}")
-    ndim = data[3]
+        raise ValueError(f"{name!r}: unknown IDX element type 0x{head[2]:02x}")
+    ndim = head[3]
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise ValueError(f"{name!r} is truncated: {4 + len(sizes)} bytes, less than its "
+                         f"{4 + 4 * ndim}-byte header")
+    shape = tuple(int.from_bytes(sizes[4 * i:4 * i + 4], "big") for i in range(ndim))
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{name!r} is truncated: {len(data)} bytes, less than its "
-                         f"{header}-byte header")
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        problem = "truncated" if len(data) < expected else "longer than its header says"
-        raise ValueError(f"{name!r} is {problem}: {len(data)} bytes, but its header "
-                         f"(shape {shape}) needs {expected}")
-    return np.frombuffer(data, dtype, offset=header).reshape(shape)
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    stored = os.path.getsize(name)
+    limit = stored * MAX_GZIP_RATIO if name.endswith(".gz") else stored - header
+    if need > limit:
+        raise ValueError(f"{name!r} is truncated: its header (shape {shape}) needs "
+                         f"{header + need} bytes, more than this {stored}-byte file can "
+                         f"hold")
+    data = bytearray()
+    while len(data) < need:
+        chunk = f.read(min(CHUNK, need - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    trailing = f.read(1)
+    if len(data) != need or trailing:
+        problem = "truncated" if len(data) < need else "longer than its header says"
+        raise ValueError(f"{name!r} is {problem}: its header (shape {shape}) needs "
+                         f"{header + need} bytes")
+    return np.frombuffer(data, dtype).reshape(shape)
 
 
 def write_idx(path, array, compress=None):

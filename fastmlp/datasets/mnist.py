@@ -5,8 +5,12 @@ Places searched, first match wins: ``path`` when given (then it is the only plac
 by ``$FASTMLP_CACHE_DIR`` or ``$XDG_CACHE_HOME``), and for Fashion-MNIST the directory
 Debian's ``dataset-fashion-mnist`` package installs. Each file may be raw or ``.gz``.
 """
+import contextlib
 import hashlib
 import os
+import signal
+import threading
+import time
 import urllib.request
 from http.client import HTTPException
 
@@ -41,6 +45,10 @@ CHECKSUMS = {
 }
 DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 CHUNK = 1 << 16
+#: No published file is larger than 27 MB: a mirror sending more is refused (it may never end).
+MAX_DOWNLOAD_BYTES = 64 << 20
+#: A file that takes longer than this is abandoned (a mirror may trickle a byte a minute).
+DOWNLOAD_SECONDS = 600
 
 
 class DownloadError(OSError):
@@ -151,27 +159,84 @@ def mirrors_for(variant, mirrors=None):
 def download_mnist(variant="mnist", directory=None, splits=SPLITS, mirrors=None,
                    progress=True):
     """Download the .gz IDX files of `variant` for `splits` into directory (default: the
-    cache); returns their paths. Files already there are kept; each new file's MD5 is
-    checked before it is moved into place, so the directory never holds a partial file."""
+    cache); returns their paths. Files already there are kept when their MD5 is right (and
+    fetched again when not); each new file's MD5 is checked before it is moved into place,
+    so the directory never holds a partial file. A failure removes the directories it made."""
     variant = _check_choice(variant, VARIANTS, "variant")
     directory = cache_directory(variant) if directory is None else os.fspath(directory)
     splits = [_check_choice(split, SPLITS, "split") for split in splits]
-    created = not os.path.isdir(directory)
+    made = _missing_parent(directory)
     os.makedirs(directory, exist_ok=True)
     paths = []
     try:
-        for split in splits:
-            for name in FILES[split]:
-                target = os.path.join(directory, name + ".gz")
-                if not os.path.isfile(target):
-                    _download_one(variant, name + ".gz", target,
-                                  mirrors_for(variant, mirrors), progress)
-                paths.append(target)
+        with _terminate_cleanly():
+            for split in splits:
+                for name in FILES[split]:
+                    target = os.path.join(directory, name + ".gz")
+                    if not _is_good(target, CHECKSUMS[variant][name + ".gz"]):
+                        _download_one(variant, name + ".gz", target,
+                                      mirrors_for(variant, mirrors), progress)
+                    paths.append(target)
     except BaseException:
-        if created and not os.listdir(directory):
-            os.rmdir(directory)
+        _remove_empty(directory, made)
         raise
     return paths
+
+
+def _missing_parent(directory):
+    """The outermost directory of `directory`'s path that does not exist yet, or None."""
+    missing, path = None, os.path.abspath(directory)
+    while not os.path.isdir(path):
+        missing, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_empty(directory, made):
+    """Remove directory and its parents up to `made` (the ones this call created), while
+    they are empty."""
+    if made is None:
+        return
+    path = os.path.abspath(directory)
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        if path == made:
+            return
+        path = os.path.dirname(path)
+
+
+def _is_good(path, md5):
+    if not os.path.isfile(path):
+        return False
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == md5
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    """SIGTERM, where it would kill the process outright, raises SystemExit instead while
+    files download, so that the partial file is removed on the way out."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _download_one(variant, name, target, mirrors, progress):
@@ -197,16 +262,26 @@ def _download(url, f, target, md5, progress):
     with urllib.request.urlopen(url, timeout=60) as response:
         length = response.headers.get("Content-Length")
         total = int(length) if length and length.isdigit() else None
+        if total is not None and total > MAX_DOWNLOAD_BYTES:
+            raise DownloadError(f"the mirror announces {total} bytes, more than the "
+                                f"{MAX_DOWNLOAD_BYTES} any published file has")
+        deadline = time.monotonic() + DOWNLOAD_SECONDS
         bar = None
         if progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                        desc=os.path.basename(target), leave=False)
         try:
-            while chunk := response.read(CHUNK):
+            while chunk := response.read1(CHUNK):
                 f.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
+                if received > MAX_DOWNLOAD_BYTES:
+                    raise DownloadError(f"the mirror sent more than {MAX_DOWNLOAD_BYTES} "
+                                        f"bytes, more than any published file has; stopped")
+                if time.monotonic() > deadline:
+                    raise DownloadError(f"stopped after {DOWNLOAD_SECONDS} s with "
+                                        f"{received} bytes: the mirror is too slow")
                 if bar is not None:
                     bar.update(len(chunk))
         finally:

@@ -18,17 +18,19 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .. import LBFGS, MLP, SGD, Adam, config
+from ..core.activations import SKLEARN_HIDDEN, sklearn_names
+from ..core.losses import default_loss
 from ..inputs.split import split_rows
 from .epochs import EpochRule, epoch_rules, weight_sum
 
-#: scikit-learn's activation names -> fastmlp's (leaky_relu is fastmlp's own addition).
-ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "leaky_relu": "leaky_relu"}
-#: out_activation_ (scikit-learn's name) -> (fastmlp activation, fastmlp loss). Each pair is
-#: canonical, so the output delta is (A - T) / batch weight, as in scikit-learn's _backprop.
-OUTPUTS = {"softmax": ("softmax", "cross_entropy"),
-           "logistic": ("sigmoid", "binary_cross_entropy"),
-           "identity": ("identity", "mse")}
+def _output(out_activation):
+    """(fastmlp activation, fastmlp loss) of out_activation_ (scikit-learn's name: each
+    record's sklearn_name). The loss is the canonical one, so the output delta is
+    (A - T) / batch weight, as in scikit-learn's _backprop."""
+    activation = sklearn_names(hidden=False)[out_activation]
+    return activation, default_loss(activation)
+
+
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 
 
@@ -37,7 +39,7 @@ class BaseMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        "activation": [StrOptions(SKLEARN_HIDDEN)],  # leaky_relu is fastmlp's addition
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -193,8 +195,8 @@ class BaseMLP(BaseEstimator):
         optimizer state starts empty and its shuffle seed comes from the random_state
         (drawn after scikit-learn's own draws: initial weights, validation split)."""
         units = self._layer_units
-        activation = ACTIVATIONS[self.activation]
-        output, loss = OUTPUTS[self.out_activation_]
+        activation = sklearn_names(hidden=True)[self.activation]
+        output, loss = _output(self.out_activation_)
         layers = [(n, activation) for n in units[1:-1]] + [(units[-1], output)]
         seed = int(self._random_state.randint(np.iinfo(np.int32).max))
         model = MLP(units[0], layers, loss=loss, optimizer=self._optimizer(), l2=self.alpha,

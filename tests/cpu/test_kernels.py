@@ -5,7 +5,8 @@ import pytest
 import fastmlp
 from fastmlp.core import activations as A
 from fastmlp.core import losses as L
-from fastmlp.config import BLAS_MIN_WIDTH
+from fastmlp.config import BLAS_MIN_WIDTH, jit
+from fastmlp.core import scalars
 from fastmlp.cpu import dense, loss as loss_kernels, optim, train
 from fastmlp.core.spec import NetworkSpec
 from tests import reference as ref
@@ -41,6 +42,38 @@ def test_activation_backward_uses_output(rng, name, dtype):
     expect = delta * ref.activation_derivative(z.astype(np.float64), name)
     dense.activation_backward(delta, a, A.ACTIVATIONS[name])
     np.testing.assert_allclose(delta, expect, **TOL[dtype])
+
+
+# cpu/dense.py writes core/scalars.py's formulas into its loops (a call there stops the
+# vectoriser): the two must agree bit for bit.
+@jit
+def _scalar_forward(out, z, code):
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            out[i, j] = scalars.activate(z[i, j], code)
+
+
+@jit
+def _scalar_backward(delta, a, code):
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            delta[i, j] = scalars.activation_grad(delta[i, j], a[i, j], code)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_dense_loops_are_the_scalar_formulas(rng, name, dtype):
+    z = (3 * rng.standard_normal((9, 33))).astype(dtype)
+    z[0, :4] = [0, -0.0, 100, -100]
+    out, expect = np.empty_like(z), np.empty_like(z)
+    dense.activation_forward(out, z.copy(), np.zeros(33, dtype), A.ACTIVATIONS[name])
+    _scalar_forward(expect, z, A.ACTIVATIONS[name])
+    np.testing.assert_array_equal(out, expect)
+    delta = rng.standard_normal(z.shape).astype(dtype)
+    got = delta.copy()
+    dense.activation_backward(got, out, A.ACTIVATIONS[name])
+    _scalar_backward(delta, out, A.ACTIVATIONS[name])
+    np.testing.assert_array_equal(got, delta)
 
 
 # Shapes on both sides of the BLAS threshold (hand-written loops, the one-output dot

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from fastmlp.config import jit
-from fastmlp.cpu.mathfn import fast_exp, fast_log, fast_log1p, fast_tanh
+from fastmlp.core.mathfn import fast_exp, fast_log, fast_log1p, fast_tanh
 
 
 @jit

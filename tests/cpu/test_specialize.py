@@ -160,16 +160,16 @@ def test_generated_source_is_deterministic_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(specialize, "_loaded", {})
     model = fastmlp.MLP(3, [(2, "tanh"), (2, "softmax")])
-    first = specialize.kernel(model.spec, model.loss_code, codegen.ADAM)
+    first = specialize.kernel(model.spec, model.loss_code, codegen.ADAM_VARIANT)
     files = sorted(p.name for p in (tmp_path / "kernels").glob("*.py"))
     assert len(files) == 1
-    assert specialize.kernel(model.spec, model.loss_code, codegen.ADAM) is first
+    assert specialize.kernel(model.spec, model.loss_code, codegen.ADAM_VARIANT) is first
     monkeypatch.setattr(specialize, "_loaded", {})  # as a new process would
-    specialize.kernel(model.spec, model.loss_code, codegen.ADAM)
+    specialize.kernel(model.spec, model.loss_code, codegen.ADAM_VARIANT)
     assert sorted(p.name for p in (tmp_path / "kernels").glob("*.py")) == files
     text = (tmp_path / "kernels" / files[0]).read_text()
     assert text == codegen.generate_rows_source(model.spec, model.loss_code,
-                                                   codegen.ADAM)
+                                                   codegen.ADAM_VARIANT)
     assert "3 -> (2, tanh) -> (2, softmax)" in text
 
 
@@ -187,7 +187,7 @@ def test_unwritable_cache_falls_back_to_the_temp_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(specialize, "_write", read_only_cache)
     os.makedirs(tmp_path / "tmp")
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")])
-    assert specialize.kernel(model.spec, model.loss_code, codegen.SGD) is not None
+    assert specialize.kernel(model.spec, model.loss_code, codegen.SGD_VARIANT) is not None
     assert not (tmp_path / "cache").exists()
     assert len(list((tmp_path / "tmp").glob("fastmlp-*/fastmlp_kernel_*.py"))) == 1
 
@@ -293,3 +293,37 @@ def test_auto_counts_the_steps_of_the_whole_fit_not_of_one_segment(auto, monkeyp
     assert 2 * config.SPECIALIZE_STEP_SAVING < specialize.expected_compile_seconds(model.spec)
     h = model.fit(X, y, epochs=4, batch_size=4, progress=False)
     assert h.epochs == 4 and model.backend.kernel is not None
+
+
+# The generated kernels write some of core/scalars.py's formulas inline (a call in a row
+# loop stops LLVM's vectoriser): each inline form must be the scalar function, bit for bit.
+def _compiled(expression, *names):
+    from fastmlp.core.mathfn import fast_exp, fast_log1p, select
+    namespace = dict(select=select, fast_exp=fast_exp, fast_log1p=fast_log1p)
+    exec(f"def f({', '.join(names)}):\n    return {expression}", namespace)
+    return config.jit(cache=False)(namespace["f"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inline_forms_of_the_generated_kernels_are_the_scalar_functions(dtype):
+    from fastmlp.core import losses, scalars
+    from fastmlp.core.activations import LEAKY_SLOPE
+    rng = np.random.default_rng(3)
+    values = np.concatenate([3 * rng.standard_normal(50), [0, -0.0, 100, -100]]).astype(dtype)
+    others = rng.standard_normal(values.size).astype(dtype)
+    zero, slope = dtype(0), dtype(LEAKY_SLOPE)
+    for code, text in codegen.INLINE_ACTIVATE.items():
+        f = _compiled(text.format(v="v"), "v", "zero", "slope")
+        for v in values:
+            assert f(v, zero, slope) == scalars.activate(v, code), (code, v)
+    for code, text in codegen.INLINE_GRAD.items():
+        f = _compiled(text.format(g="g", a="a"), "g", "a", "zero", "slope")
+        for g, a in zip(others, values):
+            assert f(g, a, zero, slope) == scalars.activation_grad(g, a, code), (code, a)
+    terms = {losses.MSE: scalars.squared_error_term,
+             losses.BINARY_CROSS_ENTROPY: scalars.binary_cross_entropy_term}
+    assert set(terms) == set(codegen.INLINE_LOSS_TERM)
+    for code, text in codegen.INLINE_LOSS_TERM.items():
+        f = _compiled(text.format(a="x", z="x", t="t"), "x", "t")
+        for x, t in zip(values, others):
+            assert f(x, t) == terms[code](x, t), (code, x)

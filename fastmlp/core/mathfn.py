@@ -1,5 +1,9 @@
 """Scalar maths the kernels call per element, written so LLVM can vectorise the loops.
 
+The fast forms are for the CPU only: compiled for CUDA (core/scalars.py's functions run
+there as device functions), fast_exp, fast_log, fast_log1p and fast_tanh are math's
+(libdevice's), as a GPU thread computes one element and has no loop to vectorise.
+
 libm's expf is a scalar call that blocks vectorisation of every loop it sits in, so float32
 kernels use `fast_exp`: Cody-Waite range reduction to r in [-ln2/2, ln2/2], a degree-7
 Taylor polynomial (truncation < 2e-9 relative, below float32's half-ulp of 6e-8) and a
@@ -166,14 +170,18 @@ def _float32_fast(exact, fast32):
     def function(x):
         return exact(x)
 
-    @overload(function)
+    @overload(function, target="cpu")
     def _choose(x):
         if x == types.float32:
             return lambda x: fast32(x)
         return lambda x: exact(x)
 
+    @overload(function, target="cuda")
+    def _on_device(x):
+        return lambda x: exact(x)
+
     function.__name__ = f"fast_{exact.__name__}"
-    function.__doc__ = (f"{exact.__name__}(x): {fast32.__name__} for float32 "
+    function.__doc__ = (f"{exact.__name__}(x): {fast32.__name__} for float32 on the CPU "
                         f"(vectorisable), math.{exact.__name__} otherwise.")
     return function
 
