@@ -19,7 +19,7 @@ import re
 import socket
 import tempfile
 
-_TEMP = re.compile(r"^\.fastmlp-(\d+)-[0-9a-z_]+\.(.+)\.tmp$")
+_TEMP = re.compile(r"^\.fastmlp-(\d+)-[0-9a-z_]+\.(.+)\.(?:tmp|part)$")
 
 
 def cache_root():
@@ -42,16 +42,17 @@ def umask():
     return mask
 
 
-def atomic_write(path, write, text=False, encoding=None):
+def atomic_write(path, write, text=False, encoding=None, suffix=".tmp"):
     """Call write(f) on a temporary file beside path (text or binary), then move it over path
     as the module docstring says; on any failure (Ctrl-C included) the temporary file is
-    removed and path is left as it was. Returns path."""
+    removed and path is left as it was. suffix: the temporary file's (".part" for a
+    download). Returns path."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temps(directory)
     mode = os.stat(path).st_mode & 0o7777 if os.path.isfile(path) else 0o666 & ~umask()
     # mkstemp, not open(): O_EXCL on a name of its own, whatever else the directory holds
-    fd, tmp = tempfile.mkstemp(prefix=f".fastmlp-{os.getpid()}-", suffix=f".{host()}.tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".fastmlp-{os.getpid()}-", suffix=f".{host()}{suffix}",
                                dir=directory)
     try:
         with (os.fdopen(fd, "w", newline="", encoding=encoding) if text

@@ -253,7 +253,7 @@ def _download_one(variant, name, target, mirrors, progress):
 def _fetch(url, target, md5, progress):
     """Stream url into a temporary file beside target (files.atomic_write); move it there
     only if complete and its MD5 matches. Any failure (Ctrl-C included) removes it."""
-    atomic_write(target, lambda f: _download(url, f, target, md5, progress))
+    atomic_write(target, lambda f: _download(url, f, target, md5, progress), suffix=".part")
 
 
 def _download(url, f, target, md5, progress):
