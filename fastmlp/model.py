@@ -12,6 +12,7 @@ from .cpu.backend import CpuBackend
 from .core.init import check_init, initialise
 from .core.optimizers import make_optimizer
 from .core.spec import NetworkSpec
+from .core.workspace import Workspace
 from .fit.plan import Objective, check_options, make_plan
 from .inputs.prepare import encode_labels
 from .core.sample_weight import check_sample_weight
@@ -74,11 +75,11 @@ class MLP:
     def _initial_backend(self):
         """A CPU backend holding the weights, optimizer state and shuffle state the seed
         gives (what a new model starts from, and what reset() returns to)."""
-        host = CpuBackend(self.spec, self.dtype)
+        start = Workspace(self.spec, self.dtype)
         rng = np.random.default_rng(self.seed)
-        initialise(host.ws, self.init, rng)
-        host.ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
-        return host
+        initialise(start, self.init, rng)
+        start.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        return CpuBackend(self.spec, self.dtype, start.get_state(np.zeros(0, np.int64)))
 
     def reset(self):
         """Start over: the initial weights of the seed, no optimizer state, no classes_."""

@@ -21,3 +21,19 @@ def make_plan(model, X, T, batch_size, shuffle, epochs, *, weights=None, schedul
 def start(model, X, T, batch_size, shuffle, epochs, **kwargs):
     """model.backend.start(make_plan(...)): the Run at its first segment."""
     return model.backend.start(make_plan(model, X, T, batch_size, shuffle, epochs, **kwargs))
+
+
+def recorded_runs(monkeypatch, backend_class=None):
+    """The runs backend_class.start makes (CpuBackend's by default) from now on in this
+    test, in order: what a fit trained with, read through the Run protocol afterwards."""
+    if backend_class is None:
+        from fastmlp.cpu.backend import CpuBackend as backend_class
+    runs = []
+    real = backend_class.start
+
+    def start(backend, plan):
+        runs.append(real(backend, plan))
+        return runs[-1]
+
+    monkeypatch.setattr(backend_class, "start", start)
+    return runs

@@ -61,6 +61,11 @@ class CpuRun:
         self.calls = 0
         self.limits = None
 
+    @property
+    def blas_limit(self):
+        """BLAS threads while this fit trains: config.BLAS_THREADS."""
+        return config.BLAS_THREADS
+
     # -- what MpiRun reads, through methods ------------------------------------------------
     def bundles(self):
         """(TrainState, FitState, X, T, StepConfig): the generic kernel's arguments before
@@ -109,7 +114,7 @@ class CpuRun:
         schedule step): it compiles the fit's kernels, or loads them from numba's cache."""
         if self.limits is None:
             self.limits = contextlib.ExitStack()
-            self.limits.enter_context(limit_threads(config.BLAS_THREADS))
+            self.limits.enter_context(limit_threads(self.blas_limit))
         if n_steps == 0:
             for kernel, args in self._calls():
                 compile_for(kernel, *args)
