@@ -9,6 +9,7 @@ import fastmlp
 from fastmlp import config
 from fastmlp.core import losses as L, schedules
 from fastmlp.core.status import OK
+from fastmlp.fit.plan import Objective
 from tests.runs import start as start_run
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
@@ -67,7 +68,7 @@ def test_weighted_loss_and_gradients_match_cpu(index, loss, out, dtype):
     tol = TOL[dtype]
     for per_sample in (False, True):
         for weights in (w, None):
-            args = (X, T, cpu.loss_code, cpu.l2, weights, per_sample)
+            args = (X, T, Objective(cpu.loss_code, cpu.l2, per_sample), weights)
             assert gpu.backend.loss_rows(*args) == pytest.approx(cpu.backend.loss_rows(*args),
                                                                  rel=tol["rtol"])
             np.testing.assert_allclose(gpu.backend.gradient_rows(*args),
