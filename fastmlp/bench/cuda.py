@@ -1,9 +1,9 @@
 """Timing the CUDA training step, for `fastmlp bench --device cuda`.
 
 time_train_steps runs a benchmark workload (workloads.py) through the same Run that `fit`
-drives (fit/protocols.Run, through its members), after a warm-up call that compiles every kernel, and times `steps` steps
-between two device synchronisations, so the figure is the device's steady state, launch
-overhead included, compile time excluded.
+drives (fit/protocols.Run, through its members), after a warm-up call that compiles every
+kernel, and times `steps` steps between two device synchronisations, so the figure is the
+device's steady state, launch overhead included, compile time excluded.
 """
 import math
 import time
