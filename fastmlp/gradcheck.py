@@ -25,11 +25,12 @@ def gradcheck(model, X, y, eps=None):
               dtype="float64", device="cpu")
     ref.set_weights(model.get_weights())
     X, T = ref.as_arrays(X, y)
-    backend = ref.backend
-    params = backend.ws.params  # the CPU backend's flat parameters, perturbed in place
+    backend, objective = ref.backend, ref.objective
+    params = backend.get_params()  # perturbed one coordinate at a time, then set
 
     def loss():
-        return backend.loss_rows(X, T, ref.loss_code, ref.l2)
+        backend.set_params(params)
+        return backend.loss_rows(X, T, objective)
 
     numeric = np.zeros_like(params)
     for i in range(params.shape[0]):
@@ -40,6 +41,7 @@ def gradcheck(model, X, y, eps=None):
         minus = loss()
         params[i] = saved
         numeric[i] = (plus - minus) / (2 * eps)
+    backend.set_params(params)
     worst = 0.0
     for (dW, db), (nW, nb) in zip(analytic, ref.spec.pairs(numeric)):
         for a, b in ((dW, nW), (db, nb)):

@@ -1,5 +1,6 @@
-"""MLP: validates input once, owns one backend (cpu/backend.py or cuda/backend.py), and hands
-both to training.fit. The only module that touches MLP's underscored members."""
+"""MLP: validates input once, owns one backend (cpu/backend.py or cuda/backend.py), builds
+one FitPlan per fit (fit/plan.py) and hands both to the loop (fit/loop.py). The only module
+that touches MLP's underscored members."""
 import numbers
 import threading
 
@@ -11,11 +12,12 @@ from .cpu.backend import CpuBackend
 from .core.init import check_init, initialise
 from .core.optimizers import make_optimizer
 from .core.spec import NetworkSpec
-from .inputs.prepare import check_callbacks, check_real, encode_labels, split_validation
-from .core.schedules import check_schedule
+from .core.workspace import Workspace
+from .fit.plan import Objective, check_options, make_plan
+from .inputs.labels import encode_labels
 from .core.sample_weight import check_sample_weight
-from .inputs.validation import (check_array, check_bool, check_dtype, check_inputs, check_int,
-        check_targets)
+from .inputs.numbers import check_bool
+from .inputs.validation import check_array, check_dtype, check_inputs, check_targets
 
 DEVICES = ("cpu", "cuda")
 
@@ -74,11 +76,11 @@ class MLP:
     def _initial_backend(self):
         """A CPU backend holding the weights, optimizer state and shuffle state the seed
         gives (what a new model starts from, and what reset() returns to)."""
-        host = CpuBackend(self.spec, self.dtype)
+        start = Workspace(self.spec, self.dtype)
         rng = np.random.default_rng(self.seed)
-        initialise(host.ws, self.init, rng)
-        host.ws.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
-        return host
+        initialise(start, self.init, rng)
+        start.rng[0] = rng.integers(0, 2**63, dtype=np.uint64)
+        return CpuBackend(self.spec, self.dtype, start.get_state(np.zeros(0, np.int64)))
 
     def reset(self):
         """Start over: the initial weights of the seed, no optimizer state, no classes_."""
@@ -107,8 +109,13 @@ class MLP:
         return self._loss_code
 
     @property
+    def objective(self):
+        """What fit minimises and loss() computes (fit/plan.Objective)."""
+        return Objective(self._loss_code, self.l2, self.l2_per_sample)
+
+    @property
     def backend(self):
-        """The engine behind the model (cpu/backend.CpuBackend or cuda/backend.CudaBackend):
+        """The engine behind the model, a fit/protocols.Backend (CpuBackend, CudaBackend):
         for diagnostics and benchmarks; training and inference go through the methods."""
         return self._backend
 
@@ -196,16 +203,14 @@ class MLP:
         weighted mean sum(w * l) / sum(w) over the rows."""
         X, T, W = self._checked(X, y, sample_weight)
         with self._lock:
-            return self._backend.loss_rows(X, T, self._loss_code, self.l2, W,
-                                           self.l2_per_sample)
+            return self._backend.loss_rows(X, T, self.objective, W)
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ...} plus 'accuracy' for classifiers (sigmoid, softmax or step output);
         both weighted means with sample_weight."""
         X, T, W = self._checked(X, y, sample_weight)
         with self._lock:
-            result = {"loss": self._backend.loss_rows(X, T, self._loss_code, self.l2, W,
-                                                      self.l2_per_sample)}
+            result = {"loss": self._backend.loss_rows(X, T, self.objective, W)}
             if self.is_classifier:
                 result["accuracy"] = self._accuracy(X, T, W)
         return result
@@ -223,8 +228,7 @@ class MLP:
         changed."""
         X, T, W = self._checked(X, y, sample_weight)
         with self._lock:
-            grads = self._backend.gradient_rows(X, T, self._loss_code, self.l2, W,
-                                                self.l2_per_sample)
+            grads = self._backend.gradient_rows(X, T, self.objective, W)
         return self._pairs(grads)
 
     def _checked(self, X, y, sample_weight, learn=False):
@@ -233,7 +237,7 @@ class MLP:
         return arrays if sample_weight is not None else (*arrays, None)
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, shuffle=True, validation_data=None,
+    def fit(self, X, y, epochs=None, batch_size=32, shuffle=True, validation_data=None,
             progress=True, sample_weight=None, validation_split=None, early_stopping=False,
             patience=10, min_delta=0.0, restore_best_weights=True, callbacks=None,
             schedule=None, reset=False, comm=None):
@@ -244,6 +248,8 @@ class MLP:
         sequence: fit(3 epochs) then fit(3 epochs) trains exactly as fit(6 epochs) does.
         reset=True starts over from the seed instead (as reset()).
 
+        epochs: None means 1 for SGD, Adam and AdamW, and max_iter for fastmlp.LBFGS, which
+        trains full batch (an epoch is one of its iterations).
         sample_weight: per-row weights; each batch's loss is sum(w * l) / sum(w).
         validation_data: (X_val, y_val) or (X_val, y_val, w_val); validation_split: the
         fraction of (X, y) held out instead (stratified for classifiers, seeded by the
@@ -253,75 +259,32 @@ class MLP:
         callbacks: callables cb(model, history) run at each epoch end; returning False (or
         raising fastmlp.StopTraining) ends training there. schedule: a fastmlp.schedules
         learning-rate schedule. comm: an mpi4py communicator for data-parallel training.
-        An optimizer of fastmlp.LBFGS trains full batch (epochs are its iterations).
         """
-        from .fit import loop as training
-        epochs = check_int(epochs, "epochs", 0)
-        batch_size = check_int(batch_size, "batch_size", 1)
-        shuffle = check_bool(shuffle, "shuffle")
-        progress = check_bool(progress, "progress")
-        early_stopping = check_bool(early_stopping, "early_stopping")
-        restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
-        reset = check_bool(reset, "reset")
-        patience = check_int(patience, "patience", 1)
-        min_delta = check_real(min_delta, "min_delta", 0.0)
-        callbacks = check_callbacks(callbacks)
-        schedule = None if schedule is None else check_schedule(schedule)
-        frozen = self.spec.inference_only_layers()
-        if frozen:
-            names = ", ".join(f"layer {i} ({self.spec.layers[i].activation})" for i in frozen)
-            raise ValueError(f"cannot fit a model with {names}: its derivative is zero almost "
-                             f"everywhere, so gradients cannot train it; use sigmoid or relu "
-                             f"to train, and 'step' only for hand-set weights with set_weights")
-        if validation_split is not None and validation_data is not None:
-            raise ValueError("give validation_data or validation_split, not both")
+        from .fit import loop
+        options = check_options(
+            self.spec, self.optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            progress=progress, early_stopping=early_stopping, patience=patience,
+            min_delta=min_delta, restore_best_weights=restore_best_weights,
+            callbacks=callbacks, schedule=schedule, reset=reset,
+            validation_data=validation_data, validation_split=validation_split,
+            distributed=comm is not None)
         with self._lock:
-            if reset:
+            if options.reset:
                 self.reset()
             X, T, W = self._checked(X, y, sample_weight, learn=True)
-            validation = None
-            if validation_split is not None:
-                X, T, W, validation = split_validation(X, T, W, validation_split, self.seed,
-                                                       self.is_classifier)
-            elif validation_data is not None:
-                validation = self._validation_arrays(validation_data)
-            stopper = training.EarlyStopping(patience, min_delta, restore_best_weights) \
-                if early_stopping else None
-            accuracy = self._accuracy if self.is_classifier else None
-            from .core.optimizers import LBFGS
-            if isinstance(self.optimizer, LBFGS):
-                if comm is not None:
-                    raise ValueError("LBFGS trains full batch in one process: every rank "
-                                     "would compute the same steps; fit without comm")
-                from .fit.lbfgs import fit_lbfgs
-                return fit_lbfgs(self._backend, X, T, W, self.optimizer, self._loss_code,
-                                 self.l2, self.l2_per_sample, epochs)
+            plan = make_plan(self, options, X, T, W, validation_data, validation_split)
             backend = self._backend
             if comm is not None:  # checks comm (and the extra) before anything compiled
                 from .cpu.mpi import MpiBackend
                 backend = MpiBackend(self._backend, comm)
-                progress = progress and backend.rank == 0
-            return training.fit(
-                backend, X, T, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                validation=validation, progress=progress, loss=self._loss_code,
-                optimizer=self.optimizer, l2=self.l2, weights=W, schedule=schedule,
-                l2_per_sample=self.l2_per_sample, early_stopping=stopper,
-                callbacks=callbacks, owner=self, accuracy=accuracy)
+                plan = plan if backend.rank == 0 else plan.quiet()
+            accuracy = self._accuracy if self.is_classifier else None
+            return loop.fit(backend, plan, owner=self, accuracy=accuracy)
 
-    def partial_fit(self, X, y, batch_size=32, shuffle=True, sample_weight=None,
-                    progress=False):
+    def partial_fit(self, X, y, batch_size=32, shuffle=True, sample_weight=None, progress=False):
         """Exactly one epoch over (X, y), continuing from the current state."""
         return self.fit(X, y, epochs=1, batch_size=batch_size, shuffle=shuffle,
                         sample_weight=sample_weight, progress=progress)
-
-    def _validation_arrays(self, validation_data):
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise TypeError("validation_data must be an (X_val, y_val) or "
-                            "(X_val, y_val, sample_weight_val) tuple")
-        if len(validation_data) == 2 or validation_data[2] is None:
-            return self.as_arrays(*validation_data[:2], what="validation X")
-        return self.as_arrays(*validation_data[:2], what="validation X",
-                              sample_weight=validation_data[2])
 
     # -- weights -------------------------------------------------------------------------
     def _pairs(self, flat):
@@ -345,17 +308,13 @@ class MLP:
         for l, (pair, layer) in enumerate(zip(weights, self.spec.layers)):
             if not hasattr(pair, "__len__") or len(pair) != 2:
                 raise TypeError(f"layer {l}: expected a (W, b) pair; got {type(pair).__name__}")
-            W = self._weight_array(pair[0], (layer.n_in, layer.n_out), f"layer {l} W")
-            b = self._weight_array(pair[1], (layer.n_out,), f"layer {l} b")
+            # read as X is (masks, text and sparse refused), in the model's dtype, finite
+            W = check_array(pair[0], f"layer {l} W", (layer.n_in, layer.n_out), self.dtype)
+            b = check_array(pair[1], f"layer {l} b", (layer.n_out,), self.dtype)
             flat[self.spec.weight_slice(l)] = W.ravel()
             flat[self.spec.bias_slice(l)] = b
         with self._lock:
             self._backend.set_params(flat)  # only now, so a bad pair changes nothing
-
-    def _weight_array(self, a, shape, what):
-        """W or b read as X is (masks, text and sparse refused; object arrays of numbers
-        read), in the model's dtype, finite."""
-        return check_array(a, what, shape, self.dtype)
 
     # -- persistence ---------------------------------------------------------------------
     def _meta(self):

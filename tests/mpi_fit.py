@@ -95,8 +95,12 @@ def main(case, outdir):
         write("mismatch", message=np.array(message))
         # A stop asked for on rank 1 alone is seen by both.
         from fastmlp.cpu.mpi import MpiBackend
-        backend = MpiBackend(model.backend, comm)
-        write("any_rank", stops=np.array([backend.any_rank(rank == 1), backend.any_rank(False)]))
+        from fastmlp.fit.plan import plan_for
+        X, y = data(20, seed=0)
+        run = MpiBackend(model.backend, comm).start(plan_for(model, X, y, epochs=1,
+                                                             batch_size=4))
+        write("any_rank", stops=np.array([run.agree_to_stop(rank == 1),
+                                          run.agree_to_stop(False)]))
         from fastmlp.cpu.mpi import launched_comm
         write("launched", size=np.array(launched_comm().Get_size()))
     else:

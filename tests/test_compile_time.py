@@ -13,6 +13,8 @@ from fastmlp import config
 from fastmlp.fit import loop as training
 from fastmlp.cli import train as cli_train
 from fastmlp.cli import main
+from fastmlp.cpu.run import CpuRun
+from tests.runs import start as start_run
 
 SLOW = 0.6  # seconds the stand-in compile takes
 
@@ -23,25 +25,25 @@ def data(n=64, seed=0):
     return X, X @ np.array([1.0, -2.0, 0.5])
 
 
-def slow_compile(monkeypatch, backend, calls=None):
-    """Make backend's 0-step call (the compile) take SLOW seconds longer."""
-    real = backend.train_steps
+def slow_compile(monkeypatch, calls=None):
+    """Make every CPU run's 0-step call (the compile) take SLOW seconds longer."""
+    real = CpuRun.train_steps
 
-    def train_steps(n_steps):
+    def train_steps(run, n_steps):
         if calls is not None:
             calls.append(n_steps)
         if n_steps == 0:
             time.sleep(SLOW)
-        return real(n_steps)
+        return real(run, n_steps)
 
-    monkeypatch.setattr(backend, "train_steps", train_steps)
+    monkeypatch.setattr(CpuRun, "train_steps", train_steps)
 
 
 def test_compile_time_is_compile_seconds_not_an_epochs(monkeypatch):
     X, y = data()
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     calls = []
-    slow_compile(monkeypatch, model.backend, calls)
+    slow_compile(monkeypatch, calls)
     h = model.fit(X, y, epochs=3, batch_size=8, progress=False)
     assert calls[0] == 0 and 0 not in calls[1:]  # one compile call, before every step
     assert h.compile_seconds >= SLOW
@@ -69,25 +71,24 @@ def test_a_cold_compile_is_not_in_the_epochs(monkeypatch):
 
 @pytest.mark.parametrize("generated", [True, False])
 def test_zero_steps_change_nothing(monkeypatch, generated):
-    """backend.train_steps(0) compiles and trains nothing: cursor, permutation, rng,
+    """run.train_steps(0) compiles and trains nothing: cursor, permutation, rng,
     parameters, schedule and statistics stay as they were, for either kernel."""
     monkeypatch.setattr(config, "SPECIALIZE", generated)
     X, y = data(37)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     b = model.backend
     schedule = fastmlp.schedules.Constant()
-    b.begin_fit(*model.as_arrays(X, y), 8, True, 2, model.loss_code, model.optimizer,
-                model.l2, schedule=schedule)
-    assert (b.kernel is not None) == generated
+    r = start_run(model, *model.as_arrays(X, y), 8, True, 2, schedule=schedule)
+    assert (r.kernel is not None) == generated
 
     def snapshot():
-        return {**b.get_state(), "cursor": b.fit_state.cursor.copy(),
-                "schedule": schedule.state.copy(), "lr": b.epoch_lr.copy(),
-                "loss": b.epoch_loss.copy(), "norms": b.epoch_grad_norm.copy()}
+        return {**b.get_state(), "cursor": np.array(r.cursor()),
+                "schedule": schedule.state.copy(), "lr": r.epoch_lr.copy(),
+                "loss": r.epoch_loss.copy(), "norms": r.epoch_grad_norm.copy()}
 
     before = snapshot()
-    assert b.train_steps(0) == (0, 0)
-    assert b.kernels_ready()
+    assert r.train_steps(0) == (0, 0)
+    assert r.kernels_ready()
     after = snapshot()
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
@@ -98,10 +99,10 @@ def test_zero_step_call_leaves_the_training_unchanged():
     args = (3, [(4, "tanh"), (1, "identity")])
     one, two = fastmlp.MLP(*args, seed=0), fastmlp.MLP(*args, seed=0)
     one.fit(X, y, epochs=3, batch_size=8, progress=False)
-    two.backend.begin_fit(*two.as_arrays(X, y), 8, True, 3, two.loss_code, two.optimizer,
-                          two.l2)
+    run = start_run(two, *two.as_arrays(X, y), 8, True, 3)
     for _ in range(3):
-        two.backend.train_steps(0)
+        run.train_steps(0)
+    run.close()
     two.fit(X, y, epochs=3, batch_size=8, progress=False)
     for (W, b), (W2, b2) in zip(one.get_weights(), two.get_weights()):
         np.testing.assert_array_equal(W, W2)
@@ -111,8 +112,8 @@ def test_zero_step_call_leaves_the_training_unchanged():
 def test_the_bar_says_compiling_then_restarts_its_clock(monkeypatch, capsys):
     X, y = data()
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
-    slow_compile(monkeypatch, model.backend)
-    monkeypatch.setattr(model.backend, "kernels_ready", lambda: False)
+    slow_compile(monkeypatch)
+    monkeypatch.setattr(CpuRun, "kernels_ready", lambda run: False)
     model.fit(X, y, epochs=2, batch_size=8, progress=True)
     err = capsys.readouterr().err
     assert training.COMPILING == "compiling kernels (first run only)"
@@ -134,7 +135,7 @@ def test_the_bar_says_nothing_of_compiling_when_the_kernels_are_loaded(monkeypat
 def test_history_keeps_compile_seconds_through_callbacks_and_errors(monkeypatch):
     X, y = data()
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
-    slow_compile(monkeypatch, model.backend)
+    slow_compile(monkeypatch)
     seen = []
     model.fit(X, y, epochs=2, batch_size=8, progress=False,
               callbacks=[lambda m, h: seen.append(h.compile_seconds)])

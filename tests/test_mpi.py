@@ -19,6 +19,7 @@ pytest.importorskip("mpi4py")
 import fastmlp  # noqa: E402
 from fastmlp.cpu import mpi as distributed
 from tests import mpi_fit  # noqa: E402
+from tests.runs import make_plan  # noqa: E402
 
 RANKS = 2
 #: Seconds a launch may take: both ranks compiling the kernels on a cold cache take about a
@@ -150,12 +151,11 @@ def test_zero_steps_compile_and_change_nothing():
     X, y = mpi_fit.data(rows)
     model = mpi_fit.build_model(optimizer(), l2)
     backend = distributed.MpiBackend(model.backend, MPI.COMM_SELF)
-    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, epochs, model.loss_code,
-                      model.optimizer, model.l2)
-    before = {**backend.get_state(), "cursor": backend.fit_state.cursor.copy()}
-    assert backend.train_steps(0) == (0, 0)
-    assert backend.kernels_ready()
-    after = {**backend.get_state(), "cursor": backend.fit_state.cursor.copy()}
+    run = backend.start(make_plan(model, *model.as_arrays(X, y), batch_size, True, epochs))
+    before = {**backend.get_state(), "cursor": np.array(run.cursor())}
+    assert run.train_steps(0) == (0, 0)
+    assert run.kernels_ready()
+    after = {**backend.get_state(), "cursor": np.array(run.cursor())}
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
 
@@ -195,4 +195,4 @@ def test_a_float32_batch_must_be_counted_exactly():
     X = np.broadcast_to(np.zeros((1, 2), np.float32), (rows, 2))  # no memory behind the rows
     T = np.broadcast_to(np.zeros((1, 1), np.float32), (rows, 1))
     with pytest.raises(ValueError, match="largest row count a float32 model counts exactly"):
-        backend.begin_fit(X, T, rows, True, 1, model.loss_code, model.optimizer, 0.0)
+        backend.start(make_plan(model, X, T, rows, True, 1, l2=0.0))

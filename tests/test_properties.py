@@ -182,6 +182,7 @@ def test_fit(case, arguments, validation):
         valid = (isinstance(value, (int, np.integer)) and not isinstance(value, bool)
                  and value >= VALID_FIT_ARGUMENTS[name]) if name in VALID_FIT_ARGUMENTS \
             else isinstance(value, (bool, np.bool_))
+        valid = valid or (name == "epochs" and value is None)  # the optimizer's default
         problems[name] = None if valid else "invalid"
     kwargs = dict(arguments)
     if validation == 0:  # the training data again, as validation data
@@ -200,7 +201,7 @@ def test_fit(case, arguments, validation):
             np.testing.assert_array_equal(W, W0)
             np.testing.assert_array_equal(b, b0)
         return
-    epochs = int(arguments["epochs"])
+    epochs = 1 if arguments["epochs"] is None else int(arguments["epochs"])  # SGD: None is 1
     assert len(history.loss) == epochs and np.isfinite(history.loss).all()
     assert history.grad_norms.shape == (epochs, len(model.layers))
     assert len(history.val_loss) == (epochs if validation == 0 else 0)

@@ -8,6 +8,8 @@ import fastmlp
 from fastmlp.core import losses as L
 from fastmlp.core.status import OK
 from fastmlp.core.sample_weight import check_sample_weight, class_weights_to_sample_weights
+from fastmlp.fit.plan import Objective, plan_for
+from tests.runs import start as start_run
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
                    for out in outs if out != "step")
@@ -33,17 +35,28 @@ def problem(index, loss, out, dtype="float64", n=9, n_inputs=4, k=3, seed=0):
     return model, Xa, T, w
 
 
-def numeric_gradient(backend, X, T, loss, l2, w, l2_per_sample, eps=1e-6):
-    params = backend.ws.params
+def objective(model, l2_per_sample, l2=None):
+    """The model's objective with l2_per_sample (and l2) as given."""
+    return Objective(model.loss_code, model.l2 if l2 is None else l2, bool(l2_per_sample))
+
+
+def numeric_gradient(backend, X, T, objective, w, eps=1e-6):
+    params = backend.get_params()
     numeric = np.zeros_like(params)
+
+    def loss():
+        backend.set_params(params)
+        return backend.loss_rows(X, T, objective, w)
+
     for i in range(params.shape[0]):
         saved = params[i]
         params[i] = saved + eps
-        plus = backend.loss_rows(X, T, loss, l2, w, l2_per_sample)
+        plus = loss()
         params[i] = saved - eps
-        minus = backend.loss_rows(X, T, loss, l2, w, l2_per_sample)
+        minus = loss()
         params[i] = saved
         numeric[i] = (plus - minus) / (2 * eps)
+    backend.set_params(params)
     return numeric
 
 
@@ -52,12 +65,12 @@ def numeric_gradient(backend, X, T, loss, l2, w, l2_per_sample, eps=1e-6):
 def test_weighted_gradients_match_central_differences(index, loss, out, l2_per_sample):
     model, X, T, w = problem(index, loss, out)
     backend = model.backend
-    analytic = backend.gradient_rows(X, T, model.loss_code, model.l2, w, l2_per_sample)
-    numeric = numeric_gradient(backend, X, T, model.loss_code, model.l2, w, l2_per_sample)
+    analytic = backend.gradient_rows(X, T, objective(model, l2_per_sample), w)
+    numeric = numeric_gradient(backend, X, T, objective(model, l2_per_sample), w)
     scale = np.linalg.norm(analytic) + np.linalg.norm(numeric)
     assert np.linalg.norm(analytic - numeric) / scale < 1e-7
     # and the weights matter: the unweighted gradient is another one
-    plain = backend.gradient_rows(X, T, model.loss_code, model.l2)
+    plain = backend.gradient_rows(X, T, model.objective)
     assert np.linalg.norm(plain - analytic) / scale > 1e-3
 
 
@@ -93,9 +106,9 @@ def test_weighted_loss_and_gradients_match_torch(index, loss, out, dtype, l2_per
                                    for l in range(len(model.layers)))
     value.backward()
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == "float64" else dict(rtol=2e-5, atol=2e-6)
-    got = model.backend.loss_rows(X, T, model.loss_code, model.l2, w, l2_per_sample)
+    got = model.backend.loss_rows(X, T, objective(model, l2_per_sample), w)
     assert got == pytest.approx(value.item(), rel=tol["rtol"] * 10)
-    grads = model.backend.gradient_rows(X, T, model.loss_code, model.l2, w, l2_per_sample)
+    grads = model.backend.gradient_rows(X, T, objective(model, l2_per_sample), w)
     for (dW, db), l in zip(model.spec.pairs(grads), range(len(model.layers))):
         np.testing.assert_allclose(dW, params[2 * l].grad.numpy(), **tol)
         np.testing.assert_allclose(db, params[2 * l + 1].grad.numpy(), **tol)
@@ -109,18 +122,18 @@ def test_integer_weights_equal_repeated_rows(index, loss, out, l2_per_sample):
     counts = np.array([1, 3, 0, 2, 1, 1, 4, 2, 1])
     Xr, Tr = np.repeat(X, counts, axis=0), np.repeat(T, counts, axis=0)
     b = model.backend
-    code = model.loss_code
-    assert b.loss_rows(X, T, code, model.l2, counts, l2_per_sample) == pytest.approx(
-        b.loss_rows(Xr, Tr, code, model.l2, None, l2_per_sample), rel=1e-13)
-    np.testing.assert_allclose(b.gradient_rows(X, T, code, model.l2, counts, l2_per_sample),
-                               b.gradient_rows(Xr, Tr, code, model.l2, None, l2_per_sample),
+    goal = objective(model, l2_per_sample)
+    weights = check_sample_weight(counts, X.shape[0])  # as the model hands them on
+    assert b.loss_rows(X, T, goal, weights) == pytest.approx(
+        b.loss_rows(Xr, Tr, goal, None), rel=1e-13)
+    np.testing.assert_allclose(b.gradient_rows(X, T, goal, weights),
+                               b.gradient_rows(Xr, Tr, goal, None),
                                rtol=1e-11, atol=1e-14)
     twin = fastmlp.MLP(model.n_inputs, model.layers, loss=model.loss_name, l2=model.l2,
                        dtype="float64", seed=index)
-    for run, data, weights in ((b, (X, T), counts), (twin.backend, (Xr, Tr), None)):
+    for owner, data, weights in ((model, (X, T), counts), (twin, (Xr, Tr), None)):
         n = data[0].shape[0]
-        run.begin_fit(*data, n, True, 5, code, model.optimizer, model.l2, weights=weights,
-                      l2_per_sample=l2_per_sample)
+        run = start_run(owner, *data, n, True, 5, weights=weights, l2_per_sample=l2_per_sample)
         assert run.train_steps(5) == (OK, 5)
     np.testing.assert_allclose(b.get_params(), twin.backend.get_params(), rtol=1e-10,
                                atol=1e-13)
@@ -130,14 +143,14 @@ def test_a_batch_of_zero_weight_is_skipped():
     model, X, T, w = problem(0, "mse", "identity", n=8)
     w[:4] = 0.0  # the first of two unshuffled batches weighs nothing
     b = model.backend
-    b.begin_fit(X, T, 4, False, 1, model.loss_code, fastmlp.SGD(lr=0.1), model.l2, weights=w)
+    r = start_run(model, X, T, 4, False, 1, optimizer=fastmlp.SGD(lr=0.1), weights=w)
     before = b.get_state()
-    assert b.train_steps(1) == (OK, 1)
+    assert r.train_steps(1) == (OK, 1)
     after = b.get_state()
     for name in before:
         np.testing.assert_array_equal(after[name], before[name])
-    assert b.epoch_loss[0] == 0 and not b.epoch_grad_norm.any()
-    assert b.train_steps(1) == (OK, 1)  # the second batch trains
+    assert r.epoch_loss[0] == 0 and not r.epoch_grad_norm.any()
+    assert r.train_steps(1) == (OK, 1)  # the second batch trains
     assert b.get_state()["opt_step"][0] == 1
     assert not np.array_equal(b.get_params(), before["params"])
 
@@ -145,12 +158,11 @@ def test_a_batch_of_zero_weight_is_skipped():
 def test_weighted_validation_loss():
     model, X, T, w = problem(1, "cross_entropy", "softmax")
     b = model.backend
-    b.begin_fit(X, T, 4, True, 1, model.loss_code, model.optimizer, model.l2,
-                (X[:5], T[:5], w[:5]), l2_per_sample=True)
-    assert b.validation_loss() == b.loss_rows(X[:5], T[:5], model.loss_code, model.l2, w[:5],
-                                              True)
-    b.begin_fit(X, T, 4, True, 1, model.loss_code, model.optimizer, model.l2, (X[:5], T[:5]))
-    assert b.validation_loss() == b.loss_rows(X[:5], T[:5], model.loss_code, model.l2)
+    r = start_run(model, X, T, 4, True, 1, validation=(X[:5], T[:5], w[:5]),
+                  l2_per_sample=True)
+    assert r.validation_loss() == b.loss_rows(X[:5], T[:5], objective(model, True), w[:5])
+    r = start_run(model, X, T, 4, True, 1, validation=(X[:5], T[:5]))
+    assert r.validation_loss() == b.loss_rows(X[:5], T[:5], model.objective)
 
 
 # -- scikit-learn's convention, from its own code ---------------------------------------
@@ -179,8 +191,9 @@ def test_l2_per_sample_is_sklearns_backprop(kind, out):
     loss, coef_grads, intercept_grads = est._backprop(
         X, Y, w, activations, [None] * len(est.coefs_), coef_grads, intercept_grads)
     b = model.backend
-    assert b.loss_rows(Xa, T, model.loss_code, 0.3, w, True) == pytest.approx(loss, rel=1e-13)
-    grads = model.spec.pairs(b.gradient_rows(Xa, T, model.loss_code, 0.3, w, True))
+    goal = objective(model, True, l2=0.3)
+    assert b.loss_rows(Xa, T, goal, w) == pytest.approx(loss, rel=1e-13)
+    grads = model.spec.pairs(b.gradient_rows(Xa, T, goal, w))
     for (dW, db), cW, cb in zip(grads, coef_grads, intercept_grads):
         np.testing.assert_allclose(dW, cW, rtol=1e-11, atol=1e-14)
         np.testing.assert_allclose(db, cb, rtol=1e-11, atol=1e-14)
@@ -225,6 +238,5 @@ def test_bad_sample_weights_are_refused_before_any_kernel(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         check_sample_weight(bad, 4)
     model, X, T, _ = problem(0, "mse", "identity", n=4)
-    with pytest.raises((ValueError, TypeError), match=match):
-        model.backend.begin_fit(X, T, 2, True, 1, model.loss_code, model.optimizer, 0.0,
-                                weights=bad)
+    with pytest.raises((ValueError, TypeError), match=match):  # where fit checks them
+        plan_for(model, X, T, sample_weight=bad, epochs=1, batch_size=2)

@@ -14,6 +14,7 @@ from fastmlp.core import schedules
 from fastmlp.cpu import specialize
 from fastmlp.core.schedules import LR, Constant, Cosine, Exponential, InverseScaling, ReduceOnPlateau, StepDecay
 from fastmlp.core.status import OK
+from tests.runs import start as start_run
 
 N, BATCH = 10, 4          # batches of 4, 4 and 2 rows: three steps an epoch
 STEPS_PER_EPOCH = 3
@@ -69,21 +70,20 @@ def test_the_rate_of_every_step_is_the_closed_form_and_is_used(make):
     model, X, T = data()
     b = model.backend
     epochs = 5
-    b.begin_fit(X, T, BATCH, False, epochs, model.loss_code, model.optimizer, model.l2,
-                schedule=schedule)
+    r = start_run(model, X, T, BATCH, False, epochs, schedule=schedule)
     for k in range(epochs * STEPS_PER_EPOCH):
         start = (k % STEPS_PER_EPOCH) * BATCH
         rows = slice(start, start + BATCH)
-        gradient = b.gradient_rows(X[rows], T[rows], model.loss_code, model.l2)
+        gradient = b.gradient_rows(X[rows], T[rows], model.objective)
         before = b.get_params()
-        assert b.train_steps(1) == (OK, 1)
+        assert r.train_steps(1) == (OK, 1)
         lr = reference(schedule, k)
-        assert b.current_lr() == pytest.approx(lr, rel=1e-14)
+        assert r.current_lr() == pytest.approx(lr, rel=1e-14)
         # plain SGD: the update is exactly -lr * (the batch gradient, l2 term included)
         np.testing.assert_allclose(b.get_params() - before, -lr * gradient, rtol=1e-9,
                                    atol=1e-15)
     last_of_epoch = [reference(schedule, STEPS_PER_EPOCH * e + 2) for e in range(epochs)]
-    np.testing.assert_allclose(b.epoch_lr, last_of_epoch, rtol=1e-14)
+    np.testing.assert_allclose(r.epoch_lr, last_of_epoch, rtol=1e-14)
     state = schedule.state
     assert (state[schedules.STEPS], state[schedules.EPOCHS], state[schedules.SAMPLES],
             state[schedules.EPOCH_START]) == (15, 5, 50, 50)
@@ -98,10 +98,9 @@ def test_a_second_fit_continues_the_schedule():
         b = model.backend
         rates = []
         for epochs in split:
-            b.begin_fit(X, T, BATCH, False, epochs, model.loss_code, model.optimizer,
-                        model.l2, schedule=schedule)
-            assert b.train_steps(epochs * STEPS_PER_EPOCH) == (OK, epochs * STEPS_PER_EPOCH)
-            rates += list(b.epoch_lr)
+            r = start_run(model, X, T, BATCH, False, epochs, schedule=schedule)
+            assert r.train_steps(epochs * STEPS_PER_EPOCH) == (OK, epochs * STEPS_PER_EPOCH)
+            rates += list(r.epoch_lr)
         results.append((b.get_params(), rates, schedule.state.copy()))
     (p1, r1, s1), (p2, r2, s2) = results
     np.testing.assert_array_equal(p1, p2)
@@ -118,13 +117,11 @@ def test_generated_kernels_keep_the_same_record(monkeypatch):
     for generated in (True, False):
         monkeypatch.setattr(config, "SPECIALIZE", generated)
         model, X, T = data(2)
-        b = model.backend
         schedule = Constant()
-        b.begin_fit(X, T, BATCH, True, 3, model.loss_code, model.optimizer, model.l2,
-                    schedule=schedule)
-        assert (b.kernel is not None) == generated
-        assert b.train_steps(7) == (OK, 7)
-        records.append((b.epoch_lr.copy(), schedule.state.copy(), b.current_lr()))
+        r = start_run(model, X, T, BATCH, True, 3, schedule=schedule)
+        assert (r.kernel is not None) == generated
+        assert r.train_steps(7) == (OK, 7)
+        records.append((r.epoch_lr.copy(), schedule.state.copy(), r.current_lr()))
     np.testing.assert_array_equal(records[0][0], records[1][0])
     np.testing.assert_array_equal(records[0][1], records[1][1])
     assert records[0][2] == records[1][2] == BASE
@@ -136,9 +133,8 @@ def test_schedules_weights_and_l2_per_sample_take_the_generic_kernel():
     assert not specialize.supports(False, schedules.COSINE, False)
     assert not specialize.supports(False, schedules.CONSTANT, True)
     model, X, T = data()
-    model.backend.begin_fit(X, T, BATCH, True, 1, model.loss_code, model.optimizer, 0.0,
-                            schedule=Exponential(0.5))
-    assert model.backend.kernel is None
+    r = start_run(model, X, T, BATCH, True, 1, l2=0.0, schedule=Exponential(0.5))
+    assert r.kernel is None
 
 
 # -- ReduceOnPlateau: scikit-learn's adaptive rule --------------------------------------------
@@ -197,20 +193,17 @@ def test_reduce_on_plateau_is_sklearns_adaptive(patience, tol, early_stopping):
 def test_reduce_on_plateau_in_a_fit():
     """The rate a fit uses follows epoch_end, and a later fit continues from it."""
     model, X, T = data(3)
-    b = model.backend
     schedule = ReduceOnPlateau(factor=0.5, patience=0)
-    b.begin_fit(X, T, BATCH, False, 4, model.loss_code, model.optimizer, model.l2,
-                schedule=schedule)
+    r = start_run(model, X, T, BATCH, False, 4, schedule=schedule)
     rates = []
     for loss in (1.0, 2.0, 3.0, 0.5):
-        assert b.train_steps(STEPS_PER_EPOCH) == (OK, STEPS_PER_EPOCH)
-        rates.append(b.current_lr())
+        assert r.train_steps(STEPS_PER_EPOCH) == (OK, STEPS_PER_EPOCH)
+        rates.append(r.current_lr())
         schedule.epoch_end(loss)
     assert rates == [BASE, BASE, BASE / 2, BASE / 4]
-    np.testing.assert_array_equal(b.epoch_lr, rates)
-    b.begin_fit(X, T, BATCH, False, 1, model.loss_code, model.optimizer, model.l2,
-                schedule=schedule)
-    assert b.train_steps(1) == (OK, 1) and b.current_lr() == BASE / 4
+    np.testing.assert_array_equal(r.epoch_lr, rates)
+    r = start_run(model, X, T, BATCH, False, 1, schedule=schedule)
+    assert r.train_steps(1) == (OK, 1) and r.current_lr() == BASE / 4
 
 
 # -- whole scikit-learn runs --------------------------------------------------------------
@@ -235,32 +228,28 @@ def sklearn_run(learning_rate, weights, epochs, **params):
 def test_sklearn_invscaling_with_weights_and_its_l2_is_reproduced():
     weights = np.random.default_rng(6).random(N) * 2
     model, (X, T), est = sklearn_run("invscaling", weights, 6, power_t=0.4)
-    b = model.backend
-    b.begin_fit(X, T, BATCH, False, 6, model.loss_code, model.optimizer, model.l2,
-                weights=weights, schedule=InverseScaling(0.4, counter="samples"),
-                l2_per_sample=True)
-    assert b.train_steps(6 * STEPS_PER_EPOCH) == (OK, 6 * STEPS_PER_EPOCH)
-    np.testing.assert_allclose(b.epoch_loss / N, est.loss_curve_, rtol=1e-11)
+    r = start_run(model, X, T, BATCH, False, 6, weights=weights,
+              schedule=InverseScaling(0.4, counter="samples"), l2_per_sample=True)
+    assert r.train_steps(6 * STEPS_PER_EPOCH) == (OK, 6 * STEPS_PER_EPOCH)
+    np.testing.assert_allclose(r.epoch_loss / N, est.loss_curve_, rtol=1e-11)
     for (W, c), cW, cb in zip(model.get_weights(), est.coefs_, est.intercepts_):
         np.testing.assert_allclose(W, cW, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(c, cb, rtol=1e-10, atol=1e-13)
     # scikit-learn sets the rate of the epoch after its last one
-    assert b.current_lr() == pytest.approx(0.1 / (5 * N + 1) ** 0.4, rel=1e-14)
+    assert r.current_lr() == pytest.approx(0.1 / (5 * N + 1) ** 0.4, rel=1e-14)
 
 
 def test_sklearn_adaptive_run_is_reproduced():
     """tol=0.5 makes every epoch a bad one: the rate falls by 5 each epoch, until the stop."""
     model, (X, T), est = sklearn_run("adaptive", None, 30, tol=0.5, n_iter_no_change=1)
-    b = model.backend
     schedule = ReduceOnPlateau(patience=1, tol=0.5)
-    b.begin_fit(X, T, BATCH, False, 30, model.loss_code, model.optimizer, model.l2,
-                schedule=schedule, l2_per_sample=True)
+    r = start_run(model, X, T, BATCH, False, 30, schedule=schedule, l2_per_sample=True)
     for epoch in range(30):
-        assert b.train_steps(STEPS_PER_EPOCH) == (OK, STEPS_PER_EPOCH)
-        if schedule.epoch_end(b.epoch_loss[epoch] / N):
+        assert r.train_steps(STEPS_PER_EPOCH) == (OK, STEPS_PER_EPOCH)
+        if schedule.epoch_end(r.epoch_loss[epoch] / N):
             break
     assert epoch + 1 == len(est.loss_curve_) < 30  # stopped at the same epoch
-    np.testing.assert_allclose(b.epoch_loss[:epoch + 1] / N, est.loss_curve_, rtol=1e-11)
+    np.testing.assert_allclose(r.epoch_loss[:epoch + 1] / N, est.loss_curve_, rtol=1e-11)
     assert schedule.state[LR] == est._optimizer.learning_rate
     for (W, c), cW, cb in zip(model.get_weights(), est.coefs_, est.intercepts_):
         np.testing.assert_allclose(W, cW, rtol=1e-10, atol=1e-13)
@@ -314,13 +303,10 @@ def test_every_registered_schedule_is_tested():
 
 def test_current_lr_before_and_after_a_fit():
     model, X, T = data()
-    b = model.backend
-    assert b.current_lr() is None
-    b.begin_fit(X, T, BATCH, False, 1, model.loss_code, model.optimizer, model.l2,
-                schedule=InverseScaling(1.0))
-    assert b.current_lr() == BASE  # the next update's, before any
-    b.train_steps(2)
-    assert b.current_lr() == BASE / 2
+    r = start_run(model, X, T, BATCH, False, 1, schedule=InverseScaling(1.0))
+    assert r.current_lr() == BASE  # the next update's, before any
+    r.train_steps(2)
+    assert r.current_lr() == BASE / 2
 
 
 @pytest.mark.parametrize("n,batch_size", [(4, 4), (10, 3), (7, 2)])

@@ -1,9 +1,9 @@
 """Timing the CUDA training step, for `fastmlp bench --device cuda`.
 
-time_train_steps runs a benchmark workload (workloads.py) through the same backend calls
-that `fit` makes, after a warm-up call that compiles every kernel, and times `steps` steps
-between two device synchronisations, so the figure is the device's steady state, launch
-overhead included, compile time excluded.
+time_train_steps runs a benchmark workload (workloads.py) through the same Run that `fit`
+drives (fit/protocols.Run, through its members), after a warm-up call that compiles every
+kernel, and times `steps` steps between two device synchronisations, so the figure is the
+device's steady state, launch overhead included, compile time excluded.
 """
 import math
 import time
@@ -23,25 +23,22 @@ def time_train_steps(workload, steps=100, dtype="float32", seed=0, warmup=2):
         workload = WORKLOADS[workload]
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer; got {steps!r}")
+    from ..fit.plan import plan_for
     model = workload.build(dtype=dtype, device="cuda", seed=seed)
-    X, T = model.as_arrays(*workload.make_data(seed=seed))
-    batch_size = min(workload.batch_size, X.shape[0])
-    epochs = math.ceil((warmup + steps) / math.ceil(X.shape[0] / batch_size))
-    backend = model.backend
-    backend.begin_fit(X, T, batch_size, True, epochs, model.loss_code,
-                      model.optimizer, model.l2)
-    trainer = backend.trainer
-    trainer.train_steps(warmup)  # compiles; returns after a device synchronisation
-    run = trainer.steps_run
-    launched = run.launches if run is not None else 0
+    X, y = workload.make_data(seed=seed)
+    n = model.as_arrays(X).shape[0]
+    batch_size = min(workload.batch_size, n)
+    epochs = math.ceil((warmup + steps) / math.ceil(n / batch_size))
+    run = model.backend.start(plan_for(model, X, y, epochs=epochs, batch_size=batch_size,
+                                       shuffle=True))
+    run.train_steps(warmup)  # compiles; returns after a device synchronisation
+    launched = run.launches()
     start = time.perf_counter()
-    status, ran = trainer.train_steps(steps)  # ends by reading the status word: a sync
+    status, ran = run.train_steps(steps)  # ends by reading the status word: a sync
     seconds = time.perf_counter() - start
-    if run is not None:
-        path, launches_per_step = "fused-steps", (run.launches - launched) / max(ran, 1)
-    else:
-        path = "fused" if backend.dws.fused else "tiled"
-        launches_per_step = trainer.launches_per_step
+    path = run.path()
+    launches_per_step = (run.launches() - launched) / max(ran, 1)
+    run.close()
     if status != 0:
         raise FloatingPointError(f"workload {workload.name}: the loss became NaN or "
                                  f"infinite during the benchmark")

@@ -6,6 +6,7 @@ calls, one of 1 step and one of N steps, and divides the difference by N - 1. `f
 be used for that: how many calls it makes depends on how long steps take.
 """
 import contextlib
+import dataclasses
 import math
 
 from numba.core.runtime import _nrt_python, rtsys
@@ -38,27 +39,30 @@ def nrt_allocations(fn):
 def allocations_per_step(model, X, y, batch_size, steps=8, *, sample_weight=None,
                          schedule=None, l2_per_sample=False):
     """NRT allocations per CPU training step on (X, y), shuffled as fit does: must be 0.
-    sample_weight, schedule (a fastmlp.schedules schedule) and l2_per_sample are passed on
-    to the backend's begin_fit, to count the loop with them on.
+    sample_weight and schedule (a fastmlp.schedules schedule) go into the fit's plan, to
+    count the loop with them on; l2_per_sample=True counts it with scikit-learn's l2 convention.
 
-    Runs the compiled training loop fit uses (the CPU backend's train_steps) once for 1 step and once for
-    `steps` steps: (count(steps) - count(1)) / (steps - 1). When `steps` spans several epochs,
-    an allocation made once per epoch (a reshuffle that copies, say) shows as a fraction.
-    Trains the model; the first call compiles if needed.
+    Runs the run a fit trains with (model.backend.start(plan): fit/protocols.Run) once
+    for 1 step and once for `steps` steps: (count(steps) - count(1)) / (steps - 1). When
+    `steps` spans several epochs, an allocation made once per epoch (a reshuffle that
+    copies, say) shows as a fraction. Trains the model; the first call compiles if needed.
     """
+    from ..fit.plan import plan_for
     if steps < 2:
         raise ValueError(f"need at least 2 steps to count per step; got {steps}")
     if model.device != "cpu":
         raise ValueError(f"NRT allocations are counted on the CPU; the model is on "
                          f"{model.device!r}")
-    X, T = model.as_arrays(X, y)
-    batch_size = min(batch_size, X.shape[0])
+    n = model.as_arrays(X).shape[0]
+    batch_size = min(batch_size, n)
     # One warm-up step, one counted step, then `steps`: as many epochs as that can touch.
-    epochs = math.ceil((steps + 2) / math.ceil(X.shape[0] / batch_size)) + 1
-    run = model.backend
-    run.begin_fit(X, T, batch_size, True, epochs, model.loss_code,
-                  model.optimizer, model.l2, weights=sample_weight, schedule=schedule,
-                  l2_per_sample=l2_per_sample)
+    epochs = math.ceil((steps + 2) / math.ceil(n / batch_size)) + 1
+    plan = plan_for(model, X, y, sample_weight=sample_weight, epochs=epochs,
+                    batch_size=batch_size, shuffle=True, schedule=schedule)
+    if l2_per_sample:
+        plan = dataclasses.replace(plan, objective=dataclasses.replace(plan.objective,
+                                                                       l2_per_sample=True))
+    run = model.backend.start(plan)
 
     def train(n):
         def call():
@@ -68,8 +72,11 @@ def allocations_per_step(model, X, y, batch_size, steps=8, *, sample_weight=None
                                          f"(status {status}): the count would be partial")
         return call
 
-    train(1)()  # compile
-    with nrt_statistics():
-        one = nrt_allocations(train(1))
-        many = nrt_allocations(train(steps))
+    try:
+        train(1)()  # compile
+        with nrt_statistics():
+            one = nrt_allocations(train(1))
+            many = nrt_allocations(train(steps))
+    finally:
+        run.close()
     return (many - one) / (steps - 1)

@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import labels
+from ..inputs.labels import codes_for, plain
 from .checks import nonfinite_outputs
 from .common import Failure, UsageError, check_writable, emit, load_model, load_table, write_rows
 
@@ -39,7 +40,7 @@ def predict(args):
             raise UsageError("--proba needs a classifier; this model's output is "
                              f"{model.layers[-1][1]!r} (a regressor)")
         values = labels.probabilities(model, X)
-        header = [str(labels.plain(c)) for c in classes]
+        header = [str(plain(c)) for c in classes]
     elif classes is not None:
         values = classes[labels.decide(model, X)]
         header = ["prediction"]
@@ -89,7 +90,7 @@ def evaluate(args):
     codes = None
     if classes is not None:
         try:
-            codes = labels.codes_for(classes, y, name)
+            codes = codes_for(classes, y, name)
         except ValueError as exc:
             raise Failure(str(exc)) from None
         T = targets(codes, model)
@@ -136,7 +137,7 @@ def info(args):
     batch_size = args.batch_size or run.get("batch_size") or 32
     text = summary(model, batch_size)
     if classes is not None:
-        shown = ", ".join(map(repr, [labels.plain(c) for c in classes[:20]]))
+        shown = ", ".join(map(repr, [plain(c) for c in classes[:20]]))
         text += f"\nclasses ({len(classes)}): {shown}" + (", ..." if len(classes) > 20 else "")
     if run:
         metrics = run.get("held_out") or run.get("training") or {}
@@ -154,7 +155,7 @@ def info(args):
         "layers": [list(layer) for layer in model.layers], "loss": model.loss_name,
         "dtype": model.dtype.name, "optimizer": repr(model.optimizer), "parameters": n_params,
         "flops_per_step": model.spec.flops_per_step(batch_size), "batch_size": batch_size,
-        "classes": None if classes is None else [labels.plain(c) for c in classes],
+        "classes": None if classes is None else [plain(c) for c in classes],
         "training": run or None})
     return 0
 

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ..files import atomic_write
-from ..inputs.labels import codes_for, encode, plain  # noqa: F401  (the CLI's names)
+
 
 
 def is_classification(y, task):

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from . import labels
+from ..inputs.labels import codes_for, encode
 from . import outputs
 from .checks import check_features, choose_task, nonfinite_outputs
 from .common import Failure, Interrupts, UsageError, emit, load_table
@@ -197,10 +198,10 @@ def _prepare(args):
         why = None  # a built-in dataset's task is no choice worth a line
     if classify:
         # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
-        classes, y = labels.encode(y)
+        classes, y = encode(y)
         if y_test is not None:
             try:
-                y_test = labels.codes_for(classes, y_test, repr(args.test or name))
+                y_test = codes_for(classes, y_test, repr(args.test or name))
             except ValueError as exc:
                 raise Failure(str(exc)) from None
     elif np.asarray(y).dtype.kind not in "biuf":

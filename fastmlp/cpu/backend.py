@@ -1,46 +1,35 @@
-"""The CPU backend: a model's buffers on the host and the compiled calls over them.
-
-cuda/backend.py has the same methods; model.py holds one of the two and training.py drives
-either through these methods alone:
+"""The CPU backend (fit/protocols.Backend): a model's buffers on the host and the compiled
+calls over them, for as long as the model lives; one fit is a CpuRun (cpu/run.py), made by
+start(plan).
 
   get_state / set_state          the persistent buffers (params, moments, step, rng), host copies
   get_params / set_params        the flat parameter vector alone
-  forward_rows / loss_rows / gradient_rows    inference, the loss and its gradient on host data
-                                              (the first two: one kernel, evaluate_rows)
-  begin_fit / train_steps / validation_loss / restore_if_overflowed    one fit's compiled loop
-  current_lr, epoch_lr, epoch_loss, epoch_grad_norm                  what the loop recorded
+  forward_rows / loss_rows / gradient_rows    inference, the objective and its gradient on
+                                              host rows (the first two: one kernel,
+                                              evaluate_rows)
+  start(plan) -> CpuRun          one fit
 
-Sample weights (`weights=`) are float64 arrays, one per row, in every method (converted and
-checked once, by weights.check_sample_weight); the loss is the weighted mean
-sum(w l) / sum(w). l2_per_sample=True gives the l2 term scikit-learn's form,
-0.5 * l2 * sum ||W||^2 / sum(w) (sum(w) of the batch; its rows when unweighted), instead of
-0.5 * l2 * sum ||W||^2.
+cuda/backend.py has the same members. Sample weights are float64 arrays, one per row, or
+None, checked once by the model (core/sample_weight.check_sample_weight); the loss is the
+weighted mean sum(w l) / sum(w). The objective (fit/plan.Objective) carries the loss code,
+l2 and its convention.
 """
 
 import numpy as np
 
 from .. import config
 from ..core.blas import limit_threads
-from ..core.jitcache import compile_for, is_compiled
-from ..core.optimizers import LR
-from ..core.schedules import check_schedule, current_lr, replay_constant_steps
 from ..core.status import OK
 from ..inputs.validation import for_kernels
-from ..core.sample_weight import check_sample_weight
-from ..core.workspace import Workspace, fit_state, step_config
-from . import parallel, specialize, threads
+from ..core.workspace import Workspace
+from . import parallel, threads
 from .network import UNWEIGHTED
+from .run import CpuRun
 from . import train as cpu_train
-
 
 
 class CpuBackend:
     device = "cpu"
-
-    @property
-    def blas_limit(self):
-        """BLAS threads while a fit trains (training.fit sets them): config.BLAS_THREADS."""
-        return config.BLAS_THREADS
 
     def __init__(self, spec, dtype, state=None):
         self.spec = spec
@@ -50,10 +39,9 @@ class CpuBackend:
         # typed as the ones it otherwise gets (a writable out, read-only targets).
         self.no_outputs = np.empty((0, spec.n_outputs), self.dtype)
         self.no_targets = for_kernels(np.empty((0, spec.n_outputs), self.dtype))
-        self.fit_state = self.config = self.kernel = self.schedule = None
-        self.extra = ()
-        # The data-parallel kernels' buffers (training, inference) and thread choosers.
-        self.train_parts = self.forward_parts = None
+        # The data-parallel kernels' buffers (training, inference) and thread choosers, kept
+        # from one fit to the next.
+        self.train_parts_buffers = self.forward_parts = None
         self.train_threads = self.forward_threads = None
         # The row permutation outlives a fit: a second fit on as many rows continues the
         # shuffle sequence, so fit(3 epochs) + fit(3 epochs) == fit(6 epochs).
@@ -78,20 +66,21 @@ class CpuBackend:
     def set_params(self, params):
         self.ws.params[:] = params
 
-    def _rows(self, batch):
+    def ensure_rows(self, batch):
+        """The row capacity of the buffers, grown to hold `batch` rows if needed."""
         self.ws.ensure_rows(max(batch, config.MIN_WORKSPACE_ROWS))
         return self.ws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
     def forward_rows(self, X):
         """Output activations of every row of X, (n, n_outputs)."""
-        rows = self._rows(1)
+        rows = self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
         if (X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS
                 and threads.parts_for(rows, self.spec.n_weights) > 1):
             self._forward_parallel(out, X)
             return out
-        self._evaluate(out, X, self.no_targets, 0, 0.0, UNWEIGHTED, False)
+        cpu_train.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
 
     def _forward_parallel(self, out, X):
@@ -119,182 +108,64 @@ class CpuBackend:
             self.forward_threads.run(blocks, 0)  # compiles (or loads) it outside the timing
             self.forward_threads.run(blocks, -(-n // block))
 
-    def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
-        """The mean loss over the rows of X as one batch (weighted by `weights` when
+    def loss_rows(self, X, T, objective, weights=None):
+        """The objective's mean over the rows of X as one batch (weighted by `weights` when
         given), plus the l2 term."""
-        self._rows(1)
-        w = _row_weights(weights, X.shape[0])
-        return float(self._evaluate(self.no_outputs, X, T, loss, l2, w, l2_per_sample))
+        self.ensure_rows(1)
+        return float(cpu_train.evaluate_rows(*self.evaluate_args(None, X, T, objective,
+                                                                 weights)))
 
-    def _evaluate_args(self, out, X, T, loss, l2, weights, l2_per_sample):
+    def evaluate_args(self, out, X, T, objective, weights):
         """The arguments of cpu_train.evaluate_rows, every scalar of one type (one compile):
-        inference and the loss share that kernel, its unused array empty."""
+        inference (objective None) and the loss (out None) share that kernel, its unused
+        array empty."""
         ws = self.ws
-        return (out, ws.acts, ws.logits, ws.deltas, X, T, ws.params, self.spec.table, ws.rows,
-                int(loss), self.spec.n_weights, float(l2), weights, bool(l2_per_sample))
+        loss, l2, per_sample = (0, 0.0, False) if objective is None else \
+            (objective.loss, objective.l2, objective.l2_per_sample)
+        return (self.no_outputs if out is None else out, ws.acts, ws.logits, ws.deltas, X, T,
+                ws.params, self.spec.table, ws.rows, int(loss), self.spec.n_weights,
+                float(l2), UNWEIGHTED if weights is None else weights, bool(per_sample))
 
-    def _evaluate(self, *args):
-        return cpu_train.evaluate_rows(*self._evaluate_args(*args))
-
-    def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+    def gradient_rows(self, X, T, objective, weights=None):
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
-        rows = self._rows(X.shape[0])
+        rows = self.ensure_rows(X.shape[0])
         ws = self.ws
-        w = _row_weights(weights, X.shape[0])
         cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
-                                self.spec.table, rows, loss, self.spec.n_weights, l2, w,
-                                bool(l2_per_sample))
+                                self.spec.table, rows, objective.loss, self.spec.n_weights,
+                                objective.l2, UNWEIGHTED if weights is None else weights,
+                                bool(objective.l2_per_sample))
         return ws.grads.copy()
 
-    # -- training ------------------------------------------------------------------------
-    def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
-                  fit_epochs=None):
-        """Set up one fit: the row permutation, the cursor and the per-epoch statistics
-        (epoch_loss, epoch_grad_norm: sums the caller turns into means; epoch_lr: the rate
-        of each epoch's last update). validation: None, (Xv, Tv) or (Xv, Tv, Wv).
-        weights: None or one weight per row of X; schedule: None (constant) or a
-        schedules.Schedule, whose counters this fit continues and advances. fit_epochs: the
-        epochs of the whole fit when this call sets up one segment of it (`epochs`), for
-        the choice of kernel: a long fit pays for a generated kernel's compile.
+    # -- one fit -------------------------------------------------------------------------
+    def start(self, plan):
+        """One fit of `plan` (fit/plan.FitPlan): a CpuRun at its first segment."""
+        return CpuRun(self, plan)
 
-        A small network trains with the kernel generated for its architecture
-        (cpu/specialize.py) unless weights, l2_per_sample or a schedule other than
-        Constant are on, or (config.SPECIALIZE "auto") that kernel is not compiled yet and
-        the fit is too short to pay for its compile (specialize.worth_using); a wide one
-        (threads.parts_for) with the data-parallel parallel.train_steps; any other with
-        cpu_train.train_steps, looked up at each call (tests replace it)."""
-        n_layers = len(self.spec.layers)
-        rows = self._rows(batch_size)
-        w = _weights(weights, X.shape[0])
-        self.schedule = check_schedule(schedule)
-        if hasattr(self.schedule, "start"):  # ReduceOnPlateau: the rate it starts from
-            self.schedule.start(optimizer.lr)
-        self.X, self.T = X, T
-        self.validation = _validation(validation)
-        self.loss, self.l2, self.l2_per_sample = loss, l2, bool(l2_per_sample)
-        if self.perm.shape[0] != X.shape[0]:
-            self.perm = np.arange(X.shape[0], dtype=np.int64)
-        self.fit_state = fit_state(X.shape[0], epochs, n_layers, optimizer.hyper(), batch_size,
-                                   w, self.schedule, self.perm)
-        self.epoch_loss = self.fit_state.epoch_loss
-        self.epoch_grad_norm = self.fit_state.epoch_grad_norm
-        self.epoch_lr = self.fit_state.epoch_lr
-        self.schedule_backup = self.schedule.state.copy()
-        self.config = step_config(self.spec, rows, loss, optimizer, l2, batch_size, shuffle,
-                                  w is not None, l2_per_sample, self.schedule)
-        self.kernel, self.extra = None, ()
-        if specialize.supports(w is not None, self.schedule.code, self.l2_per_sample):
-            kernel, extra = specialize.for_fit(self.spec, loss, optimizer, batch_size,
-                                               self.dtype)
-            steps = (fit_epochs or epochs) * -(-X.shape[0] // batch_size)
-            if kernel is not None and specialize.worth_using(
-                    kernel, (*self._fit_kernel()[1], 0, *extra), self.spec, steps):
-                self.kernel, self.extra = kernel, extra
+    # -- what a CpuRun or MpiRun uses --------------------------------------------------------
+    def train_state(self):
+        """The TrainState bundle of the model's buffers."""
+        return self.ws.train_state()
+
+    def train_parts(self, batch_size):
+        """(parallel.train_steps, its part buffers) for batches of batch_size rows, the
+        buffers and thread chooser kept while they fit."""
         parts = threads.parts_for(batch_size, self.spec.n_weights)
-        if self.kernel is None and parts > 1:
-            part_rows = -(-batch_size // parts)
-            bufs = self.train_parts
-            if bufs is None or bufs.parts != parts or bufs.rows < part_rows:
-                self.train_parts = parallel.PartBuffers(self.spec, self.dtype, parts,
-                                                        part_rows)
-                self.train_threads = threads.ThreadChooser(parts)
-            self.kernel, self.extra = parallel.train_steps, self.train_parts.arrays()
+        part_rows = -(-batch_size // parts)
+        bufs = self.train_parts_buffers
+        if bufs is None or bufs.parts != parts or bufs.rows < part_rows:
+            self.train_parts_buffers = parallel.PartBuffers(self.spec, self.dtype, parts,
+                                                            part_rows)
+            self.train_threads = threads.ThreadChooser(parts)
+        return parallel.train_steps, self.train_parts_buffers.arrays()
 
-    def _fit_kernel(self):
-        """(the kernel this fit trains with, its arguments before n_steps, and the extra
-        ones after)."""
-        args = (self.ws.train_state(), self.fit_state, self.X, self.T, self.config)
-        if self.kernel is None:
-            return cpu_train.train_steps, args, ()
-        return self.kernel, args, self.extra
-
-    def _calls(self):
-        """(kernel, arguments) of every compiled call a fit makes: its training kernel (with
-        n_steps 0) and, with validation data, evaluate_rows on it."""
-        kernel, args, extra = self._fit_kernel()
-        calls = [(kernel, (*args, 0, *extra))]
-        if self.validation is not None:
-            Xv, Tv, Wv = self.validation
-            calls.append((cpu_train.evaluate_rows,
-                          self._evaluate_args(self.no_outputs, Xv, Tv, self.loss, self.l2,
-                                              UNWEIGHTED if Wv is None else Wv,
-                                              self.l2_per_sample)))
-        return calls
-
-    def kernels_ready(self):
-        """True when every kernel the current fit calls is compiled and in memory."""
-        return all(is_compiled(kernel, *args) for kernel, args in self._calls())
-
-    def train_steps(self, n_steps):
-        """Up to n_steps minibatch updates in one compiled call: (status, steps done).
-
-        n_steps = 0 trains nothing and changes nothing (no cursor move, no shuffle, no
-        schedule step): it compiles the fit's kernels, or loads them from numba's cache, so
-        that training.fit can keep that time out of the epochs' seconds."""
-        if n_steps == 0:
-            for kernel, args in self._calls():
-                compile_for(kernel, *args)
-            return OK, 0
+    def save_backup(self):
+        """Copy params and optimizer state aside (at the start of each compiled call)."""
         self.ws.save_backup()
-        self.schedule_backup[:] = self.schedule.state
-        fit = self.fit_state
-        kernel, args, extra = self._fit_kernel()
-        if self.kernel is None:
-            status, done = kernel(*args, n_steps)
-            return int(status), int(done)
-        if kernel is parallel.train_steps:  # keeps every record the generic one does
-            with limit_threads(1):  # the parts are the threads
-                status, done = self.train_threads.run(
-                    lambda n_threads, count: kernel(*args, count, *extra), n_steps)
-            return int(status), int(done)
-        cursor = fit.cursor.copy()
-        status, done = kernel(*args, n_steps, *extra)
-        # The generated kernels train at the constant rate and keep no record of it.
-        replay_constant_steps(self.schedule.state, self.epoch_lr, cursor, done,
-                              self.X.shape[0], self.config.batch_size,
-                              self.config.hyper[LR])
-        return int(status), int(done)
-
-    def cursor(self):
-        """(epoch, batch) the current fit has reached, counted from its begin_fit."""
-        return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])
-
-    def current_lr(self):
-        """The learning rate of the most recent update (of the next one before any; None
-        before the first begin_fit)."""
-        return current_lr(self.schedule, None if self.config is None else self.config.hyper[LR])
-
-    def validation_loss(self):
-        """The loss on the validation data, weighted by its weights when it has them."""
-        Xv, Tv, Wv = self.validation
-        return self.loss_rows(Xv, Tv, self.loss, self.l2, Wv, self.l2_per_sample)
 
     def restore_if_overflowed(self):
-        """After a failed step: if an update overflowed the weights themselves, go back to
-        the copy taken when the last compiled call started; True if it did."""
+        """If an update overflowed the weights themselves, go back to the copy save_backup
+        took; True if it did."""
         if np.isfinite(self.ws.params).all():
             return False
         self.ws.restore_backup()
-        self.schedule.state[:] = self.schedule_backup
         return True
-
-
-def _weights(weights, n):
-    """None, or the checked float64 weights of n rows."""
-    return None if weights is None else check_sample_weight(weights, n)
-
-
-def _row_weights(weights, n):
-    """The kernels' weights argument: the checked weights, or UNWEIGHTED (empty) for None."""
-    return UNWEIGHTED if weights is None else check_sample_weight(weights, n)
-
-
-def _validation(validation):
-    """(Xv, Tv, Wv or None) from None, (Xv, Tv) or (Xv, Tv, Wv); None stays None."""
-    if validation is None:
-        return None
-    if len(validation) == 2:
-        return (*validation, None)
-    Xv, Tv, Wv = validation
-    return Xv, Tv, _weights(Wv, Xv.shape[0])

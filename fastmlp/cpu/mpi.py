@@ -7,10 +7,11 @@ same reduced sums, so the weights and the optimizer state stay identical without
 Rank 0's weights, optimizer state and shuffling rng are broadcast when each fit begins, so
 ranks that built their models from different seeds still agree.
 
-MpiBackend wraps a model's CpuBackend and has the methods training.fit drives (begin_fit,
-train_steps, validation_loss, restore_if_overflowed); anything else it is asked for (weights,
-inference, the loss of given data) comes from the CPU backend, which computes it identically
-on every rank. The compiled halves of a step are in cpu/split.py.
+MpiBackend (fit/protocols.Backend) wraps a model's CpuBackend: everything but training (weights,
+inference, the loss of given rows) is the CPU backend's, which computes it identically on
+every rank, and start(plan) gives an MpiRun (fit/protocols.Run), which wraps the CpuRun of the
+same plan through its methods (bundles, checkpoint, cursor, ...). The compiled halves of a
+step are in cpu/split.py.
 
 Every collective below is reached by every rank in the same order: the fit's settings and a
 fingerprint of its data are compared first (ValueError on every rank if any rank differs,
@@ -81,138 +82,194 @@ def fingerprint(X, T):
 
 
 class MpiBackend:
-    """A CpuBackend driven in step with the other ranks of `comm`."""
+    """A CpuBackend whose fits run in step with the other ranks of `comm`."""
     device = "cpu"
-    #: Each rank's BLAS threads are the launcher's (OPENBLAS_NUM_THREADS: its share of the
-    #: node's cores), not config.BLAS_THREADS: training.fit leaves them as they are.
-    blas_limit = None
 
     def __init__(self, backend, comm):
-        if getattr(backend, "device", None) != "cpu":
+        if backend.device != "cpu":
             raise ValueError(f"data-parallel training (comm=...) runs on the CPU; this model "
-                             f"is on {getattr(backend, 'device', '?')!r}: call model.to('cpu')")
+                             f"is on {backend.device!r}: call model.to('cpu')")
         self.comm = check_comm(comm)
-        self.mpi = load_mpi()
         self.inner = backend
         self.spec, self.dtype = backend.spec, backend.dtype
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
-        n_params = self.spec.n_params
-        # One allocation: the gradient, then the loss sum and the row count (cpu/split.py).
-        self.sums = np.zeros(n_params + 2, self.dtype)
-        self.grads = self.sums[:n_params]
 
-    def __getattr__(self, name):
-        # Called only for names this class lacks: everything but training is the CPU
-        # backend's, the same on every rank.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    # -- the model's: the same on every rank -------------------------------------------------
+    def get_state(self):
+        return self.inner.get_state()
+
+    def set_state(self, state):
+        self.inner.set_state(state)
+
+    def get_params(self):
+        return self.inner.get_params()
+
+    def set_params(self, params):
+        self.inner.set_params(params)
+
+    def forward_rows(self, X):
+        return self.inner.forward_rows(X)
+
+    def loss_rows(self, X, T, objective, weights=None):
+        return self.inner.loss_rows(X, T, objective, weights)
+
+    def gradient_rows(self, X, T, objective, weights=None):
+        return self.inner.gradient_rows(X, T, objective, weights)
 
     # -- one fit ---------------------------------------------------------------------------
-    def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
-                  fit_epochs=None):
-        """As CpuBackend.begin_fit, after checking that every rank passes the same settings
-        and data, then with rank 0's weights, optimizer state and rng on every rank."""
-        if weights is not None or schedule is not None or l2_per_sample:
+    def start(self, plan):
+        """An MpiRun of plan, after checking that every rank passes the same settings and
+        data, with rank 0's weights, optimizer state and rng on every rank."""
+        objective, rows = plan.objective, plan.train
+        if rows.weights is not None or plan.schedule is not None or objective.l2_per_sample:
             raise NotImplementedError("sample weights, schedules and l2_per_sample are not in "
                                       "the data-parallel step yet; fit without comm")
-        batch_size = min(batch_size, X.shape[0])
+        v = plan.validation
         settings = {
             "architecture": (self.spec.n_inputs, tuple(self.spec.as_list()), self.dtype.str),
-            "data": fingerprint(X, T),
-            "validation data": None if validation is None else fingerprint(*validation),
-            "batch_size": batch_size, "shuffle": shuffle, "epochs": epochs, "loss": loss,
-            "optimizer": optimizer.config(), "l2": l2,
+            "data": fingerprint(rows.X, rows.T),
+            "validation data": None if v is None else fingerprint(v.X, v.T),
+            "batch_size": plan.batch_size, "shuffle": plan.shuffle, "epochs": plan.epochs,
+            "loss": objective.loss, "optimizer": plan.optimizer.config(), "l2": objective.l2,
         }
-        self._agree(settings)  # from here on, every rank takes the same branches
-        if self.dtype == np.float32 and batch_size > MAX_FLOAT32_BATCH:
-            raise ValueError(f"batch_size {batch_size} is above {MAX_FLOAT32_BATCH}, the "
+        agree(self.comm, settings)  # from here on, every rank takes the same branches
+        if self.dtype == np.float32 and plan.batch_size > MAX_FLOAT32_BATCH:
+            raise ValueError(f"batch_size {plan.batch_size} is above {MAX_FLOAT32_BATCH}, the "
                              f"largest row count a float32 model counts exactly across ranks; "
                              f"use a smaller batch or dtype='float64'")
-        self.inner.begin_fit(X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                             validation, fit_epochs=fit_epochs)
-        ws = self.inner.ws
+        inner = self.inner.start(plan)
+        state = self.inner.get_state()
         for name in STATE:  # the model's whole persistent state, rank 0's
-            self.comm.Bcast(getattr(ws, name), root=0)
-        self.X, self.T, self.validation = X, T, validation
-        self.l2 = l2
-        self.epoch_loss = self.inner.epoch_loss
-        self.epoch_grad_norm = self.inner.epoch_grad_norm
+            self.comm.Bcast(state[name], root=0)
+        self.inner.set_state({name: state[name] for name in STATE})
+        return MpiRun(inner, plan, self.comm, self.rank, self.size)
 
-    def _agree(self, settings):
-        """ValueError on every rank, naming what differs, unless all ranks passed the same."""
-        everyone = self.comm.allgather(settings)
-        for rank, theirs in enumerate(everyone):
-            for key in settings:
-                if theirs[key] != everyone[0][key]:
-                    values = ("" if key.endswith("data") else
-                              f" ({theirs[key]!r} != {everyone[0][key]!r})")
-                    raise ValueError(
-                        f"data-parallel fit: rank {rank}'s {key} differs from rank 0's"
-                        f"{values}; every rank must build the same model and call fit with "
-                        f"the same data and arguments")
+
+def agree(comm, settings):
+    """ValueError on every rank, naming what differs, unless all ranks passed the same."""
+    everyone = comm.allgather(settings)
+    for rank, theirs in enumerate(everyone):
+        for key in settings:
+            if theirs[key] != everyone[0][key]:
+                values = ("" if key.endswith("data") else
+                          f" ({theirs[key]!r} != {everyone[0][key]!r})")
+                raise ValueError(
+                    f"data-parallel fit: rank {rank}'s {key} differs from rank 0's"
+                    f"{values}; every rank must build the same model and call fit with "
+                    f"the same data and arguments")
+
+
+class MpiRun:
+    """One data-parallel fit: a CpuRun's buffers and records, stepped with the other ranks.
+    Each rank's BLAS threads are the launcher's (its share of the node's cores): this run
+    sets no limit."""
+    blas_limit = None
+
+    def __init__(self, inner, plan, comm, rank, size):
+        self.inner, self.plan = inner, plan
+        self.comm, self.mpi = comm, load_mpi()
+        self.rank, self.size = rank, size
+        params = inner.bundles()[0].params
+        n_params = params.shape[0]
+        # One allocation: the gradient, then the loss sum and the row count (cpu/split.py).
+        self.sums = np.zeros(n_params + 2, params.dtype)
+        self.grads = self.sums[:n_params]
+        self.calls = 0
+
+    @property
+    def epoch_loss(self):
+        return self.inner.epoch_loss
+
+    @property
+    def epoch_grad_norm(self):
+        return self.inner.epoch_grad_norm
+
+    @property
+    def epoch_lr(self):
+        return self.inner.epoch_lr
+
+    def _args(self):
+        """The split kernels' arguments: the CpuRun's bundles with this run's gradient."""
+        state, fit, X, T, config = self.inner.bundles()
+        return (state._replace(grads=self.grads), fit, X, T, config, self.rank, self.size,
+                self.sums)
+
+    def _calls(self):
+        """(kernel, arguments) of the compiled calls of a step."""
+        args = self._args()
+        return [(split.local_gradient_sums, args), (split.apply_and_begin_next, (*args, True))]
 
     def train_steps(self, n_steps):
         """Up to n_steps global minibatch steps: (status, steps done), the same on every rank.
 
         Each rank's caller sizes its calls by its own clock; the smallest request runs, so
         that every rank makes the same calls and reaches each epoch's end together."""
-        MPI = self.mpi
-        inner = self.inner
-        state = inner.ws.train_state()._replace(grads=self.grads)
-        fit, config = inner.fit_state, inner.config
-        X, T, sums = self.X, self.T, self.sums
-        rank, size, comm = self.rank, self.size, self.comm
+        MPI, comm = self.mpi, self.comm
         if n_steps == 0:
             # Compile (or load) this rank's kernels and change nothing, with no collective:
-            # training.fit makes this call on every rank before its first step.
+            # the loop makes this call on every rank before its first step.
             for kernel, args in self._calls():
                 compile_for(kernel, *args)
             return OK, 0
-        n_steps = self.comm.allreduce(n_steps, op=MPI.MIN)
-        inner.ws.save_backup()
+        n_steps = comm.allreduce(n_steps, op=MPI.MIN)
+        self.inner.checkpoint()
+        self.calls += 1
+        args = self._args()
         if n_steps > 0:
-            split.local_gradient_sums(state, fit, X, T, config, rank, size, sums)
+            split.local_gradient_sums(*args)
         for step in range(n_steps):
-            comm.Allreduce(MPI.IN_PLACE, sums, op=MPI.SUM)
-            status = split.apply_and_begin_next(state, fit, X, T, config, rank, size, sums,
-                                                step + 1 < n_steps)
+            comm.Allreduce(MPI.IN_PLACE, self.sums, op=MPI.SUM)
+            status = split.apply_and_begin_next(*args, step + 1 < n_steps)
             if status != OK:
                 return int(status), step
         return OK, n_steps
-
-    def _calls(self):
-        """(kernel, arguments) of the compiled calls of a step."""
-        inner = self.inner
-        state = inner.ws.train_state()._replace(grads=self.grads)
-        args = (state, inner.fit_state, self.X, self.T, inner.config, self.rank, self.size,
-                self.sums)
-        return [(split.local_gradient_sums, args), (split.apply_and_begin_next, (*args, True))]
 
     def kernels_ready(self):
         """True when this rank's step kernels are compiled and in memory."""
         return all(is_compiled(kernel, *args) for kernel, args in self._calls())
 
-    def validation_loss(self):
-        """The loss on the validation data, its rows split across the ranks, l2 included."""
-        Xv, Tv = self.validation
-        inner = self.inner
-        ws = inner.ws  # its row buffers were sized by begin_fit
-        lo, hi = split.rank_rows(Xv.shape[0], self.rank, self.size)
-        part = np.zeros(1)
-        part[0] = split.loss_sum_rows(ws.acts, ws.logits, ws.deltas, Xv[lo:hi], Tv[lo:hi],
-                                      ws.params, self.spec.table, ws.rows, inner.loss,
-                                      UNWEIGHTED)
-        self.comm.Allreduce(self.mpi.IN_PLACE, part, op=self.mpi.SUM)
-        return float(part[0] / Xv.shape[0] + l2_forward(ws.params, self.spec.n_weights,
-                                                       self.l2))
+    def cursor(self):
+        return self.inner.cursor()
 
-    def any_rank(self, flag):
-        """True on every rank if `flag` is true on any: for a decision each rank takes alone
-        (a callback asking to stop), which must come out the same on all of them."""
-        return bool(self.comm.allreduce(bool(flag), op=self.mpi.LOR))
+    def next_segment(self, epochs):
+        self.inner.next_segment(epochs)
+
+    def validation_loss(self):
+        """The loss on the validation rows, split across the ranks, l2 included."""
+        v = self.plan.validation
+        state, _, _, _, config = self.inner.bundles()
+        lo, hi = split.rank_rows(v.X.shape[0], self.rank, self.size)
+        part = np.zeros(1)
+        part[0] = split.loss_sum_rows(state.acts, state.logits, state.deltas, v.X[lo:hi],
+                                      v.T[lo:hi], state.params, config.layers, config.rows,
+                                      config.loss, UNWEIGHTED)
+        self.comm.Allreduce(self.mpi.IN_PLACE, part, op=self.mpi.SUM)
+        return float(part[0] / v.X.shape[0] + l2_forward(state.params, config.n_weights,
+                                                        config.l2))
 
     def restore_if_overflowed(self):
         """Every rank holds the same weights and backup: each restores alone, alike."""
         return self.inner.restore_if_overflowed()
+
+    def current_lr(self):
+        return self.inner.current_lr()
+
+    def agree_to_stop(self, stop):
+        """True on every rank if `stop` is true on any: for a decision each rank takes alone
+        (a callback asking to stop), which must come out the same on all of them."""
+        return bool(self.comm.allreduce(bool(stop), op=self.mpi.LOR))
+
+    def finished(self):
+        return False
+
+    def annotate(self, history):
+        """A minibatch fit's History needs nothing more."""
+
+    def path(self):
+        return "mpi"
+
+    def launches(self):
+        return self.calls
+
+    def close(self):
+        self.inner.close()

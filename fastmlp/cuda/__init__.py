@@ -22,6 +22,6 @@ norms and the update.
     fused_steps.py many training steps per launch when a network and a batch fit one block
     workspace.py   DeviceWorkspace: the flat buffers on the device
     network.py     launch plans for a forward pass, a backward pass, a training step
-    train.py       host drivers: Trainer (fit), forward_rows, loss_rows, gradient_rows
+    train.py       host drivers: forward_rows, loss_rows, gradient_rows; run.py: CudaRun (one fit)
     bench.py       time_train_steps, for `fastmlp bench --device cuda`
 """

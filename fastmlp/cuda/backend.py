@@ -1,21 +1,19 @@
-"""The CUDA backend: a model's buffers on the device and the launches over them.
+"""The CUDA backend (fit/protocols.Backend): a model's buffers on the device and the
+launches over them, for as long as the model lives; one fit is a CudaRun (cuda/run.py).
 
-The twin of cpu/backend.py, with the same methods and results; model.py holds one of the two
-and training.py drives either. The host keeps a Workspace mirror for what stays on the host
-(the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has the
-drivers (Trainer, forward_rows, loss_rows, gradient_rows).
+The twin of cpu/backend.py, with the same members and results; model.py holds one of the two
+and the fit loop drives either's run. The host keeps a Workspace mirror for what stays on
+the host (the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has
+the drivers of inference, loss and gradients on host rows.
 """
 
 import numpy as np
 
 from .. import config
-from ..core.optimizers import LR
-from ..core.schedules import check_schedule, current_lr
 from ..core.spec import ACTIVATION
-from ..core.status import OK
-from ..core.sample_weight import check_sample_weight
 from ..core.workspace import Workspace
 from . import train
+from .run import CudaRun
 from .device import require_cuda
 from .elementwise import HANDLED_ACTIVATIONS
 from .loss import HANDLED_LOSSES
@@ -42,7 +40,6 @@ def check_codes(spec, loss=None, optimizer=None):
 
 class CudaBackend:
     device = "cuda"
-    blas_limit = None  # the host's BLAS does no training work: left as it is
 
     def __init__(self, spec, dtype, state=None):
         require_cuda()  # a RuntimeError that says what to install or set
@@ -55,7 +52,6 @@ class CudaBackend:
             perm = self.host.set_state(state)
             self.perm = self.perm if perm is None else perm
         self.dws = DeviceWorkspace(self.host)
-        self.trainer = self.schedule = None
 
     # -- state ---------------------------------------------------------------------------
     def get_state(self):
@@ -75,83 +71,34 @@ class CudaBackend:
         self.host.params[:] = params
         self.dws.upload_params(self.host)
 
-    def _rows(self, batch):
+    def ensure_rows(self, batch):
+        """The row capacity of the device buffers, grown to hold `batch` rows if needed."""
         self.dws.ensure_rows(max(batch, config.MIN_WORKSPACE_ROWS))
         return self.dws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
     def forward_rows(self, X):
-        self._rows(1)
+        self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
         train.forward_rows(out, self.dws, X)
         return out
 
-    def loss_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+    def loss_rows(self, X, T, objective, weights=None):
         """As cpu/backend.CpuBackend.loss_rows."""
-        check_codes(self.spec, loss)
-        self._rows(1)
-        return train.loss_rows(self.dws, X, T, loss, l2, _weights(weights, X.shape[0]),
-                               bool(l2_per_sample))
+        check_codes(self.spec, objective.loss)
+        self.ensure_rows(1)
+        return train.loss_rows(self.dws, X, T, objective, weights)
 
-    def gradient_rows(self, X, T, loss, l2, weights=None, l2_per_sample=False):
+    def gradient_rows(self, X, T, objective, weights=None):
         """As cpu/backend.CpuBackend.gradient_rows."""
-        check_codes(self.spec, loss)
-        self._rows(X.shape[0])
-        train.gradient_rows(self.dws, X, T, loss, l2, _weights(weights, X.shape[0]),
-                            bool(l2_per_sample))
+        check_codes(self.spec, objective.loss)
+        self.ensure_rows(X.shape[0])
+        train.gradient_rows(self.dws, X, T, objective, weights)
         return self.dws.grads.copy_to_host()
 
-    # -- training ------------------------------------------------------------------------
-    def begin_fit(self, X, T, batch_size, shuffle, epochs, loss, optimizer, l2,
-                  validation=None, *, weights=None, schedule=None, l2_per_sample=False,
-                  fit_epochs=None):
-        """As cpu/backend.CpuBackend.begin_fit (fit_epochs chooses nothing here)."""
-        check_codes(self.spec, loss, optimizer)
-        n_layers = len(self.spec.layers)
-        w = _weights(weights, X.shape[0])
-        self.schedule = check_schedule(schedule)
-        if hasattr(self.schedule, "start"):  # ReduceOnPlateau: the rate it starts from
-            self.schedule.start(optimizer.lr)
-        self.base_lr = float(optimizer.hyper()[LR])
-        if validation is not None:
-            Xv, Tv, *rest = validation
-            validation = (Xv, Tv, _weights(rest[0], Xv.shape[0]) if rest else None)
-        self._rows(batch_size)  # the workspace holds a batch (and a chunk for inference)
-        self.epoch_loss = np.zeros(epochs)
-        self.epoch_grad_norm = np.zeros((epochs, n_layers))
-        self.epoch_lr = np.full(epochs, np.nan)
-        if self.perm.shape[0] != X.shape[0]:
-            self.perm = np.arange(X.shape[0], dtype=np.int64)
-        self.trainer = train.Trainer(self.dws, self.host.rng, X, T, batch_size, shuffle,
-                                     epochs, self.epoch_loss, self.epoch_grad_norm,
-                                     validation, loss, optimizer, l2, self.perm, weights=w,
-                                     schedule=self.schedule, l2_per_sample=bool(l2_per_sample),
-                                     epoch_lr=self.epoch_lr)
-
-    def train_steps(self, n_steps):
-        """Up to n_steps steps: (status, steps done). n_steps = 0 does nothing: the CPU's
-        0-step call compiles its kernels before the timing, but the CUDA kernels compile
-        at their first launch (per tile size, cached per process)."""
-        if n_steps == 0:
-            return OK, 0
-        return self.trainer.train_steps(n_steps)
-
-    def cursor(self):
-        epoch, batch = self.trainer.cursor
-        return int(epoch), int(batch)
-
-    def current_lr(self):
-        """The learning rate of the most recent update (of the next one before any; None
-        before the first begin_fit)."""
-        return current_lr(self.schedule, self.base_lr)
-
-    def validation_loss(self):
-        return self.trainer.validation_loss()
-
-    def restore_if_overflowed(self):
-        return self.trainer.restore_if_overflowed()
-
-
-def _weights(weights, n):
-    """None, or the checked float64 weights of n rows."""
-    return None if weights is None else check_sample_weight(weights, n)
+    # -- one fit -------------------------------------------------------------------------
+    def start(self, plan):
+        """One fit of `plan` (fit/plan.FitPlan): a CudaRun at its first segment, after
+        refusing a code the device kernels have no branch for."""
+        check_codes(self.spec, plan.objective.loss, plan.optimizer)
+        return CudaRun(self, plan)

@@ -260,7 +260,7 @@ def kernel(shape):
 
 
 class StepsRun:
-    """The host side of one fit's multi-step launches (a Trainer's, whose cursor, row
+    """The host side of one fit's multi-step launches (a CudaRun's, whose cursor, row
     permutation and shuffling RNG it advances exactly as the one-launch-per-step loop does).
 
     Without shuffling the permutation never changes: the trainer's copy on the device
@@ -319,7 +319,7 @@ class StepsRun:
         dws, n_batches = t.dws, t.n_batches
         queued = 0
         while queued < n_steps:
-            epoch, b = t.cursor
+            epoch, b = t.at()
             steps = min(n_steps - queued, self.steps_per_launch)
             if self.shuffles:  # every epoch it touches needs a permutation slot
                 steps = min(steps, self.slots * n_batches - b)
@@ -335,4 +335,4 @@ class StepsRun:
             self.launches += 1
             queued += steps
             end = b + steps
-            t.cursor = [epoch + end // n_batches, end % n_batches]
+            t.move_to(epoch + end // n_batches, end % n_batches)

@@ -114,7 +114,7 @@ class StepPlan:
 
     weights: None, or the device array of sample weights read through perm (a weighted
     plan: the loss kernel gets each step's start and 1/sum(w) at launch). fused: whether
-    to use the fused kernel (the workspace's choice; the Trainer turns it off for weighted
+    to use the fused kernel (the workspace's choice; the CudaRun turns it off for weighted
     and scheduled fits and for a per-step l2, which the fused kernel does not take).
     """
 

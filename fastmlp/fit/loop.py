@@ -1,11 +1,22 @@
-"""The fit loop: hands a backend's compiled train_steps whole runs of minibatches.
+"""The fit loop: drives any Run (fit/protocols.py) through its members alone.
 
-`fit` drives any backend (cpu/backend.py, cuda/backend.py) through its methods alone and
-imports neither twin; the model has validated every input before it calls fit.
+The data path of one fit:
+
+  MLP.fit --checks--> FitPlan (fit/plan.py: rows, objective, optimizer, schedule, ...)
+    -> start_run: a full-batch optimizer (L-BFGS) gets an LbfgsRun over the backend's
+       loss_rows/gradient_rows (fit/lbfgs.py); any other backend.start(plan): CpuRun,
+       CudaRun, or MpiRun (a CpuRun stepped with the other ranks, cpu/mpi.py)
+    -> run.train_steps(0) compiles; then run.train_steps(n) hands the compiled kernel whole
+       runs of minibatches (shuffle, gather, forward, backward, update, all compiled)
+    -> at epoch ends (when the plan needs them): validation loss, schedule, early stopping,
+       callbacks, and the ranks' agreement to stop
+    -> History from the run's per-epoch statistics; run.close().
 
 Python returns from compiled code only to update the progress bar (about every
-config.PROGRESS_INTERVAL seconds), at epoch ends when there is validation data, or about once
-a second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches.
+config.PROGRESS_INTERVAL seconds), at epoch ends when the plan needs them, or about once a
+second otherwise; Ctrl-C is seen at those returns, i.e. between two whole batches. A fit of
+more than plan.SEGMENT_EPOCHS epochs runs in segments, so that its statistics' memory stays
+bounded. The loop imports neither twin.
 """
 import math
 import time
@@ -13,10 +24,10 @@ import warnings
 
 import numpy as np
 
-from ..core.blas import limit_threads
 from ..config import PROGRESS_INTERVAL
 from .epochlog import EpochLog
 from .history import History
+from .lbfgs import LbfgsRun
 from ..core.status import OK, describe
 
 QUIET_INTERVAL = 1.0
@@ -38,19 +49,13 @@ class StopTraining(Exception):
     """Raise in a callback to end training after the current epoch (as returning False)."""
 
 
-#: Epochs whose statistics one begin_fit holds: a longer fit runs in segments, so that memory
-#: follows the epochs completed, never the epochs asked for.
-SEGMENT_EPOCHS = 1 << 16
-
-
 class EarlyStopping:
-    """Stop when the monitored loss (validation loss, else training loss) has not improved
-    by more than min_delta for `patience` epochs; optionally restore the best epoch's
-    weights and optimizer state."""
+    """The state of a plan's EarlyStoppingRule during one fit: the best monitored loss, its
+    epoch, the epochs since, and (with rule.restore) the backend's state at the best."""
 
-    def __init__(self, patience, min_delta, restore_best_weights):
-        self.patience, self.min_delta = patience, min_delta
-        self.restore = restore_best_weights
+    def __init__(self, rule):
+        self.patience, self.min_delta, self.restore = rule.patience, rule.min_delta, \
+            rule.restore
         self.best, self.best_epoch, self.wait, self.snapshot = math.inf, None, 0, None
 
     def epoch_end(self, epoch, monitored, backend):
@@ -64,92 +69,95 @@ class EarlyStopping:
         return self.wait >= self.patience
 
 
-def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, loss, optimizer,
-        l2, weights=None, schedule=None, l2_per_sample=False, early_stopping=None,
-        callbacks=(), owner=None, accuracy=None):
-    """Train the backend's model on (X, T) (the kernels' arrays); returns a History.
+def start_run(backend, plan):
+    """The Run of one fit: an LbfgsRun for a full-batch plan, else the backend's own."""
+    return LbfgsRun(backend, plan) if plan.full_batch else backend.start(plan)
 
-    validation: None or (X_val, T_val[, W_val]); loss: a loss code; optimizer: an
-    optimizers.Optimizer; weights: None or per-row sample weights; schedule: None or a
-    schedules.Schedule; early_stopping: None or an EarlyStopping; callbacks: callables
-    cb(owner, history) run at each epoch end (False or StopTraining ends training);
-    accuracy: None or fn(X, T, W) -> accuracy on the validation data (classifiers).
-    A FloatingPointError carries the History of the epochs completed before it (.history).
+
+def fit(backend, plan, owner=None, accuracy=None):
+    """Train the backend's model by `plan` (fit/plan.FitPlan); returns a History.
+
+    owner: what callbacks receive (cb(owner, history) at each epoch end; False or
+    StopTraining ends training); accuracy: None or fn(X, T, W) -> accuracy on the validation
+    rows (classifiers). A FloatingPointError carries the History of the epochs completed
+    before it (.history).
     """
-    n = X.shape[0]
-    batch_size = min(batch_size, n)
-    spec = backend.spec
-    log = EpochLog(len(spec.layers))
+    n, epochs = plan.n, plan.epochs
+    spe = plan.steps_per_epoch
+    log = EpochLog(len(backend.spec.layers))
     if epochs == 0:
         return _history(log)
-    steps_per_epoch = math.ceil(n / batch_size)
-    epoch_hook = bool(validation is not None or early_stopping is not None or callbacks
-                      or (schedule is not None and schedule.needs_epoch_end))
-    interval = PROGRESS_INTERVAL if progress else QUIET_INTERVAL
+    stopper = None if plan.early_stopping is None else EarlyStopping(plan.early_stopping)
+    epoch_hook = plan.needs_epoch_end
+    interval = PROGRESS_INTERVAL if plan.progress else QUIET_INTERVAL
     bar = None
-    if progress:
+    if plan.progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=epochs * n, unit="samples", unit_scale=True, leave=True,
                    desc=f"epoch 1/{epochs}")
-    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // spec.flops_per_step(batch_size))
-    chunk = 1 if progress else _quiet_chunk(int(first), steps_per_epoch)
+    first = min(FIRST_QUIET_STEPS, FIRST_QUIET_FLOPS // backend.spec.flops_per_step(
+        plan.batch_size))
+    chunk = 1 if plan.progress else _quiet_chunk(int(first), spe)
     stop = False
+    seg = None
+    run = start_run(backend, plan)
     try:
-        with limit_threads(backend.blas_limit):
-            for seg_start in range(0, epochs, SEGMENT_EPOCHS):
-                seg_epochs = min(SEGMENT_EPOCHS, epochs - seg_start)
-                backend.begin_fit(X, T, batch_size, shuffle, seg_epochs, loss, optimizer, l2,
-                                  validation, weights=weights, schedule=schedule,
-                                  l2_per_sample=l2_per_sample, fit_epochs=epochs)
-                seg = _Segment(backend, seg_start, seg_epochs, steps_per_epoch)
-                if seg_start == 0:
-                    _compile(backend, bar, log, epochs * n, epochs)
-                while seg.done < seg.total and not stop:
-                    steps = min(chunk, seg.total - seg.done)
-                    if epoch_hook:  # stop at the epoch's end to evaluate
-                        steps = min(steps, steps_per_epoch - seg.done % steps_per_epoch)
-                    start = time.perf_counter()
-                    try:
-                        status, ran = backend.train_steps(steps)
-                    except KeyboardInterrupt:
-                        seg.interrupted(time.perf_counter() - start)
-                        raise
-                    elapsed = time.perf_counter() - start
-                    before = seg.done
-                    seg.advance(ran, elapsed)
-                    if status != OK:
-                        _add_epochs(log, seg, n)
-                        _raise_nonfinite(backend, status, seg_start * steps_per_epoch + seg.done,
-                                         steps_per_epoch, _history(log))
-                    if epoch_hook and seg.done % steps_per_epoch == 0:
-                        stop = _epoch_end(backend, log, seg, n, validation, early_stopping,
-                                          schedule, callbacks, owner, accuracy)
-                    if bar is not None:
-                        _update_bar(bar, seg.done - before, seg.done, steps_per_epoch,
-                                    batch_size, n, epochs, backend.epoch_loss, seg_start)
-                    per_step = elapsed / max(ran, 1)
-                    chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
-                    if not progress:
-                        chunk = _quiet_chunk(chunk, steps_per_epoch)
-                if not epoch_hook:
+        seg_start = 0
+        for seg_epochs in plan.segments():
+            if seg_start:
+                run.next_segment(seg_epochs)
+            seg = _Segment(run, seg_start, seg_epochs, spe)
+            if seg_start == 0:
+                _compile(run, bar, log, epochs * n, epochs)
+            while seg.done < seg.total and not stop and not run.finished():
+                steps = min(chunk, seg.total - seg.done)
+                if epoch_hook:  # stop at the epoch's end to evaluate
+                    steps = min(steps, spe - seg.done % spe)
+                start = time.perf_counter()
+                try:
+                    status, ran = run.train_steps(steps)
+                except KeyboardInterrupt:
+                    seg.interrupted(time.perf_counter() - start)
+                    raise
+                elapsed = time.perf_counter() - start
+                before = seg.done
+                seg.advance(ran, elapsed)
+                if status != OK:
                     _add_epochs(log, seg, n)
-                if stop:
-                    break
+                    _raise_nonfinite(run, status, seg_start * spe + seg.done, spe,
+                                     _history(log))
+                if epoch_hook and ran and seg.done % spe == 0:
+                    stop = _epoch_end(backend, run, plan, log, seg, stopper, owner, accuracy)
+                if bar is not None:
+                    _update_bar(bar, seg.done - before, seg.done, spe, plan.batch_size, n,
+                                epochs, run.epoch_loss, seg_start)
+                per_step = elapsed / max(ran, 1)
+                chunk = int(max(1, min(chunk * 10, interval / max(per_step, 1e-9))))
+                if not plan.progress:
+                    chunk = _quiet_chunk(chunk, spe)
+            if not epoch_hook:
+                _add_epochs(log, seg, n)
+            if stop or run.finished():
+                break
+            seg_start += seg_epochs
     except KeyboardInterrupt:
         log.interrupted = True
-        _add_epochs(log, seg, n)
+        if seg is not None:
+            _add_epochs(log, seg, n)
         warnings.warn(f"fastmlp: training interrupted after {log.epochs} whole epoch(s); the "
                       f"model keeps the weights of the last whole batch", RuntimeWarning,
                       stacklevel=3)
     finally:
+        run.close()
         if bar is not None:
             bar.close()
     history = _history(log)
-    if early_stopping is not None:
-        history.best_epoch = early_stopping.best_epoch
-        history.stopped_early = stop and early_stopping.wait >= early_stopping.patience
-        if early_stopping.restore and early_stopping.snapshot is not None:
-            backend.set_state(early_stopping.snapshot)
+    run.annotate(history)
+    if stopper is not None:
+        history.best_epoch = stopper.best_epoch
+        history.stopped_early = stop and stopper.wait >= stopper.patience
+        if stopper.restore and stopper.snapshot is not None:
+            backend.set_state(stopper.snapshot)
     return history
 
 
@@ -157,60 +165,59 @@ def fit(backend, X, T, *, epochs, batch_size, shuffle, validation, progress, los
 COMPILING = "compiling kernels (first run only)"
 
 
-def _compile(backend, bar, log, total, epochs):
+def _compile(run, bar, log, total, epochs):
     """Compile the fit's kernels (or load them from numba's disk cache) before anything is
     timed: a call of 0 steps trains nothing but needs them. Its time is
     History.compile_seconds, never an epoch's; the bar says so meanwhile, then starts its
     clock afresh so that its rate and ETA leave the compile out."""
-    ready = getattr(backend, "kernels_ready", None)
-    if bar is not None and ready is not None and not ready():
+    if bar is not None and not run.kernels_ready():
         bar.set_description(COMPILING)
     start = time.perf_counter()
-    backend.train_steps(0)
+    run.train_steps(0)
     log.compile_seconds += time.perf_counter() - start
     if bar is not None:
         bar.reset(total=total)
         bar.set_description(f"epoch 1/{epochs}", refresh=False)
 
 
-def _epoch_end(backend, log, seg, n, validation, early_stopping, schedule, callbacks, owner,
-               accuracy):
-    """The work at an epoch's end; True when training should stop."""
+def _epoch_end(backend, run, plan, log, seg, stopper, owner, accuracy):
+    """The work at an epoch's end; True when training should stop (on every rank)."""
     epoch = log.epochs  # the 0-based index of the epoch that just ended
     done = seg.done // seg.steps_per_epoch
-    train_loss = backend.epoch_loss[done - 1] / n
+    train_loss = run.epoch_loss[done - 1] / plan.n
     extra = {}
+    validation = plan.validation
     if validation is not None:
-        extra["val_loss"] = [backend.validation_loss()]
+        extra["val_loss"] = [run.validation_loss()]
         if accuracy is not None:
-            extra["val_accuracy"] = [accuracy(*validation)]
-    _add_epochs(log, seg, n, upto=done, **extra)
+            extra["val_accuracy"] = [accuracy(validation.X, validation.T,
+                                              validation.weights)]
+    _add_epochs(log, seg, plan.n, upto=done, **extra)
     monitored = extra["val_loss"][0] if validation is not None else train_loss
     stop = False
+    schedule = plan.schedule
     if schedule is not None and schedule.needs_epoch_end:
         # True when scikit-learn's adaptive rule would stop: no improvement while the rate
         # is already at its floor
         stop = bool(schedule.epoch_end(monitored))
-    if early_stopping is not None:
-        stop = early_stopping.epoch_end(epoch, monitored, backend) or stop
-    if callbacks:
+    if stopper is not None:
+        stop = stopper.epoch_end(epoch, monitored, backend) or stop
+    if plan.callbacks:
         history = _history(log)
-        for callback in callbacks:
+        for callback in plan.callbacks:
             try:
                 if callback(owner, history) is False:
                     stop = True
             except StopTraining:
                 stop = True
-    if hasattr(backend, "any_rank"):  # data-parallel: every rank stops if one does
-        stop = backend.any_rank(stop)
-    return stop
+    return run.agree_to_stop(stop)  # data-parallel: every rank stops if one does
 
 
 class _Segment:
-    """Step accounting of one begin_fit: steps done, and wall time spread over epochs."""
+    """Step accounting of one segment: steps done, and wall time spread over epochs."""
 
-    def __init__(self, backend, first_epoch, epochs, steps_per_epoch):
-        self.backend, self.first_epoch = backend, first_epoch
+    def __init__(self, run, first_epoch, epochs, steps_per_epoch):
+        self.run, self.first_epoch = run, first_epoch
         self.steps_per_epoch = steps_per_epoch
         self.total = epochs * steps_per_epoch
         self.done = 0
@@ -231,8 +238,8 @@ class _Segment:
         self.done += ran
 
     def interrupted(self, elapsed):
-        """Ctrl-C during a compiled call: the steps it ran are read from the backend."""
-        epoch, batch = self.backend.cursor()
+        """Ctrl-C during a compiled call: the steps it ran are read from the run."""
+        epoch, batch = self.run.cursor()
         ran = epoch * self.steps_per_epoch + batch - self.done
         self.advance(max(ran, 0), elapsed)
 
@@ -243,11 +250,10 @@ def _add_epochs(log, seg, n, upto=None, **extra):
     lo = seg.taken
     if upto <= lo:
         return
-    backend = seg.backend
-    lr = getattr(backend, "epoch_lr", None)
-    log.add(loss=backend.epoch_loss[lo:upto] / n,
-            grad_norms=backend.epoch_grad_norm[lo:upto] / seg.steps_per_epoch,
-            seconds=seg.seconds[lo:upto], lr=lr[lo:upto] if lr is not None else (), **extra)
+    run = seg.run
+    log.add(loss=run.epoch_loss[lo:upto] / n,
+            grad_norms=run.epoch_grad_norm[lo:upto] / seg.steps_per_epoch,
+            seconds=seg.seconds[lo:upto], lr=run.epoch_lr[lo:upto], **extra)
     seg.taken = upto
 
 

@@ -24,7 +24,7 @@ def _matplotlib():
 
 
 def _series(history, name):
-    values = getattr(history, name, None)
+    values = vars(history).get(name)  # a History's fields, and those a run added
     if values is None:
         return None
     values = np.asarray(values, dtype=float)

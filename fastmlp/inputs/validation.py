@@ -3,7 +3,6 @@
 import numpy as np
 
 from ..config import jit
-from .numbers import check_bool, check_int  # noqa: F401  (model.py's import line)
 
 #: Float arrays of at least this many values are checked for NaN and infinity by
 #: _largest_magnitude (one pass, no temporary); smaller ones by np.isfinite, which needs no

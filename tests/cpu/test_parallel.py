@@ -18,6 +18,7 @@ from fastmlp.cpu import parallel, threads
 from fastmlp.cpu import train as cpu_train
 from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from fastmlp.core.workspace import fit_state, step_config
+from tests.runs import recorded_runs
 
 TOL = {"float64": dict(rtol=1e-11, atol=1e-13), "float32": dict(rtol=2e-4, atol=2e-5)}
 
@@ -173,13 +174,14 @@ def parallel_for_any_size(monkeypatch):
 
 def test_fit_trains_with_the_parallel_kernel_and_keeps_its_records(parallel_for_any_size,
                                                                    monkeypatch):
+    runs = recorded_runs(monkeypatch)
     model, X, y = make("relu-softmax-adam", "float64")
     history = model.fit(X, y, epochs=4, batch_size=32, progress=False)
-    assert model.backend.kernel is parallel.train_steps
+    assert runs[-1].path() == "parallel"
     monkeypatch.setattr(config, "CPU_THREADS", 1)
     serial_model, _, _ = make("relu-softmax-adam", "float64")
     serial_history = serial_model.fit(X, y, epochs=4, batch_size=32, progress=False)
-    assert serial_model.backend.kernel is None
+    assert runs[-1].path() == "generic"
     np.testing.assert_allclose(model.backend.get_params(), serial_model.backend.get_params(),
                                **TOL["float64"])
     for key in ("loss", "lr"):
@@ -267,7 +269,8 @@ def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units(clock):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX")
-def test_a_forked_child_trains_with_the_serial_kernel(parallel_for_any_size):
+def test_a_forked_child_trains_with_the_serial_kernel(parallel_for_any_size, monkeypatch):
+    runs = recorded_runs(monkeypatch)
     model, X, y = make("relu-softmax-adam", "float64")
     model.fit(X, y, epochs=1, batch_size=32, progress=False)  # the pool is running now
     read, write = os.pipe()
@@ -275,8 +278,7 @@ def test_a_forked_child_trains_with_the_serial_kernel(parallel_for_any_size):
     if pid == 0:  # the child: GNU OpenMP would abort it at its first parallel region
         try:
             model.fit(X, y, epochs=1, batch_size=32, progress=False)
-            kernel = model.backend.kernel
-            os.write(write, b"serial" if kernel is None else b"parallel")
+            os.write(write, b"serial" if runs[-1].path() == "generic" else b"parallel")
         finally:
             os._exit(0)
     os.close(write)
@@ -329,6 +331,6 @@ def test_a_cpu_fit_holds_blas_at_its_configured_threads(monkeypatch):
 
 
 def test_mpi_ranks_keep_the_launchers_blas_threads():
-    from fastmlp.cuda.backend import CudaBackend
-    from fastmlp.cpu.mpi import MpiBackend
-    assert MpiBackend.blas_limit is None and CudaBackend.blas_limit is None
+    from fastmlp.cuda.run import CudaRun
+    from fastmlp.cpu.mpi import MpiRun
+    assert MpiRun.blas_limit is None and CudaRun.blas_limit is None

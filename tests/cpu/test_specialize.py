@@ -12,6 +12,7 @@ import fastmlp
 from fastmlp import config
 from fastmlp.cpu import codegen, specialize
 from fastmlp.cpu import train as cpu_train
+from tests.runs import recorded_runs, start as start_run
 
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=2e-6)}
 
@@ -54,10 +55,7 @@ def make(n_inputs, layers, loss, optimizer, dtype, l2, n=37, seed=0):
 
 def fitted_kernel(model, X, y, batch_size):
     """The generated kernel a fit of model on (X, y) would use, or None for the generic."""
-    backend = model.backend
-    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, 1, model.loss_code,
-                      model.optimizer, model.l2)
-    return backend.kernel
+    return start_run(model, *model.as_arrays(X, y), batch_size, True, 1).kernel
 
 
 def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
@@ -65,25 +63,20 @@ def run_kernel(model, X, y, batch_size, steps, kernel, shuffle=True):
     model's buffers; returns everything the call leaves behind."""
     Xc, T = model.as_arrays(X, y)
     epochs = steps + 2
-    run = model.backend
-    run.begin_fit(Xc, T, batch_size, shuffle, epochs, model.loss_code, model.optimizer,
-                  model.l2)
+    backend = model.backend
+    run = start_run(model, Xc, T, batch_size, shuffle, epochs)
     if kernel == "generic":
         run.kernel, run.extra = None, ()
     else:
         assert run.kernel is not None
-    ws = run.ws
-    saved = {name: getattr(ws, name).copy() for name in ("params", "moment1", "moment2",
-                                                         "opt_step", "rng")}
-    start_perm = run.perm.copy()
+    saved = backend.get_state()
     status, done = run.train_steps(steps)
-    out = {"status": status, "done": done, "cursor": run.fit_state.cursor.copy(),
-           "perm": run.fit_state.perm.copy(), "epoch_loss": run.epoch_loss.copy(),
-           "epoch_grad_norm": run.epoch_grad_norm.copy()}
-    for name in saved:
-        out[name] = getattr(ws, name).copy()
-        getattr(ws, name)[...] = saved[name]  # the next run starts from the same state
-    run.perm[...] = start_perm
+    run.close()
+    after = backend.get_state()
+    out = {"status": status, "done": done, "cursor": np.array(run.cursor()),
+           "perm": after.pop("perm"), "epoch_loss": run.epoch_loss.copy(),
+           "epoch_grad_norm": run.epoch_grad_norm.copy(), **after}
+    backend.set_state(saved)  # the next run starts from the same state and permutation
     return out
 
 
@@ -120,7 +113,7 @@ def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimi
     special = run_kernel(model, X, y, batch, steps, "specialized")
     assert generic["status"] == cpu_train.OK and generic["done"] == steps
     assert_same(generic, special, dtype)
-    assert not np.array_equal(special["params"], model.backend.ws.params)  # it trained
+    assert not np.array_equal(special["params"], model.backend.get_params())  # it trained
 
 
 def test_generated_kernel_without_shuffle_and_l2():
@@ -229,12 +222,9 @@ AUTO_LAYERS = [(3, "tanh"), (2, "softmax")]
 
 
 def auto_fit(epochs, batch_size=4):
-    """(the kernel begin_fit chose, the model): 2-3-2 on 8 rows."""
+    """(the kernel the fit's run chose, the model): 2-3-2 on 8 rows."""
     model, X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)
-    backend = model.backend
-    backend.begin_fit(*model.as_arrays(X, y), batch_size, True, epochs, model.loss_code,
-                      model.optimizer, model.l2)
-    return backend.kernel, model
+    return start_run(model, *model.as_arrays(X, y), batch_size, True, epochs).kernel, model
 
 
 def test_auto_trains_a_short_fit_of_a_new_architecture_with_the_generic_kernel(auto):
@@ -274,25 +264,26 @@ def test_auto_gives_the_numbers_of_the_generated_kernel(auto, monkeypatch):
     for mode in ("auto", True):
         monkeypatch.setattr(config, "SPECIALIZE", mode)
         model = make(2, AUTO_LAYERS, None, "adam", "float64", l2=0.01, n=8)[0]
+        runs = recorded_runs(monkeypatch)
         histories.append(model.fit(X, y, epochs=5, batch_size=4, progress=False).loss)
         weights.append(np.concatenate([np.ravel(a) for pair in model.get_weights()
                                        for a in pair]))
-        assert (model.backend.kernel is None) == (mode == "auto")
+        assert (runs[-1].kernel is None) == (mode == "auto")
     np.testing.assert_allclose(histories[0], histories[1], rtol=1e-12)
     np.testing.assert_allclose(weights[0], weights[1], rtol=1e-12, atol=1e-14)
 
 
 def test_auto_counts_the_steps_of_the_whole_fit_not_of_one_segment(auto, monkeypatch):
-    """A long fit runs in segments (training.SEGMENT_EPOCHS), each its own begin_fit: the
-    rule weighs the compile against the whole fit, or a fit of millions of xor epochs would
-    never pay for it."""
-    from fastmlp.fit import loop as training
+    """A long fit runs in segments (plan.SEGMENT_EPOCHS): the rule weighs the compile
+    against the whole fit, or a fit of millions of xor epochs would never pay for it."""
+    from fastmlp.fit import plan
     monkeypatch.setattr(config, "SPECIALIZE_STEP_SAVING", 1.0)  # 3 steps pay for a compile
-    monkeypatch.setattr(training, "SEGMENT_EPOCHS", 1)  # every epoch a segment of 2 steps
+    monkeypatch.setattr(plan, "SEGMENT_EPOCHS", 1)  # every epoch a segment of 2 steps
+    runs = recorded_runs(monkeypatch)
     model, X, y = make(2, AUTO_LAYERS, None, "adam", "float32", l2=0.0, n=8)
     assert 2 * config.SPECIALIZE_STEP_SAVING < specialize.expected_compile_seconds(model.spec)
     h = model.fit(X, y, epochs=4, batch_size=4, progress=False)
-    assert h.epochs == 4 and model.backend.kernel is not None
+    assert h.epochs == 4 and runs[-1].kernel is not None
 
 
 # The generated kernels write some of core/scalars.py's formulas inline (a call in a row

@@ -10,6 +10,7 @@ import pytest
 from numba import cuda
 
 import fastmlp
+from tests.runs import start as start_run
 from fastmlp import config
 
 
@@ -64,8 +65,7 @@ def test_train_steps_allocates_and_copies_nothing_per_step(monkeypatch, traffic,
                         seed=0, device="cuda")
     X, T = model.as_arrays(rng.standard_normal((9, 3)), rng.integers(0, 2, 9))
     epochs = 4
-    trainer = model.backend
-    trainer.begin_fit(X, T, 3, False, epochs, model.loss_code, model.optimizer, model.l2)
+    trainer = start_run(model, X, T, 3, False, epochs)
     one = counted(traffic, lambda: trainer.train_steps(1))
     many = counted(traffic, lambda: trainer.train_steps(7))  # across two epoch boundaries
     assert one == many
@@ -81,8 +81,7 @@ def test_shuffling_sends_one_permutation_per_epoch(monkeypatch, traffic):
     rng = np.random.default_rng(1)
     model = fastmlp.MLP(2, [(3, "tanh"), (1, "sigmoid")], seed=0, device="cuda")
     X, T = model.as_arrays(rng.standard_normal((6, 2)), rng.integers(0, 2, 6))
-    trainer = model.backend
-    trainer.begin_fit(X, T, 2, True, 3, model.loss_code, model.optimizer, model.l2)
+    trainer = start_run(model, X, T, 2, True, 3)
     steps = counted(traffic, lambda: trainer.train_steps(9))  # 3 epochs of 3 steps
     assert steps["host to device"] == 3 and "device allocation" not in steps
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from tests.runs import start as start_run
 from fastmlp import config
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
@@ -173,11 +174,10 @@ def test_zero_steps_change_nothing_on_cuda(monkeypatch, steps_per_launch):
     model = fastmlp.MLP(*args, seed=0, device="cuda")
     b = model.backend
     schedule = fastmlp.schedules.Constant()
-    b.begin_fit(*model.as_arrays(X, y), 4, True, 2, model.loss_code, model.optimizer,
-                model.l2, schedule=schedule)
-    before = (b.get_state(), b.cursor(), schedule.state.copy(), b.epoch_loss.copy())
-    assert b.train_steps(0) == (0, 0)
-    after = (b.get_state(), b.cursor(), schedule.state.copy(), b.epoch_loss.copy())
+    r = start_run(model, *model.as_arrays(X, y), 4, True, 2, schedule=schedule)
+    before = (b.get_state(), r.cursor(), schedule.state.copy(), r.epoch_loss.copy())
+    assert r.train_steps(0) == (0, 0)
+    after = (b.get_state(), r.cursor(), schedule.state.copy(), r.epoch_loss.copy())
     for key in before[0]:
         np.testing.assert_array_equal(before[0][key], after[0][key], err_msg=key)
     assert before[1] == after[1]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from tests.runs import start as start_run
 from fastmlp import config
 from fastmlp.cuda import fused
 from fastmlp.cuda.fused_steps import StepsRun
@@ -43,10 +44,8 @@ def launches(monkeypatch):
 
 
 def begin_fit(model, X, T, batch_size, shuffle, epochs):
-    """The cuda Trainer of a fit that has begun, as training.fit begins one."""
-    model.backend.begin_fit(X, T, batch_size, shuffle, epochs, model.loss_code,
-                            model.optimizer, model.l2)
-    return model.backend.trainer
+    """The CudaRun of a fit that has begun, as the fit loop begins one."""
+    return start_run(model, X, T, batch_size, shuffle, epochs)
 
 
 def fit_both(models, X, y, **kwargs):

@@ -9,6 +9,8 @@ import fastmlp
 from fastmlp import config
 from fastmlp.core import losses as L, schedules
 from fastmlp.core.status import OK
+from fastmlp.fit.plan import Objective
+from tests.runs import start as start_run
 
 TRAINABLE = sorted((loss, out) for loss, outs in L.VALID_OUTPUTS.items()
                    for out in outs if out != "step")
@@ -42,21 +44,21 @@ def problem(index, loss, out, dtype, n=9, n_inputs=3, k=3):
 
 
 def fit(model, X, T, w, schedule, l2_per_sample, epochs=2, batch_size=4, validation=None):
-    b = model.backend
-    b.begin_fit(X, T, batch_size, True, epochs, model.loss_code, model.optimizer, model.l2,
-                validation, weights=w, schedule=schedule, l2_per_sample=l2_per_sample)
+    r = start_run(model, X, T, batch_size, True, epochs, validation=validation, weights=w,
+                  schedule=schedule, l2_per_sample=l2_per_sample)
     steps = epochs * -(-X.shape[0] // batch_size)
-    assert b.train_steps(steps) == (OK, steps)
-    return b
+    assert r.train_steps(steps) == (OK, steps)
+    return r
 
 
 def assert_same_fit(cpu, gpu, tol):
-    np.testing.assert_allclose(gpu.get_params(), cpu.get_params(), **tol)
+    """cpu, gpu: the runs of the two fits (CpuRun, CudaRun)."""
+    np.testing.assert_allclose(gpu.backend.get_params(), cpu.backend.get_params(), **tol)
     np.testing.assert_allclose(gpu.epoch_loss, cpu.epoch_loss, **tol)
     np.testing.assert_allclose(gpu.epoch_grad_norm, cpu.epoch_grad_norm, **tol)
     np.testing.assert_allclose(gpu.epoch_lr, cpu.epoch_lr, rtol=1e-15)
     assert gpu.current_lr() == pytest.approx(cpu.current_lr(), rel=1e-15)
-    assert gpu.get_state()["opt_step"][0] == cpu.get_state()["opt_step"][0]
+    assert gpu.backend.get_state()["opt_step"][0] == cpu.backend.get_state()["opt_step"][0]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -66,7 +68,7 @@ def test_weighted_loss_and_gradients_match_cpu(index, loss, out, dtype):
     tol = TOL[dtype]
     for per_sample in (False, True):
         for weights in (w, None):
-            args = (X, T, cpu.loss_code, cpu.l2, weights, per_sample)
+            args = (X, T, Objective(cpu.loss_code, cpu.l2, per_sample), weights)
             assert gpu.backend.loss_rows(*args) == pytest.approx(cpu.backend.loss_rows(*args),
                                                                  rel=tol["rtol"])
             np.testing.assert_allclose(gpu.backend.gradient_rows(*args),
@@ -82,7 +84,7 @@ def test_weighted_scheduled_fit_matches_cpu(index, loss, out, dtype):
     per_sample = index % 2 == 1
     runs = [fit(model, X, T, w, SCHEDULES[index % len(SCHEDULES)](), per_sample)
             for model in (cpu, gpu)]
-    assert not runs[1].trainer.fused  # weighted and scheduled: the tiled launches
+    assert not runs[1].fused  # weighted and scheduled: the tiled launches
     assert_same_fit(*runs, TOL[dtype])
     np.testing.assert_array_equal(runs[1].schedule.state, runs[0].schedule.state)
 
@@ -94,7 +96,7 @@ def test_unweighted_l2_per_sample_matches_cpu_on_both_paths(monkeypatch, fused):
     monkeypatch.setattr(config, "CUDA_FUSED", fused)
     (cpu, gpu), X, T, _ = problem(2, "cross_entropy", "softmax", "float64")
     runs = [fit(model, X, T, None, None, True, epochs=3) for model in (cpu, gpu)]
-    assert runs[1].trainer.fused == bool(fused) == gpu.backend.dws.fused
+    assert runs[1].fused == bool(fused) == gpu.backend.dws.fused
     assert_same_fit(*runs, TOL["float64"])
 
 
@@ -103,13 +105,12 @@ def test_a_batch_of_zero_weight_is_skipped_on_both_devices():
     w[4:] = 0.0  # unshuffled, the second batch of each epoch weighs nothing
     runs = []
     for model in (cpu, gpu):
-        b = model.backend
-        b.begin_fit(X, T, 4, False, 3, model.loss_code, model.optimizer, model.l2,
-                    weights=w, schedule=schedules.InverseScaling(1.0))
-        assert b.train_steps(5) == (OK, 5)
-        runs.append(b)
+        r = start_run(model, X, T, 4, False, 3, weights=w,
+                      schedule=schedules.InverseScaling(1.0))
+        assert r.train_steps(5) == (OK, 5)
+        runs.append(r)
     assert_same_fit(*runs, TOL["float64"])
-    assert runs[1].get_state()["opt_step"][0] == 3
+    assert runs[1].backend.get_state()["opt_step"][0] == 3
     np.testing.assert_array_equal(runs[1].schedule.state, runs[0].schedule.state)
 
 
@@ -120,7 +121,7 @@ def test_streamed_weighted_data_matches_cpu(monkeypatch):
     monkeypatch.setattr(config, "CUDA_DATA_BYTES", 2 * 3 * row_bytes)  # two batches of 3
     runs = [fit(model, X, T, w, schedules.Exponential(0.7), True, epochs=2, batch_size=3)
             for model in (cpu, gpu)]
-    assert runs[1].trainer.chunk_rows == 6
+    assert runs[1].chunk_rows == 6
     assert_same_fit(*runs, TOL["float64"])
 
 
@@ -129,15 +130,14 @@ def test_weighted_validation_loss_and_plateau_match_cpu():
     losses = []
     for model in (cpu, gpu):
         schedule = schedules.ReduceOnPlateau(factor=0.5, patience=0)
-        b = model.backend
-        b.begin_fit(X, T, 4, True, 3, model.loss_code, model.optimizer, model.l2,
-                    (X[:5], T[:5], w[:5]), weights=w, schedule=schedule, l2_per_sample=True)
+        r = start_run(model, X, T, 4, True, 3, validation=(X[:5], T[:5], w[:5]), weights=w,
+                      schedule=schedule, l2_per_sample=True)
         seen = []
         for _ in range(3):
-            assert b.train_steps(3) == (OK, 3)
-            seen.append(b.validation_loss())
+            assert r.train_steps(3) == (OK, 3)
+            seen.append(r.validation_loss())
             schedule.epoch_end(seen[-1] + len(seen))  # worse each epoch: halve the rate
-        losses.append((seen, b))
+        losses.append((seen, r))
     (cpu_seen, cpu_b), (gpu_seen, gpu_b) = losses
     np.testing.assert_allclose(gpu_seen, cpu_seen, **TOL["float64"])
     assert_same_fit(cpu_b, gpu_b, TOL["float64"])
@@ -150,12 +150,11 @@ def test_counters_after_a_failed_step_match_cpu():
     (cpu, gpu), X, T, w = problem(1, "mse", "identity", "float64")
     results = []
     for model in (cpu, gpu):
-        b = model.backend
         schedule = schedules.InverseScaling(0.5)
-        b.begin_fit(X, T, 4, True, 4, model.loss_code, fastmlp.SGD(lr=1e150), model.l2,
-                    weights=w, schedule=schedule)
-        status, done = b.train_steps(12)
-        results.append((status, done, schedule.state.copy(), b.epoch_lr.copy()))
+        r = start_run(model, X, T, 4, True, 4, optimizer=fastmlp.SGD(lr=1e150), weights=w,
+                      schedule=schedule)
+        status, done = r.train_steps(12)
+        results.append((status, done, schedule.state.copy(), r.epoch_lr.copy()))
     assert results[0][0] != OK and results[0][1] < 12
     assert results[0][:2] == results[1][:2]
     np.testing.assert_array_equal(results[1][2], results[0][2])
@@ -175,7 +174,7 @@ def test_constant_rate_fits_keep_the_record_on_every_path(monkeypatch, steps_per
         schedule = schedules.Constant()
         runs.append(fit(model, X, T, None, schedule, False, epochs=3))
         states.append(schedule.state.copy())
-    assert runs[1].trainer.fused
-    assert (runs[1].trainer.steps_run is not None) == steps_per_launch
+    assert runs[1].fused
+    assert (runs[1].steps_run is not None) == steps_per_launch
     assert_same_fit(*runs, TOL["float64"])
     np.testing.assert_array_equal(states[1], states[0])
