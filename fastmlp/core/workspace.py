@@ -7,9 +7,8 @@ batch) hold `rows` rows and are rebuilt only when a larger batch is asked for.
 The compiled training loops (cpu/train.py and the generated kernels of cpu/codegen.py) take
 their buffers as three bundles, so that their signature is written once: TrainState (the
 model's buffers), FitState (one fit's bookkeeping) and StepConfig (sizes, codes and
-hyper-parameters). A bundle costs about 1 us more to unbox than its arrays passed one by one
-(measured with numba 0.68: 2.4 us against 1.3 us a call for eleven arrays), once per compiled
-call of many steps.
+hyper-parameters). A bundle costs about a microsecond more to unbox than its arrays passed
+one by one, once per compiled call of many steps (docs/tuning.md).
 """
 from typing import NamedTuple
 

@@ -23,9 +23,8 @@ from ..core.mathfn import flush_subnormal
 # The moment buffers are stored with subnormal values flushed to zero (flush_subnormal). A
 # weight whose gradient stays 0 (an input that is always 0, a dead relu unit) has its
 # moments decay geometrically, and Adam's first moment goes subnormal after ~850 such steps
-# (0.9 ** 850 ~ 1e-39 in float32): arithmetic on subnormals takes a slow path, and a relu
-# network's Adam update ran 60 us instead of 35 (fashion, 203k float32 weights, 2 threads;
-# the 2-core AMD EPYC). The flush changes no weight: such a moment moves its weight by at
+# (0.9 ** 850 ~ 1e-39 in float32): arithmetic on subnormals takes a slow path (docs/tuning.md
+# has the update it slowed). The flush changes no weight: such a moment moves its weight by at
 # most lr * 1e-38 / eps, far below half an ulp of any weight above 1e-20. The CUDA twin keeps
 # subnormals: a GPU's arithmetic on them is not slower.
 
@@ -50,8 +49,7 @@ def adam_constants(lr, beta1, beta2, eps, weight_decay, step, dt):
 
     The second moment's bias correction comes as its reciprocal, so the update multiplies
     (torch divides): a division per element costs as much as the square root, and Adam over a
-    few hundred thousand weights is bound by those two (81 -> 61 us for 203k float32 weights
-    on one core). The result differs from torch's by at most an ulp of the denominator.
+    few hundred thousand weights is bound by those two (docs/tuning.md). The result differs from torch's by at most an ulp of the denominator.
     """
     bias_correction1 = 1.0 - beta1 ** step
     inv_bias_correction2_sqrt = dt(1.0 / math.sqrt(1.0 - beta2 ** step))

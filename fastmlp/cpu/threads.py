@@ -5,9 +5,8 @@ The parts are fixed for a fit (the results depend on them, in the last bits); th
 not: running two parts on one thread computes exactly what two threads compute, so the count
 can follow the machine. It is measured, not assumed. On a host whose cores are shared, a
 thread that waits for its partner at the end of every parallel region can make two threads
-ten times slower than one (20 ms against 1.3 ms a step of the fashion workload, measured on
-the 2-vCPU development machine while another process kept one core busy), and the next
-second the partner is back. ThreadChooser times each option for a few steps, runs the rest
+ten times slower than one while another process holds the other core (docs/tuning.md),
+and the next second the partner is back. ThreadChooser times each option for a few steps, runs the rest
 of the call with the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
 import os

@@ -30,10 +30,8 @@ def _merge(values, stride, rule):
     if len(values) == stride:  # one block: the partial last entry of a series
         total = values.sum(keepdims=True)
     else:
-        # Neighbours added in pairs, log2(stride) times: for the millions of one-step epochs
-        # of a tiny network this costs 20-50 us per 65,536 epochs at any stride, where one
-        # strided add per offset costs 70 us at stride 16 and 460 at 256, and numpy's reduce
-        # over a short inner axis 290-510 us at strides 2-4.
+        # Neighbours added in pairs, log2(stride) times: cheaper at every stride than one
+        # strided add per offset or numpy's reduce over a short axis (docs/tuning.md).
         total = values[0::2] + values[1::2]
         while len(total) > len(values) // stride:
             total = total[0::2] + total[1::2]
