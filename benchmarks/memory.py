@@ -3,8 +3,8 @@ and that floor; each measured in a new interpreter, where nothing else has run."
 import json
 import os
 
-from .common import BATCHES_PER_EPOCH, PIN_SETTINGS_CODE, SUITE_VERSION, WORKLOAD_NAMES, \
-    WORKLOADS, run_python, warm_model
+from .common import BATCHES_PER_EPOCH, COMPILE_TIMEOUT, PIN_SETTINGS_CODE, SUITE_VERSION, \
+    WORKLOAD_NAMES, WORKLOADS, run_python, warm_model
 
 #: The child: imports and the data; then the kernel's peak-RSS mark is reset to the current
 #: resident size (Linux: 5 into /proc/self/clear_refs), so a transient peak of the imports
@@ -62,6 +62,7 @@ class FitMemory:
     param_names = ["workload"]
     version = SUITE_VERSION
     unit = "MiB"
+    timeout = COMPILE_TIMEOUT  # the first setup in a new environment compiles
 
     def setup(self, workload):
         if not os.path.exists("/proc/self/clear_refs"):
