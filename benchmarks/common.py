@@ -57,10 +57,19 @@ COMPILE_TIMEOUT = 900
 
 
 def pin_settings():
-    """fastmlp's own settings that would otherwise make one commit's figures vary: the
+    """One thread for every BLAS and OpenMP library already loaded: asv's runner imports
+    numpy (through pympler) before benchmarks/__init__.py sets OPENBLAS_NUM_THREADS, which
+    then reaches only the libraries loaded later (scipy's OpenBLAS, which numba's np.dot
+    calls, loaded here first) and the processes the benchmarks start.
+
+    And fastmlp's own settings that would otherwise make one commit's figures vary: the
     data-parallel kernels' threads (their count is chosen by timing, per process) and the
     generated kernels for small networks, which the "auto" rule uses or not depending on
     what earlier processes left in the disk cache. Attributes a commit lacks are skipped."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1)
+
     from fastmlp import config
     if hasattr(config, "CPU_THREADS"):
         config.CPU_THREADS = 1
