@@ -9,6 +9,7 @@ Every benchmark carries an explicit `version`: asv otherwise versions a benchmar
 source of its code and setup, so a refactor of these helpers would drop the stored history.
 Bump a benchmark's version only when what it measures changes.
 """
+import importlib
 import os
 import subprocess
 import sys
@@ -66,7 +67,7 @@ def pin_settings():
     data-parallel kernels' threads (their count is chosen by timing, per process) and the
     generated kernels for small networks, which the "auto" rule uses or not depending on
     what earlier processes left in the disk cache. Attributes a commit lacks are skipped."""
-    import scipy.linalg.cython_blas  # noqa: F401
+    importlib.import_module("scipy.linalg.cython_blas")  # loads scipy's OpenBLAS
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=1)
 
