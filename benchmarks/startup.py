@@ -23,9 +23,8 @@ model.fit(X, np.array([0, 1, 1, 0]), epochs=1, batch_size=4, progress=False)
 
 
 def cpu_seconds_with_children():
-    """CPU seconds of this process and of the children it has waited for: a child's import
-    timed in wall seconds moved 20 % between two runs on a shared machine, its CPU time
-    a few."""
+    """CPU seconds of this process and of the children it has waited for: on a shared
+    machine a child's wall time moves with the neighbours' load, its CPU time far less."""
     own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
                                                           resource.RUSAGE_CHILDREN))
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
