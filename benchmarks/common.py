@@ -1,83 +1,146 @@
-"""What the benchmark modules share: parameters, warmed-up models and data of the workloads.
+"""What the benchmark modules share: the workloads, their data and models, the settings.
 
-The workloads themselves come from fastmlp.bench.workloads, the one table that `fastmlp bench`
-reads too. Compilation never lands in a figure: WarmKernels.setup_cache compiles every kernel
-into Numba's on-disk cache before the benchmarks run (asv runs a setup_cache once per
-definition, so once for every class that inherits this one), and each benchmark's setup loads
-them into its own process with a one-step fit.
+asv runs this directory's benchmarks against every commit it is asked about, so they reach
+fastmlp only through its long-standing public API (fastmlp.MLP, fastmlp.SGD/Adam, fit,
+forward, predict, evaluate, fastmlp.sklearn, fastmlp.config attributes behind hasattr) and
+keep their own copy of the workload table: internal modules move between commits.
+
+Every benchmark carries an explicit `version`: asv otherwise versions a benchmark by the
+source of its code and setup, so a refactor of these helpers would drop the stored history.
+Bump a benchmark's version only when what it measures changes.
 """
-import math
+import importlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 
-from numba.core import config as numba_config
+import numpy as np
 
-from fastmlp.bench.workloads import WORKLOADS
+#: What the training, inference and memory figures measure: this is their asv version.
+#: Bump it when a workload, a step count or the settings below change.
+SUITE_VERSION = "2"
 
+
+@dataclass(frozen=True)
+class Workload:
+    """One row of the design's benchmark table (float32): architecture, loss, optimizer,
+    learning rate, batch size, and the training steps one timed call runs."""
+    name: str
+    n_inputs: int
+    layers: tuple        # ((size, activation), ...)
+    loss: str
+    optimizer: str       # "sgd" or "adam"
+    lr: float
+    batch_size: int
+    steps: int           # per timed fit: 0.1-0.5 s of one quiet core, so fit's edge is <1 %
+
+
+WORKLOADS = {w.name: w for w in [
+    Workload("xor", 2, ((2, "relu"), (1, "sigmoid")), "binary_cross_entropy", "sgd", 0.5, 4,
+             steps=131072),
+    Workload("x2", 1, ((8, "relu"), (8, "relu"), (1, "identity")), "mse", "adam", 0.1, 100,
+             steps=32768),
+    Workload("mnist-small", 784, ((128, "sigmoid"), (10, "softmax")), "cross_entropy",
+             "sgd", 0.1, 128, steps=512),
+    Workload("mnist-wide", 784, ((1024, "relu"), (1024, "relu"), (10, "softmax")),
+             "cross_entropy", "sgd", 0.05, 256, steps=16),
+]}
 WORKLOAD_NAMES = list(WORKLOADS)
-DTYPES = ["float32", "float64"]
-DEVICES = ["cpu", "cuda"]
 
-#: Seconds for a cold compile of every kernel in both dtypes, with room for a slow machine.
+#: Batches in the training data: an epoch is this many steps, so an epoch's bookkeeping in
+#: fit is spread over as many steps for every workload.
+BATCHES_PER_EPOCH = 8
+
+#: Seconds a benchmark may take when its setup compiles every kernel it needs (a cold Numba
+#: cache in a new asv environment), with room for a slow, shared machine.
 COMPILE_TIMEOUT = 900
 
-#: Floating-point work per timed training call: enough that the compiled loop, not the Python
-#: edge of fit, dominates even the smallest workload; capped so mnist-wide stays short.
-FLOP_PER_CALL = 2e9
-MIN_STEPS, MAX_STEPS = 4, 4096  # fit runs up to 4096 steps in one compiled call
+
+def pin_settings():
+    """One thread for every BLAS and OpenMP library already loaded: asv's runner imports
+    numpy (through pympler) before benchmarks/__init__.py sets OPENBLAS_NUM_THREADS, which
+    then reaches only the libraries loaded later (scipy's OpenBLAS, which numba's np.dot
+    calls, loaded here first) and the processes the benchmarks start.
+
+    And fastmlp's own settings that would otherwise make one commit's figures vary: the
+    data-parallel kernels' threads (their count is chosen by timing, per process) and the
+    generated kernels for small networks, which the "auto" rule uses or not depending on
+    what earlier processes left in the disk cache. Attributes a commit lacks are skipped."""
+    importlib.import_module("scipy.linalg.cython_blas")  # loads scipy's OpenBLAS
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1)
+
+    from fastmlp import config
+    if hasattr(config, "CPU_THREADS"):
+        config.CPU_THREADS = 1
+    if hasattr(config, "SPECIALIZE"):
+        config.SPECIALIZE = False  # the generic kernel: what every large network trains with
 
 
-def steps_for(workload):
-    """Training steps per timed call: about FLOP_PER_CALL of work, a power of two."""
-    steps = 2 ** round(math.log2(FLOP_PER_CALL / workload.flops_per_step()))
-    return int(min(MAX_STEPS, max(MIN_STEPS, steps)))
+#: The same settings as source, for the fresh interpreters that the timeraw and memory
+#: benchmarks start.
+PIN_SETTINGS_CODE = """
+from fastmlp import config as _config
+if hasattr(_config, "CPU_THREADS"):
+    _config.CPU_THREADS = 1
+if hasattr(_config, "SPECIALIZE"):
+    _config.SPECIALIZE = False
+"""
 
 
-def training_data(workload, steps):
-    """(X, y, epochs): synthetic data of at most 8 batches and the epochs making `steps` steps."""
-    X, y = workload.make_data(n_samples=min(steps, 8) * workload.batch_size)
-    steps_per_epoch = math.ceil(len(X) / workload.batch_size)
-    if steps % steps_per_epoch:
-        raise ValueError(f"{steps} steps are not whole epochs of {steps_per_epoch} batches")
-    return X, y, steps // steps_per_epoch
+def make_data(workload, rows=None, seed=0):
+    """(X float32, y): synthetic rows of the workload's shape (default BATCHES_PER_EPOCH
+    batches). xor repeats its four points; x2 is y = x^2 plus noise; the MNIST-shaped ones
+    are pixels in [0, 1) with 10 random classes."""
+    n = rows or BATCHES_PER_EPOCH * workload.batch_size
+    rng = np.random.default_rng(seed)
+    if workload.name == "xor":
+        X = np.resize(np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32), (n, 2))
+        return X, np.resize(np.array([0, 1, 1, 0]), n)
+    if workload.name == "x2":
+        x = 5 * rng.standard_normal((n, 1))
+        return x.astype(np.float32), x[:, 0] ** 2 + rng.standard_normal(n)
+    k = workload.layers[-1][0]
+    return rng.random((n, workload.n_inputs), dtype=np.float32), rng.integers(0, k, n)
 
 
-def build_model(workload, dtype="float32", device="cpu"):
-    """The workload's model (seed 0) with its kernels loaded by one training step.
+def build(workload, seed=0):
+    """The workload's float32 model on the CPU."""
+    import fastmlp
+    optimizer = (fastmlp.SGD(lr=workload.lr) if workload.optimizer == "sgd"
+                 else fastmlp.Adam(lr=workload.lr))
+    return fastmlp.MLP(workload.n_inputs, [tuple(layer) for layer in workload.layers],
+                       loss=workload.loss, optimizer=optimizer, seed=seed)
 
-    A device this machine cannot use raises NotImplementedError, which asv reports as a
-    skipped benchmark. The CUDA backend is optional and may be missing from a build, so any
-    of the errors a missing backend or driver raises counts as "not available" there; so does
-    Numba's CUDA simulator, whose figures would time Python, not a GPU.
-    """
-    if device != "cpu" and numba_config.ENABLE_CUDASIM:
-        raise NotImplementedError(f"device {device!r} would run in Numba's CUDA simulator")
-    X, y = workload.make_data(n_samples=workload.batch_size)
-    try:
-        model = workload.build(dtype=dtype, device=device, seed=0)
-        model.fit(X, y, epochs=1, batch_size=workload.batch_size, progress=False)
-    except (ValueError, ImportError, RuntimeError) as exc:
-        if device == "cpu":
-            raise
-        raise NotImplementedError(f"device {device!r} is not available: {exc}") from exc
+
+def warm_model(workload):
+    """A fresh model with its training kernel loaded (compiled into Numba's disk cache on
+    the first run in an environment): one fit of one batch."""
+    pin_settings()
+    model = build(workload)
+    X, y = make_data(workload, rows=workload.batch_size, seed=1)
+    model.fit(X, y, epochs=1, batch_size=workload.batch_size, progress=False)
     return model
 
 
-class WarmKernels:
-    """Base of every benchmark class: compiles all kernels once, before any benchmark runs."""
+def fastmlp_root():
+    """The directory that holds the fastmlp this process imported."""
+    import fastmlp
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastmlp.__file__)))
 
-    def setup_cache(self):
-        from fastmlp.bench.run import generated_kernels
-        for dtype in DTYPES:
-            for workload in WORKLOADS.values():
-                X, y = workload.make_data(n_samples=workload.batch_size)
-                build_model(workload, dtype).evaluate(X, y)  # + inference and loss kernels
-                # The kernel generated for a small network (xor, x2), which fit's "auto" rule
-                # then loads from disk in every benchmark process: timed calls are too short
-                # to pay for its compile, so without this they would time the generic kernel
-                # or not depending on what ran on the machine before.
-                with generated_kernels():
-                    workload.build(dtype=dtype).fit(X, y, epochs=1,
-                                                    batch_size=workload.batch_size,
-                                                    progress=False)
-        # Returning None means asv passes no cache argument to setup and the benchmarks.
 
-    setup_cache.timeout = COMPILE_TIMEOUT
+def with_this_fastmlp(code):
+    """code, made to import the fastmlp this process imported: a new interpreter does not
+    inherit sys.path, and asv may have put a checkout first on it (ASV_PYTHONPATH)."""
+    return f"import sys; sys.path.insert(0, {fastmlp_root()!r})\n{code}"
+
+
+def run_python(code, timeout=COMPILE_TIMEOUT):
+    """stdout of `code` run by a new interpreter (this process's environment); its stderr
+    in the error if it fails."""
+    done = subprocess.run([sys.executable, "-c", with_this_fastmlp(code)], text=True,
+                          capture_output=True, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f"the child process failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
