@@ -13,6 +13,7 @@ from .core.init import check_init, initialise
 from .core.optimizers import make_optimizer
 from .core.spec import NetworkSpec
 from .core.workspace import Workspace
+from .fit import scores
 from .fit.plan import Objective, check_options, make_plan
 from .inputs.labels import encode_labels
 from .core.sample_weight import check_sample_weight
@@ -216,12 +217,7 @@ class MLP:
         return result
 
     def _accuracy(self, X, T, W=None):
-        a = self._backend.forward_rows(X)
-        if self.spec.output_activation == "softmax":
-            correct = np.argmax(a, axis=1) == np.argmax(T, axis=1)
-        else:
-            correct = np.all((a >= 0.5) == (T >= 0.5), axis=1)
-        return float(np.average(correct, weights=W))
+        return scores.accuracy(self._backend.forward_rows(X), T, self.spec.output_activation, W)
 
     def gradients(self, X, y, sample_weight=None):
         """[(dW, db), ...] of loss(X, y, sample_weight) as one batch; the weights are not

@@ -26,7 +26,7 @@ def rng():
 
 @pytest.fixture
 def generic_kernel(monkeypatch):
-    """Train with cpu/train.train_steps even where a generated kernel would be used
+    """Train with cpu/steps.train_steps even where a generated kernel would be used
     (cpu/specialize.py), for tests that stand in for or wrap that function."""
     from fastmlp import config
     monkeypatch.setattr(config, "SPECIALIZE", False)

@@ -15,7 +15,7 @@ import fastmlp
 
 SEED = 7
 N_INPUTS, LAYERS = 5, [(16, "tanh"), (8, "relu"), (3, "softmax")]  # 232 weights: the generic
-# kernels (cpu/train.py), not a generated one
+# kernels (cpu/steps.py), not a generated one
 
 #: name -> (optimizer, l2, rows, batch_size, epochs). Every batch splits across 2 ranks; 37
 #: rows in batches of 8 end on a 5-row batch (3 + 2 rows) and 9 in 4 on a 1-row batch (one

@@ -57,6 +57,18 @@ def graph():
             for m, p in modules.items()}
 
 
+def test_the_root_keeps_the_facade_and_a_few_edges():
+    """Rooms by role: at most 12 modules directly in fastmlp/, the rest in folders."""
+    root = [name for name in os.listdir(PACKAGE) if name.endswith(".py")]
+    assert len(root) <= 12, sorted(root)
+
+
+def test_no_module_is_over_400_lines():
+    long = {module: n for module, path in package_modules().items()
+            if (n := sum(1 for _ in open(path))) > 400}
+    assert not long, f"split these modules: {long}"
+
+
 def test_the_twins_never_import_each_other(graph):
     for module, targets in graph.items():
         for twin, other in (("fastmlp.cpu", "fastmlp.cuda"), ("fastmlp.cuda", "fastmlp.cpu")):
@@ -231,8 +243,8 @@ def test_every_registered_name_has_a_branch_everywhere():
 
 # -- the disk cache sees edits in every kernel source --------------------------------------
 def test_cached_kernels_are_stamped_with_every_kernel_source():
-    from fastmlp.cpu import train
-    locator = train.train_steps._cache._impl.locator
+    from fastmlp.cpu import steps
+    locator = steps.train_steps._cache._impl.locator
     assert getattr(locator, "fastmlp_locator", False)
     assert locator.get_source_stamp()[1] == jitcache.source_digest()
     covered = {os.path.relpath(p, PACKAGE) for p in jitcache._files(PACKAGE)}

@@ -54,11 +54,11 @@ def test_compile_time_is_compile_seconds_not_an_epochs(monkeypatch):
 def test_a_cold_compile_is_not_in_the_epochs(monkeypatch):
     # A kernel nobody has compiled in this process: a fresh copy of the generic dispatcher
     # with numba's disk cache off, so the 0-step call really compiles.
-    from fastmlp.cpu import train as cpu_train
+    from fastmlp.cpu import steps as cpu_steps
     monkeypatch.setattr(config, "SPECIALIZE", False)
     fresh = numba.njit(cache=False, fastmath=set(config.FASTMATH), nogil=config.NOGIL,
-                       error_model=config.ERROR_MODEL)(cpu_train.train_steps.py_func)
-    monkeypatch.setattr(cpu_train, "train_steps", fresh)
+                       error_model=config.ERROR_MODEL)(cpu_steps.train_steps.py_func)
+    monkeypatch.setattr(cpu_steps, "train_steps", fresh)
     X, y = data()
     model = fastmlp.MLP(3, [(5, "tanh"), (1, "identity")], seed=0)
     start = time.perf_counter()

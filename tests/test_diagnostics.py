@@ -5,7 +5,7 @@ import pytest
 from numba.core.runtime import _nrt_python
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from fastmlp.bench.diagnostics import allocations_per_step, nrt_allocations, nrt_statistics
 from fastmlp.bench.workloads import WORKLOADS
 
@@ -19,12 +19,12 @@ def allocate_each_step(n_steps):
     return total
 
 
-def allocating_train_steps(per_step, status=cpu_train.OK):
-    """Stands in for cpu_train.train_steps: allocates `per_step` arrays per step."""
+def allocating_train_steps(per_step, status=cpu_steps.OK):
+    """Stands in for cpu_steps.train_steps: allocates `per_step` arrays per step."""
     def train_steps(*args):
         n_steps = args[-1]
         allocate_each_step(per_step * n_steps)
-        return status, n_steps if status == cpu_train.OK else 0
+        return status, n_steps if status == cpu_steps.OK else 0
     return train_steps
 
 
@@ -58,14 +58,14 @@ def test_nrt_allocations_refuses_to_count_with_statistics_off():
 
 @pytest.mark.parametrize("per_step", [1, 3])
 def test_allocations_per_step_sees_per_step_allocations(monkeypatch, generic_kernel, per_step):
-    monkeypatch.setattr(cpu_train, "train_steps", allocating_train_steps(per_step))
+    monkeypatch.setattr(cpu_steps, "train_steps", allocating_train_steps(per_step))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     assert allocations_per_step(model, *XOR, batch_size=2) == per_step
 
 
 def test_allocations_per_step_refuses_a_partial_count(monkeypatch, generic_kernel):
-    monkeypatch.setattr(cpu_train, "train_steps",
-                        allocating_train_steps(0, status=cpu_train.NONFINITE_LOSS))
+    monkeypatch.setattr(cpu_steps, "train_steps",
+                        allocating_train_steps(0, status=cpu_steps.NONFINITE_LOSS))
     model = fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=0)
     with pytest.raises(FloatingPointError, match="partial"):
         allocations_per_step(model, *XOR, batch_size=2)

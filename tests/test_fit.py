@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from tests import reference as ref
 
 
@@ -111,7 +111,7 @@ def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, generic_kernel, capsys):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
                         optimizer=fastmlp.SGD(lr=0.01))
-    real = cpu_train.train_steps
+    real = cpu_steps.train_steps
     calls = []
 
     def interrupted_after_three_calls(*args):
@@ -121,13 +121,13 @@ def test_ctrl_c_stops_at_a_batch_boundary(monkeypatch, generic_kernel, capsys):
             raise KeyboardInterrupt  # as if Ctrl-C arrived during the compiled call
         return result
 
-    monkeypatch.setattr(cpu_train, "train_steps", interrupted_after_three_calls)
+    monkeypatch.setattr(cpu_steps, "train_steps", interrupted_after_three_calls)
     with pytest.warns(RuntimeWarning, match="interrupted"):  # a warning, not a print
         h = model.fit(X, y, epochs=1000, batch_size=4, shuffle=False, progress=True)
     assert h.interrupted and h.epochs < 1000
     steps = sum(calls)
     # The model holds exactly the weights of `steps` whole batches.
-    monkeypatch.setattr(cpu_train, "train_steps", real)
+    monkeypatch.setattr(cpu_steps, "train_steps", real)
     replay = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64",
                          optimizer=fastmlp.SGD(lr=0.01))
     whole, part = divmod(steps, 16)
@@ -150,9 +150,9 @@ def test_progress_bar_shows_epoch_loss_and_rate(capsys):
 def test_quiet_fit_makes_one_compiled_call_for_a_small_run(monkeypatch, generic_kernel):
     X, y = regression_data(64)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
-    real = cpu_train.train_steps
+    real = cpu_steps.train_steps
     calls = []
-    monkeypatch.setattr(cpu_train, "train_steps",
+    monkeypatch.setattr(cpu_steps, "train_steps",
                         lambda *a: calls.append(a[-1]) or real(*a))
     model.fit(X, y, epochs=20, batch_size=8, progress=False)
     assert calls == [160]
@@ -169,14 +169,14 @@ def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch, generic_ke
     X, y = regression_data(32)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
     before = model.get_weights()
-    real = cpu_train.train_steps
+    real = cpu_steps.train_steps
 
     def gradient_blows_up(*args):
         real(*args[:-1], 3)  # three good steps, then an update that wrote NaN
         args[0].params[0] = np.nan  # the TrainState's parameters the step wrote
-        return cpu_train.NONFINITE_GRADIENT, 3
+        return cpu_steps.NONFINITE_GRADIENT, 3
 
-    monkeypatch.setattr(cpu_train, "train_steps", gradient_blows_up)
+    monkeypatch.setattr(cpu_steps, "train_steps", gradient_blows_up)
     with pytest.raises(FloatingPointError, match="gradient became NaN or infinite at epoch 1, "
                                                  "batch 4 after an update overflowed.*restored"):
         model.fit(X, y, epochs=5, batch_size=4, progress=False)
@@ -194,9 +194,9 @@ def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     single = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0, dtype="float64")
     single.fit(X, y, epochs=2, batch_size=8, progress=False)
     monkeypatch.setattr(training, "FIRST_QUIET_FLOPS", 1)
-    real = cpu_train.train_steps
+    real = cpu_steps.train_steps
     calls = []
-    monkeypatch.setattr(cpu_train, "train_steps", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(cpu_steps, "train_steps", lambda *a: calls.append(a[-1]) or real(*a))
     model.fit(X, y, epochs=2, batch_size=8, progress=False)
     assert calls[0] == 1 and sum(calls) == 16
     for (W, b), (sW, sb) in zip(model.get_weights(), single.get_weights()):

@@ -6,7 +6,7 @@ import pytest
 
 import fastmlp
 from fastmlp.cpu import specialize
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 
 X = np.arange(15, dtype=np.float64).reshape(5, 3) / 10
 LABELS = np.array([0, 1, 2, 1, 0])
@@ -17,7 +17,7 @@ def no_kernels(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("compiled code ran before the input was checked")
     for name in ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows"):
-        monkeypatch.setattr(cpu_train, name, boom)
+        monkeypatch.setattr(cpu_steps, name, boom)
     monkeypatch.setattr(specialize, "for_fit", boom)
 
 

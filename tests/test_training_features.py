@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 
 
 def digits(n=600):
@@ -189,7 +189,7 @@ def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_ker
     X = np.random.default_rng(0).standard_normal((64, 3))
     y = X.sum(1)
     model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
-    real = cpu_train.train_steps
+    real = cpu_steps.train_steps
     calls = []
 
     def interrupted_during_the_third_call(*args):
@@ -199,7 +199,7 @@ def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_ker
             raise KeyboardInterrupt
         return result
 
-    monkeypatch.setattr(cpu_train, "train_steps", interrupted_during_the_third_call)
+    monkeypatch.setattr(cpu_steps, "train_steps", interrupted_during_the_third_call)
     with pytest.warns(RuntimeWarning, match="interrupted after"):
         h = model.fit(X, y, epochs=10**6, batch_size=4, progress=True)
     assert h.interrupted and h.epochs == sum(calls) // 16
@@ -231,7 +231,7 @@ def test_two_threads_fitting_one_model_are_serialised():
 def test_interrupt_notice_is_a_warning_not_a_print(monkeypatch, capsys, generic_kernel):
     def interrupted(*args):
         raise KeyboardInterrupt
-    monkeypatch.setattr(cpu_train, "train_steps", interrupted)
+    monkeypatch.setattr(cpu_steps, "train_steps", interrupted)
     model = fastmlp.MLP(2, [(3, "relu"), (1, "identity")], seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

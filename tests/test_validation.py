@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 
 
 @pytest.fixture
@@ -12,7 +12,7 @@ def no_kernels(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("compiled code ran before the input was checked")
     for name in ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows"):
-        monkeypatch.setattr(cpu_train, name, boom)
+        monkeypatch.setattr(cpu_steps, name, boom)
 
 
 @pytest.fixture

@@ -79,7 +79,7 @@ def _labelled(args):
 
 
 def evaluate(args):
-    from .train import _metrics, targets
+    from .train import _metrics
     _check_labelled(args)
     model = load_model(args.model)
     classes = labels.model_classes(model)
@@ -93,13 +93,13 @@ def evaluate(args):
             codes = codes_for(classes, y, name)
         except ValueError as exc:
             raise Failure(str(exc)) from None
-        T = targets(codes, model)
+        T = labels.targets(codes, model)
     else:
         T = y
     problem = nonfinite_outputs(model, X, name if args.dataset else repr(name))
     if problem is not None:
         raise Failure(problem)
-    result = _metrics(model, X, T, codes, classes)
+    result = _metrics(model, X, T, classes)
     text = f"{name}: {len(X):,} rows, loss {result['loss']:.4g}"
     if "accuracy" in result:
         text += f", accuracy {100 * result['accuracy']:.2f}%"

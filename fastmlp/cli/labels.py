@@ -29,14 +29,17 @@ def is_classification(y, task):
 
 def targets(codes, model):
     """The float targets fit/loss take for these class codes: one-hot rows for k > 1
-    outputs, a 0/1 column for one output."""
+    outputs (set in place: many classes cost rows x k, never a k x k identity), a 0/1
+    column for one output."""
     n_outputs = model.layers[-1][0]
     if n_outputs == 1:
         return codes.astype(np.float64)
     if codes.max(initial=0) >= n_outputs:
         raise ValueError(f"the data has {codes.max() + 1} classes but the output layer has "
                          f"{n_outputs} units")
-    return np.eye(n_outputs, dtype=np.float64)[codes]
+    T = np.zeros((len(codes), n_outputs))
+    T[np.arange(len(codes)), codes] = 1.0
+    return T
 
 
 def decide(model, X):
@@ -88,7 +91,7 @@ def read_sidecar(model_path):
 def model_classes(model):
     """The classes a model predicts: its classes_ (kept in the model file), else 0..k-1 for
     a classifier's outputs, else None (a regressor)."""
-    if getattr(model, "classes_", None) is not None:
+    if model.classes_ is not None:
         return np.asarray(model.classes_)
     if not model.is_classifier:
         return None

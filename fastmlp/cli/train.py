@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from . import labels
+from ..fit import scores
 from ..inputs.labels import codes_for, encode
 from . import outputs
 from .checks import check_features, choose_task, nonfinite_outputs
@@ -81,10 +82,7 @@ def make_schedule(spec, epochs):
     `step:step_size=10,gamma=0.5`, `exponential:gamma=0.95`, `plateau:patience=5`. It scales
     the optimizer's --lr. NAME matches a schedule class case-insensitively, ignoring `_` and
     `-`; a schedule that needs its length (Cosine) is given --epochs unless the spec says."""
-    try:
-        from ..core import schedules
-    except ImportError:
-        raise UsageError("--schedule: this fastmlp has no fastmlp.schedules") from None
+    from ..core import schedules
     name, _, rest = spec.partition(":")
     found = {n.lower(): cls for n, cls in vars(schedules).items()
              if isinstance(cls, type) and issubclass(cls, schedules.Schedule)
@@ -121,37 +119,24 @@ def _value(text):
 
 
 def _fit_extras(model, args, validation, schedule):
-    """Keyword arguments for fit beyond the basics. --early-stopping, --patience and
-    --schedule need a fit that takes them (checked, so an older fit gives a usage error, not
-    a TypeError)."""
-    accepted = inspect.signature(model.fit).parameters
+    """Keyword arguments for fit beyond the basics."""
     extras = {}
     if validation is not None:
         extras["validation_data"] = validation
     if schedule is not None:
-        if "schedule" not in accepted:
-            raise UsageError("--schedule: this fastmlp's MLP.fit takes no schedule")
         extras["schedule"] = schedule
     if args.early_stopping or args.patience is not None:
-        if "early_stopping" not in accepted:
-            raise UsageError("--early-stopping: this fastmlp's MLP.fit has no early_stopping")
         extras["early_stopping"] = args.early_stopping
         if args.patience is not None:
             extras["patience"] = args.patience
     return extras
 
 
-def _metrics(model, X, T, codes, classes):
+def _metrics(model, X, T, classes):
     """{'loss', 'accuracy'} for classification, {'loss', 'r2'} for regression."""
-    result = {"loss": float(model.loss(X, T))}
     if classes is not None:
-        result["accuracy"] = float(np.mean(labels.decide(model, X) == codes))
-    else:
-        y = np.asarray(T, dtype=np.float64).reshape(len(X), -1)
-        pred = model.forward(X).astype(np.float64).reshape(len(X), -1)
-        total = ((y - y.mean(axis=0)) ** 2).sum()
-        result["r2"] = float(1 - ((y - pred) ** 2).sum() / total) if total > 0 else None
-    return result
+        return model.evaluate(X, T)
+    return {"loss": float(model.loss(X, T)), "r2": scores.r2(T, model.forward(X))}
 
 
 class Rows:
@@ -166,20 +151,6 @@ class Rows:
 
     def __len__(self):
         return len(self.X)
-
-
-def targets(codes, model):
-    """labels.targets without its (k, k) identity matrix: one-hot rows for k > 1 outputs
-    (set in place, so many classes cost rows x k, not k x k more), a 0/1 column for one."""
-    n_outputs = model.layers[-1][0]
-    if n_outputs == 1:
-        return codes.astype(np.float64)
-    if codes.max(initial=0) >= n_outputs:
-        raise ValueError(f"the data has {codes.max() + 1} classes but the output layer has "
-                         f"{n_outputs} units")
-    T = np.zeros((len(codes), n_outputs))
-    T[np.arange(len(codes)), codes] = 1.0
-    return T
 
 
 def _prepare(args):
@@ -269,7 +240,7 @@ def _train(args, saving):
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
     def fit_targets(part):  # float targets from class codes, or the values
-        return part.y if classes is None else targets(part.y, model)
+        return part.y if classes is None else labels.targets(part.y, model)
 
     validation = None
     if args.validation_split or args.early_stopping:
@@ -293,16 +264,15 @@ def _train(args, saving):
         return 0
     if classes is not None:
         model.classes_ = classes  # saved with the model; fit saw float targets, not labels
-    interrupted = bool(getattr(history, "interrupted", False))
+    interrupted = bool(history.interrupted)
     scored = rows if test is None else test
-    codes = None if classes is None else scored.y
-    result = _metrics(model, scored.X, fit_targets(scored), codes, classes)
+    result = _metrics(model, scored.X, fit_targets(scored), classes)
     problem = nonfinite_outputs(model, scored.X, "the held-out data" if test else "the data")
     if problem is not None:  # the model is still saved: say so, with the metrics as null
         print(f"fastmlp train: warning: {problem}", file=sys.stderr)
     summary = {"data": name, "epochs": int(history.epochs),
                "seconds": float(np.sum(history.seconds)),
-               "compile_seconds": float(getattr(history, "compile_seconds", 0.0)),
+               "compile_seconds": float(history.compile_seconds),
                "final_loss": float(history.loss[-1]) if history.epochs else None,
                "training" if test is None else "held_out": result,
                "rows": len(rows), "test_rows": 0 if test is None else len(test),
@@ -312,11 +282,10 @@ def _train(args, saving):
     if why is not None:
         summary["task"] = f"{'classification' if classes is not None else 'regression'} " \
                           f"(--task auto: {why})"
-    if getattr(history, "stopped_early", False):
+    if history.stopped_early:
         summary["stopped_early"] = True
-    lrs = getattr(history, "lr", None)
-    if lrs is not None and len(lrs):
-        summary["final_lr"] = float(lrs[-1])
+    if len(history.lr):
+        summary["final_lr"] = float(history.lr[-1])
     record = {"command": "train", **summary, "model": None, "plot": None}
     # Ctrl-C: an existing --save or --plot is never replaced by an interrupted run; a model
     # with at least one whole epoch goes beside it, named so (model.interrupted.npz).

@@ -2,7 +2,7 @@
 
 A schedule multiplies the optimizer's learning rate (its `lr`, the base rate) by a factor
 computed at every update from a code, a few float64 parameters and the schedule's counters;
-no Python runs per step. The CPU kernel (cpu/train.py) calls `scheduled_lr` before each
+no Python runs per step. The CPU kernel (cpu/steps.py) calls `scheduled_lr` before each
 update and `advance` after it; the CUDA host does the same per launch, so both devices use
 the same numbers.
 

@@ -1,6 +1,6 @@
 """Status codes returned by every backend's train_steps, and what each means to a user.
 
-One home above both twins: cpu/train.py, the generated kernels (cpu/codegen.py) and the CUDA
+One home above both twins: cpu/steps.py, the generated kernels (cpu/codegen.py) and the CUDA
 kernels (cuda/optim.py) all return or record these codes; training.py turns them into errors.
 """
 

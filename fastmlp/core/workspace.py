@@ -4,7 +4,7 @@ Parameter-sized kinds (params, grads, moment1, moment2 and their backups) live a
 model. Row-sized kinds (activations, deltas, output logits, the gathered input and target
 batch) hold `rows` rows and are rebuilt only when a larger batch is asked for.
 
-The compiled training loops (cpu/train.py and the generated kernels of cpu/codegen.py) take
+The compiled training loops (cpu/steps.py and the generated kernels of cpu/codegen.py) take
 their buffers as three bundles, so that their signature is written once: TrainState (the
 model's buffers), FitState (one fit's bookkeeping) and StepConfig (sizes, codes and
 hyper-parameters). A bundle costs about a microsecond more to unbox than its arrays passed

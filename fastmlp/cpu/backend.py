@@ -25,7 +25,7 @@ from ..core.workspace import Workspace
 from . import parallel, threads
 from .network import UNWEIGHTED
 from .run import CpuRun
-from . import train as cpu_train
+from . import steps as cpu_steps
 
 
 class CpuBackend:
@@ -80,7 +80,7 @@ class CpuBackend:
                 and threads.parts_for(rows, self.spec.n_weights) > 1):
             self._forward_parallel(out, X)
             return out
-        cpu_train.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
+        cpu_steps.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
 
     def _forward_parallel(self, out, X):
@@ -112,11 +112,11 @@ class CpuBackend:
         """The objective's mean over the rows of X as one batch (weighted by `weights` when
         given), plus the l2 term."""
         self.ensure_rows(1)
-        return float(cpu_train.evaluate_rows(*self.evaluate_args(None, X, T, objective,
+        return float(cpu_steps.evaluate_rows(*self.evaluate_args(None, X, T, objective,
                                                                  weights)))
 
     def evaluate_args(self, out, X, T, objective, weights):
-        """The arguments of cpu_train.evaluate_rows, every scalar of one type (one compile):
+        """The arguments of cpu_steps.evaluate_rows, every scalar of one type (one compile):
         inference (objective None) and the loss (out None) share that kernel, its unused
         array empty."""
         ws = self.ws
@@ -130,7 +130,7 @@ class CpuBackend:
         """The flat gradient of loss_rows on (X, T), a copy; the parameters do not change."""
         rows = self.ensure_rows(X.shape[0])
         ws = self.ws
-        cpu_train.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
+        cpu_steps.gradient_rows(ws.grads, ws.acts, ws.logits, ws.deltas, X, T, ws.params,
                                 self.spec.table, rows, objective.loss, self.spec.n_weights,
                                 objective.l2, UNWEIGHTED if weights is None else weights,
                                 bool(objective.l2_per_sample))

@@ -1,7 +1,7 @@
 """The source of training kernels for one small architecture, with every size a constant.
 
 For a network with a few dozen weights (xor, y = x^2, |x - 1|), the generic
-`train.train_steps` spends its time on bookkeeping rather than arithmetic: loops whose trip
+`steps.train_steps` spends its time on bookkeeping rather than arithmetic: loops whose trip
 counts of 1 to 8 LLVM learns only at run time, ~20 array views a step, and a call per layer.
 Here the architecture, loss and optimizer are written into the source of a `train_steps` with
 the same arguments and the same results, in one of two layouts:

@@ -67,13 +67,13 @@ from fastmlp.cpu.network import l2_forward
 from fastmlp.cpu.optim import (BETA1, BETA2, EPS, LR, MOMENTUM, WEIGHT_DECAY, adam_constants,
                                adam_update, momentum_update, nesterov_update)
 from fastmlp.core.scalars import activate, activation_grad, cross_entropy_term, larger
-from fastmlp.cpu.train import finish_step, next_batch
+from fastmlp.cpu.steps import finish_step, next_batch
 from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 
 
 @jit
 def train_steps(state, fit, x, targets, config, n_steps{extra_argument}):
-    """train.train_steps for this architecture: the layer table, loss and optimizer are
+    """steps.train_steps for this architecture: the layer table, loss and optimizer are
     written into the code. {docstring}"""
     params, grads, moment1, moment2 = state.params, state.grads, state.moment1, state.moment2
     opt_step, rng, xbatch, tbatch = state.opt_step, state.rng, state.xbatch, state.tbatch

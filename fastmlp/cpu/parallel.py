@@ -21,7 +21,7 @@ so the step crosses three parallel regions (about 1.5 us each with the OpenMP la
 BLAS hand-off. The caller keeps the BLAS library at one thread meanwhile
 (blas.limit_threads) and picks how many threads run the parts (threads.ThreadChooser).
 
-One step here computes what one step of train.train_steps does, from the same pieces; only
+One step here computes what one step of steps.train_steps does, from the same pieces; only
 the order in which the rows' contributions are added differs (rounding in the last bits),
 and the results depend on `parts`, never on which thread ran which part.
 """
@@ -38,7 +38,7 @@ from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows
-from .train import end_step, forward_rows, gather_rows, next_batch, weigh_step
+from .steps import end_step, forward_rows, gather_rows, next_batch, weigh_step
 from .views import readonly, view2d
 
 class PartBuffers:
@@ -77,7 +77,7 @@ def part_gradient(grads, acts, deltas, logits, xbuf, tbuf, x, targets, perm, sta
     tb = view2d(tbuf, 0, k, targets.shape[1])
     gather_rows(xb, x, perm, start + lo, k)
     gather_rows(tb, targets, perm, start + lo, k)
-    xb, tb = readonly(xb), readonly(tb)  # as in train.train_steps: one compile of the passes
+    xb, tb = readonly(xb), readonly(tb)  # as in steps.train_steps: one compile of the passes
     wb = wbatch[lo:hi]  # empty stays empty
     total = batch_loss(acts, logits, deltas, xb, tb, params, layers, rows, loss, wb)
     network_backward(grads, deltas, acts, xb, tb, params, layers, rows, scale, loss, wb)
@@ -189,7 +189,7 @@ def finish_norms(norms, part_sums, n_layers):
 @jit
 def train_steps(state, fit, x, targets, config, n_steps, acts, deltas, logits, xbuf, tbuf,
                 part_grads, part_loss, part_sums):
-    """train.train_steps with each step's rows split over the parts of the part buffers
+    """steps.train_steps with each step's rows split over the parts of the part buffers
     (acts ... part_sums, PartBuffers.arrays()); the same arguments, results and statuses.
     A non-finite loss or gradient is found after the backward pass (the loss's l2 term
     comes from the reduction's sum of W^2) and, as there, before any update."""

@@ -10,7 +10,7 @@ A small network trains with the kernel generated for its architecture (cpu/speci
 unless sample weights, l2_per_sample or a schedule other than Constant are on, or
 (config.SPECIALIZE "auto") that kernel is not compiled yet and the whole fit is too short to
 pay for its compile (specialize.worth_using); a wide one (threads.parts_for) with the
-data-parallel parallel.train_steps; any other with cpu_train.train_steps, looked up at each
+data-parallel parallel.train_steps; any other with cpu_steps.train_steps, looked up at each
 call (tests replace it). While it trains, BLAS keeps config.BLAS_THREADS threads (from the
 first train_steps to close()).
 """
@@ -26,7 +26,7 @@ from ..core.schedules import check_schedule, current_lr, replay_constant_steps
 from ..core.status import OK
 from ..core.workspace import fit_state, step_config
 from . import parallel, specialize, threads
-from . import train as cpu_train
+from . import steps as cpu_steps
 
 
 class CpuRun:
@@ -90,7 +90,7 @@ class CpuRun:
     def _kernel(self):
         """(the kernel this fit trains with, its extra arguments after n_steps)."""
         if self.kernel is None:
-            return cpu_train.train_steps, ()
+            return cpu_steps.train_steps, ()
         return self.kernel, self.extra
 
     def _calls(self):
@@ -100,7 +100,7 @@ class CpuRun:
         calls = [(kernel, (*self.bundles(), 0, *extra))]
         v = self.validation
         if v is not None:
-            calls.append((cpu_train.evaluate_rows,
+            calls.append((cpu_steps.evaluate_rows,
                           self.backend.evaluate_args(None, v.X, v.T, self.plan.objective,
                                                      v.weights)))
         return calls

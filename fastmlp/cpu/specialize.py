@@ -4,7 +4,7 @@ source (cpu/codegen.py) is cached and loaded from.
 The generated kernels hard-code the plain mean over the batch, the l2 term (l2/2) sum ||W||^2
 and a constant learning rate. A fit with sample weights, with l2_per_sample (scikit-learn's
 l2 / sum(w), which changes with each batch's weight) or with a schedule other than Constant
-trains with the generic kernel (cpu/train.train_steps) instead (`supports`): one template
+trains with the generic kernel (cpu/steps.train_steps) instead (`supports`): one template
 less to keep in step with the generic loop, for the same numbers; the cost is the generic
 kernel's speed on small networks (xor: about 1.3 us a step instead of 0.1 us).
 

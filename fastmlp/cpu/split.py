@@ -1,6 +1,6 @@
 """The compiled halves of a data-parallel training step, for fastmlp/distributed.py.
 
-`train.train_steps` runs a whole step in one compiled call. Data-parallel training must stop
+`steps.train_steps` runs a whole step in one compiled call. Data-parallel training must stop
 in the middle of each step, after every rank has summed the gradient of its rows and before
 the update, for one MPI Allreduce of those sums. So the step is cut in two around it:
 
@@ -15,7 +15,7 @@ apply_and_begin_next runs the second half of one step and the first of the next 
 
 Every rank draws the same permutation from the same rng state (rank 0 broadcasts it first)
 and takes the rows rank_rows gives it, so the ranks together cover each global batch exactly
-once. The pieces are those of train.train_steps (next_batch, gather_rows, batch_loss,
+once. The pieces are those of steps.train_steps (next_batch, gather_rows, batch_loss,
 network_backward, gradient_norms, optimizer_step, finish_step): one step here computes what
 one step there does, only the rows' sums are split across ranks, and the gradient is scaled
 by 1/m after the sum instead of inside the output layer's delta (rounding differs in the last
@@ -36,7 +36,7 @@ from ..config import jit
 from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from .network import batch_loss, l2_forward, network_backward
 from .optim import gradient_norms, optimizer_step
-from .train import finish_step, gather_rows, next_batch
+from .steps import finish_step, gather_rows, next_batch
 from .views import readonly, view2d
 
 
@@ -67,7 +67,7 @@ def local_gradient_sums(state, fit, x, targets, config, rank, size, sums):
     tb = view2d(s.tbatch, 0, k, targets.shape[1])
     gather_rows(xb, x, fit.perm, start + lo, k)
     gather_rows(tb, targets, fit.perm, start + lo, k)
-    xb, tb = readonly(xb), readonly(tb)  # as in train.train_steps: one compile of the passes
+    xb, tb = readonly(xb), readonly(tb)  # as in steps.train_steps: one compile of the passes
     unweighted = fit.wbatch[:0]  # empty: the data-parallel step takes no sample weights
     loss_sum = batch_loss(s.acts, s.logits, s.deltas, xb, tb, s.params, c.layers, c.rows,
                           c.loss, unweighted)
@@ -83,7 +83,7 @@ def local_gradient_sums(state, fit, x, targets, config, rank, size, sums):
 def apply_reduced_step(state, fit, config, sums, n):
     """Finish the step from every rank's summed `sums`; returns a status.py code.
 
-    As in train.train_steps, a non-finite loss or gradient changes nothing: the weights stay
+    As in steps.train_steps, a non-finite loss or gradient changes nothing: the weights stay
     those from before the step, and the cursor stays on it. Every rank holds the same reduced
     sums, so every rank returns the same code and makes the same update."""
     s, c = state, config
@@ -111,7 +111,7 @@ def apply_and_begin_next(state, fit, x, targets, config, rank, size, sums, begin
     """apply_reduced_step, then (if it succeeded and begin_next) local_gradient_sums for the
     next step: one compiled call between two Allreduces, so a step pays for unboxing the
     bundles once rather than twice (most of the ~12 us a split step costs over
-    train.train_steps; docs/scaling.md)."""
+    steps.train_steps; docs/scaling.md)."""
     status = apply_reduced_step(state, fit, config, sums, x.shape[0])
     if status == OK and begin_next:
         local_gradient_sums(state, fit, x, targets, config, rank, size, sums)

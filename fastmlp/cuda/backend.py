@@ -3,7 +3,7 @@ launches over them, for as long as the model lives; one fit is a CudaRun (cuda/r
 
 The twin of cpu/backend.py, with the same members and results; model.py holds one of the two
 and the fit loop drives either's run. The host keeps a Workspace mirror for what stays on
-the host (the shuffling RNG; the state, copied on demand by get_state) and cuda/train.py has
+the host (the shuffling RNG; the state, copied on demand by get_state) and cuda/rows.py has
 the drivers of inference, loss and gradients on host rows.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from .. import config
 from ..core.spec import ACTIVATION
 from ..core.workspace import Workspace
-from . import train
+from . import rows
 from .run import CudaRun
 from .device import require_cuda
 from .elementwise import HANDLED_ACTIVATIONS
@@ -80,20 +80,20 @@ class CudaBackend:
     def forward_rows(self, X):
         self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        train.forward_rows(out, self.dws, X)
+        rows.forward_rows(out, self.dws, X)
         return out
 
     def loss_rows(self, X, T, objective, weights=None):
         """As cpu/backend.CpuBackend.loss_rows."""
         check_codes(self.spec, objective.loss)
         self.ensure_rows(1)
-        return train.loss_rows(self.dws, X, T, objective, weights)
+        return rows.loss_rows(self.dws, X, T, objective, weights)
 
     def gradient_rows(self, X, T, objective, weights=None):
         """As cpu/backend.CpuBackend.gradient_rows."""
         check_codes(self.spec, objective.loss)
         self.ensure_rows(X.shape[0])
-        train.gradient_rows(self.dws, X, T, objective, weights)
+        rows.gradient_rows(self.dws, X, T, objective, weights)
         return self.dws.grads.copy_to_host()
 
     # -- one fit -------------------------------------------------------------------------

@@ -120,7 +120,7 @@ def weighted_step_verdict(sums, status, epoch_stats, row_losses, tile_sums, laye
     and gets the same answer. tile_sums[l, t] holds dense_backward's ((dW + l2 W)^2, W^2,
     db^2) for dW tile t < layer_tiles[l] of layer l, summed in float64, so a finite float32
     gradient whose square overflows float32 passes, as in cpu/optim.gradient_norms. The loss
-    is judged in the model's precision (params' dtype), as in cpu/train.train_steps. The
+    is judged in the model's precision (params' dtype), as in cpu/steps.train_steps. The
     step's loss is sum(row_losses[:m]) / weight_sum (the row losses of a weighted batch
     carry their weights) plus the l2 term.
     """

@@ -28,14 +28,14 @@ from . import device, fused
 from .fused_steps import StepsRun
 from .network import StepPlan
 from .optim import STATUS, STEPS_DONE
-from .train import Uploader, data_budget, data_rows_that_fit, loss_rows
+from .rows import Uploader, data_budget, data_rows_that_fit, loss_rows
 
 
 class CudaRun:
     """The device side of one `fit` (fit/protocols.Run, the twin of cpu/run.CpuRun): data
     on the device, the step plans, the launch loop. backend.start(plan) makes it.
 
-    train_steps(n) has the contract of cpu/train.train_steps: up to n steps, (status, steps
+    train_steps(n) has the contract of cpu/steps.train_steps: up to n steps, (status, steps
     done), the host arrays epoch_loss, epoch_grad_norm and epoch_lr filled for the epochs
     touched, the schedule's counters advanced; a batch of zero weight is skipped, as there.
     Its per-fit facts are the shared core/workspace.FitState: the row permutation (the

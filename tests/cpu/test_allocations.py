@@ -8,7 +8,7 @@ import pytest
 from numba.core.runtime import _nrt_python, rtsys
 
 import fastmlp
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from fastmlp.core import schedules
 from fastmlp.core.status import OK
 from fastmlp.core.workspace import fit_state, step_config
@@ -73,7 +73,7 @@ def test_train_steps_allocates_nothing_per_step(n_inputs, layers, optimizer, dty
         fit = fit_state(300, 20, len(layers), model.optimizer.hyper(), 32, weights, chosen)
 
         def call():
-            status, done = cpu_train.train_steps(ws.train_state(), fit, X, T, config, steps)
+            status, done = cpu_steps.train_steps(ws.train_state(), fit, X, T, config, steps)
             assert (status, done) == (OK, steps)
         return call
 

@@ -7,7 +7,7 @@ from fastmlp.core import activations as A
 from fastmlp.core import losses as L
 from fastmlp.config import BLAS_MIN_WIDTH, jit
 from fastmlp.core import scalars
-from fastmlp.cpu import dense, loss as loss_kernels, optim, train
+from fastmlp.cpu import dense, loss as loss_kernels, optim, steps
 from fastmlp.core.spec import NetworkSpec
 from tests import reference as ref
 
@@ -267,7 +267,7 @@ def test_shuffle_is_a_seeded_permutation():
     for seed in (7, 7, 8):
         perm = np.arange(1000)
         state = np.array([seed], np.uint64)
-        train.shuffle(perm, state)
+        steps.shuffle(perm, state)
         perms.append(perm.copy())
         assert sorted(perm) == list(range(1000))
     assert np.array_equal(perms[0], perms[1]) and not np.array_equal(perms[0], perms[2])
@@ -278,7 +278,7 @@ def test_gather_rows(rng):
     src = rng.standard_normal((10, 3))
     perm = rng.permutation(10)
     out = np.zeros((4, 3))
-    train.gather_rows(out, src, perm, 5, 4)
+    steps.gather_rows(out, src, perm, 5, 4)
     np.testing.assert_array_equal(out, src[perm[5:9]])
 
 

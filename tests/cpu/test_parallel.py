@@ -15,7 +15,7 @@ import fastmlp
 from fastmlp import config
 from fastmlp.core import schedules
 from fastmlp.cpu import parallel, threads
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from fastmlp.core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from fastmlp.core.workspace import fit_state, step_config
 from tests.runs import recorded_runs
@@ -61,7 +61,7 @@ def run(model, X, y, kernel, steps, batch_size=32, parts=2, weights=None, schedu
     fit = fit_state(X.shape[0], steps + 2, len(model.spec.layers), model.optimizer.hyper(),
                     batch_size, weights, chosen)
     if kernel == "serial":
-        status, done = cpu_train.train_steps(ws.train_state(), fit, Xc, T, cfg, steps)
+        status, done = cpu_steps.train_steps(ws.train_state(), fit, Xc, T, cfg, steps)
     else:
         bufs = parallel.PartBuffers(model.spec, model.dtype, parts, -(-batch_size // parts))
         status, done = parallel.train_steps(ws.train_state(), fit, Xc, T, cfg, steps,

@@ -15,14 +15,14 @@ import pytest
 
 from fastmlp import MLP
 from fastmlp.cpu import specialize
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from fastmlp.inputs.validation import check_inputs, check_targets
 
 ENTRY_POINTS = ("train_steps", "forward_rows", "evaluate_rows", "gradient_rows")
 
 def signature_count():
     """Compiled signatures of the generic entry points and of every generated kernel."""
-    count = sum(len(getattr(cpu_train, name).signatures) for name in ENTRY_POINTS)
+    count = sum(len(getattr(cpu_steps, name).signatures) for name in ENTRY_POINTS)
     return count + sum(len(k.signatures) for k in specialize._loaded.values() if k is not None)
 
 
@@ -128,7 +128,7 @@ def test_weighted_and_unweighted_calls_share_one_compiled_signature():
         model.fit(X, y, epochs=1, batch_size=16, progress=False, sample_weight=weights)
         model.evaluate(X, y, sample_weight=weights)
         model.gradients(X[:8], y[:8], sample_weight=None if weights is None else w[:8])
-    for kernel in (cpu_train.evaluate_rows, cpu_train.gradient_rows):
+    for kernel in (cpu_steps.evaluate_rows, cpu_steps.gradient_rows):
         float32 = [sig for sig in kernel.signatures if "float32" in str(sig)]
         assert len(float32) == 1, (kernel.__name__, float32)
 
@@ -145,5 +145,5 @@ def test_inference_and_the_loss_share_one_compiled_signature():
     model.forward(X)
     model.loss(X, y)
     model.evaluate(X, y)
-    float32 = [sig for sig in cpu_train.evaluate_rows.signatures if "float32" in str(sig)]
+    float32 = [sig for sig in cpu_steps.evaluate_rows.signatures if "float32" in str(sig)]
     assert len(float32) == 1, float32

@@ -11,7 +11,7 @@ import pytest
 import fastmlp
 from fastmlp import config
 from fastmlp.cpu import codegen, specialize
-from fastmlp.cpu import train as cpu_train
+from fastmlp.cpu import steps as cpu_steps
 from tests.runs import recorded_runs, start as start_run
 
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=2e-6)}
@@ -111,7 +111,7 @@ def test_generated_kernel_matches_the_generic_one(n_inputs, layers, loss, optimi
     assert specialize.layout_for(batch) == layout
     generic = run_kernel(model, X, y, batch, steps, "generic")
     special = run_kernel(model, X, y, batch, steps, "specialized")
-    assert generic["status"] == cpu_train.OK and generic["done"] == steps
+    assert generic["status"] == cpu_steps.OK and generic["done"] == steps
     assert_same(generic, special, dtype)
     assert not np.array_equal(special["params"], model.backend.get_params())  # it trained
 
@@ -135,7 +135,7 @@ def test_generated_kernel_stops_where_the_generic_one_does(what):
         X[30, :] = 3e38  # an infinite loss in the batch that holds row 30
     generic = run_kernel(model, X, y, 8, 50, "generic")
     special = run_kernel(model, X, y, 8, 50, "specialized")
-    assert generic["status"] == cpu_train.NONFINITE_LOSS and 0 < generic["done"] < 50
+    assert generic["status"] == cpu_steps.NONFINITE_LOSS and 0 < generic["done"] < 50
     assert_same(generic, special, "float32")
 
 

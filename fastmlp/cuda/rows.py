@@ -1,5 +1,5 @@
 """Host drivers of the device: chunked inference, the loss and the gradients on host rows
-(the twins of cpu/train.py's forward_rows, loss_rows and gradient_rows), and the pieces a
+(the twins of cpu/steps.py's forward_rows, loss_rows and gradient_rows), and the pieces a
 fit's launch loop (cuda/run.CudaRun) moves its data with: Uploader and the data budget.
 """
 import numpy as np
