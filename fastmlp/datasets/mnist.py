@@ -11,8 +11,6 @@ import os
 import signal
 import threading
 import time
-import urllib.request
-from http.client import HTTPException
 
 import numpy as np
 
@@ -240,6 +238,7 @@ def _terminate_cleanly():
 
 
 def _download_one(variant, name, target, mirrors, progress):
+    from http.client import HTTPException  # the network stack loads when a file is fetched
     failures = []
     for base in mirrors:
         try:
@@ -257,6 +256,7 @@ def _fetch(url, target, md5, progress):
 
 
 def _download(url, f, target, md5, progress):
+    import urllib.request
     digest = hashlib.md5()
     received = 0
     with urllib.request.urlopen(url, timeout=60) as response:

@@ -2,8 +2,6 @@
 by fastmlp's compiled loop."""
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.metrics import accuracy_score, r2_score
-from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_target,
@@ -11,6 +9,12 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call, type_of_tar
 from sklearn.utils.validation import column_or_1d, validate_data
 
 from .base import BaseMLP
+
+
+def _label_binarizer():
+    # sklearn.preprocessing and sklearn.metrics (~0.1 s of imports) load when first used
+    from sklearn.preprocessing import LabelBinarizer
+    return LabelBinarizer()
 
 _PARAMETERS = """
     Parameters
@@ -124,7 +128,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         # incremental warm_start classes_ known -> define classes_ unless a warm start or a
         # partial_fit continues, which must see classes it already knows (scikit-learn's rule)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer = _label_binarizer()
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
@@ -151,6 +155,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._label_binarizer.inverse_transform(y_pred)
 
     def _score(self, X, y, sample_weight=None):
+        from sklearn.metrics import accuracy_score
         return self._score_with_function(X, y, sample_weight, accuracy_score)
 
     @available_if(lambda est: est._check_solver())
@@ -159,7 +164,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """One epoch over (X, y), continuing from the current weights and optimizer state.
         classes (every label of the whole data) is required on the first call."""
         if _check_partial_fit_first_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer = _label_binarizer()
             if type_of_target(y).startswith("multilabel"):
                 self._label_binarizer.fit(y)
             else:
@@ -234,6 +239,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return y_pred.ravel() if y_pred.shape[1] == 1 else y_pred
 
     def _score(self, X, y, sample_weight=None):
+        from sklearn.metrics import r2_score
         return self._score_with_function(X, y, sample_weight, r2_score)
 
     @available_if(lambda est: est._check_solver())
