@@ -299,7 +299,7 @@ def test_many_distinct_integer_targets_are_refused_under_task_auto(tmp_path, cap
 
 
 def test_one_hot_targets_never_build_a_k_by_k_matrix(monkeypatch):
-    from fastmlp.cli.train import targets
+    from fastmlp.cli.labels import targets
     eye = np.eye
     monkeypatch.setattr(np, "eye", lambda *a, **k: pytest.fail("np.eye called"))
     model = fastmlp.MLP(2, [(5000, "softmax")])
