@@ -260,7 +260,19 @@ def check_classes(path, classes, n_outputs):
     if not (k == n_outputs or (n_outputs == 1 and 1 <= k <= 2)):
         raise ValueError(f"{path!r}: it lists {k} classes but its output layer has "
                          f"{n_outputs} unit(s); the file is corrupt or was edited")
-    labels = np.asarray(classes)
+    labels = _label_array(classes)
     if len(np.unique(labels)) != k:
         raise ValueError(f"{path!r}: its 'classes' list a label twice")
     return labels
+
+
+def _label_array(classes):
+    """The stored labels as the array fit had: integers as int64, or uint64 when one is
+    above int64's range (np.asarray would make float64 of a mix, changing large labels)."""
+    if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        for kind in (np.int64, np.uint64):
+            info = np.iinfo(kind)
+            if all(info.min <= c <= info.max for c in classes):
+                return np.array(classes, dtype=kind)
+        return np.array(classes, dtype=object)
+    return np.asarray(classes)
