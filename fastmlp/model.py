@@ -359,7 +359,7 @@ class MLP:
         """Read a model written by save(), on the CPU; ValueError naming the file if it is
         unusable."""
         from . import io
-        meta, arrays = io.read(path)
+        meta, arrays = io.read(path, expect=io.model_layout)  # sizes checked first
         return cls._from_parts(meta, arrays, io.resolve(path))
 
     # -- export and description (fastmlp/export.py, fastmlp/summary.py) ---------------------
