@@ -69,8 +69,11 @@ def _load(path, target):
         raise TypeError(f"target must be a column name (str), a column index (int) or None; "
                         f"got {type(target).__name__} {target!r}")
     if kind == "npy":
-        return (*_from_array(np.load(path, mmap_mode="r", allow_pickle=False), target, path),
-                None)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # empty, cut short, not a .npy
+            raise ValueError(f"{path!r} is not a readable .npy file: {exc}") from None
+        return (*_from_array(array, target, path), None)
     if kind == "npz":
         return (*_from_npz(path, target), None)
     return _from_frame(_read_frame(path, kind, target), target, path)
