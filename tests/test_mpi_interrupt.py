@@ -26,7 +26,7 @@ LAUNCHES = 20
 DEADLINE = 30.0
 #: Random moments after both ranks are ready: data loading, compiling (from the disk cache
 #: after the first launch), training and saving all fall in it.
-LATEST_PRESS = 3.0
+LATEST_PRESS = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def _launch(table, outdir, press_after, deadline=DEADLINE):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1",
                PYTHONPATH=REPO)
     argv = ["train", "--data", str(table), "--target", "label", "--layers",
-            "8:relu,2:softmax", "--epochs", "3000", "--batch-size", "8", "--quiet",
+            "8:relu,2:softmax", "--epochs", "400", "--batch-size", "8", "--quiet",
             "--test-split", "0", "--save", str(outdir / "m.npz")]
     command = [mpiexec(), "-n", "2", sys.executable, "-m", "tests.mpi_interrupt",
                str(outdir), *argv]
