@@ -5,7 +5,8 @@ saving); the ranks agree to stop at one step, as for a NaN loss, so no rank wait
 20 launches on a tiny table, each sent SIGINT at a random moment (seeded: the same moments on
 every run of the test) once both ranks are in the command: every launch ends within 30 s,
 both ranks exit with the same status (0: finished first; 130: interrupted) having trained
-the same epochs to the same weights, and the files match the status. About 60 s in all.
+the same epochs to the same weights, and the files match the status. About 90 s in all on
+two busy cores, mostly the ranks' Python start-up.
 """
 import json
 import os

@@ -212,3 +212,22 @@ def test_cli_still_reads_numeric_targets_as_numbers(tmp_path):
     assert load_table(tmp_path / "n.csv", "y")[1].dtype == np.float64
     assert load_table(tmp_path / "n.csv", -1)[1].tolist() == [2.0, 4.5]
     assert load_table(tmp_path / "b.csv", "y")[1].tolist() == [True, False]
+
+
+# -- unclear messages (item 17) -------------------------------------------------------------
+
+def test_patience_without_early_stopping_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.setattr(MLP, "fit", lambda *a, **k: pytest.fail("trained"))
+    code, _, err = _run(["train", "--dataset", "xor", "--patience", "3", "--quiet"], capsys)
+    assert code == 2 and "--patience goes with --early-stopping" in err
+
+
+def test_predict_adds_the_target_hint_only_where_it_helps(tmp_path, capsys):
+    model = MLP(2, [(2, "softmax")], seed=0)
+    path = model.save(tmp_path / "m")
+    (tmp_path / "bad.npy").write_bytes(b"")  # unreadable: no column is the target
+    code, _, err = _run(["predict", path, str(tmp_path / "bad.npy")], capsys)
+    assert code == 1 and "not a readable .npy file" in err and "--target" not in err
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,x\n")
+    code, _, err = _run(["predict", path, str(tmp_path / "t.csv")], capsys)
+    assert code == 1 and "leave that out with --target" in err

@@ -138,7 +138,10 @@ def _fit_extras(model, args, validation, schedule):
         if "schedule" not in accepted:
             raise UsageError("--schedule: this fastmlp's MLP.fit takes no schedule")
         extras["schedule"] = schedule
-    if args.early_stopping or args.patience is not None:
+    if args.patience is not None and not args.early_stopping:
+        raise UsageError("--patience goes with --early-stopping (without it nothing stops "
+                         "early); add --early-stopping or leave --patience out")
+    if args.early_stopping:
         if "early_stopping" not in accepted:
             raise UsageError("--early-stopping: this fastmlp's MLP.fit has no early_stopping")
         extras["early_stopping"] = args.early_stopping

@@ -8,9 +8,22 @@ estimators keep scikit-learn's own rule, which refuses another order). Missing o
 names are a ValueError naming them. Arrays without names are taken by position, with
 scikit-learn's warnings where one side has names and the other has none.
 """
+import os
+import sys
 import warnings
 
 import numpy as np
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_level():
+    """The stacklevel of the first frame outside fastmlp: the user's line, as the warning
+    should name, however many of fastmlp's calls lie between."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def names_of(X):
@@ -90,12 +103,12 @@ def align(X, trained, what="X", learn=False):
     if given is None:
         if trained is not None:
             warnings.warn(f"{what} does not have valid feature names, but MLP was fitted "
-                          f"with feature names", UserWarning, stacklevel=3)
+                          f"with feature names", UserWarning, stacklevel=_caller_level())
         return X, None
     if trained is None:
         if not learn:
             warnings.warn(f"{what} has feature names, but MLP was fitted without feature "
-                          f"names", UserWarning, stacklevel=3)
+                          f"names", UserWarning, stacklevel=_caller_level())
         return X, given
     order = column_order(given, trained, what)
     if order is not None:
