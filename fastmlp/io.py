@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -157,9 +158,21 @@ def resolve(path):
     return path
 
 
-def read(path):
+#: The arrays of a file (their headers' sizes, before any is read) may hold at most this many
+#: times the file's bytes, plus READ_SLACK: MLP.save stores them uncompressed, so a file that
+#: claims more is a crafted zip (a bomb) or a lie, refused before anything is decompressed.
+READ_RATIO = 4
+READ_SLACK = 1 << 20
+
+
+def read(path, expect=None):
     """(meta, arrays) from a file written by write(); FileNotFoundError if there is none,
-    ValueError naming the file if it is not a readable fastmlp file."""
+    ValueError naming the file if it is not a readable fastmlp file.
+
+    Every array's .npy header is read before its data and its size checked against the
+    file's; expect (meta -> {name: (shape, dtype)}, a shape of None: not compared) makes
+    read() compare the headers with what the meta promises before reading any data, and
+    read only the entries it names (others, however large, are never decompressed)."""
     given = _fspath(path)
     path = resolve(given)
     if not os.path.exists(path):
@@ -173,13 +186,91 @@ def read(path):
             raise ValueError(f"{path!r} is not a readable fastmlp model file (not a .npz "
                              f"archive)")
         f.seek(0)
+        budget = READ_RATIO * os.fstat(f.fileno()).st_size + READ_SLACK
         try:
-            with np.load(f, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
+            with zipfile.ZipFile(f) as archive:
+                members = {name[:-4]: name for name in archive.namelist()
+                           if name.endswith(".npy")}
+                meta = _parse_meta(_member(archive, members, "meta", path, budget), path)
+                wanted = expect(meta) if expect is not None else None
+                names = [n for n in members if n != "meta" and (wanted is None or n in wanted)]
+                headers = {n: _header(archive, members[n], path) for n in names}
+                if wanted is not None:
+                    _compare(path, headers, wanted)
+                total = sum(_nbytes(*h) for h in headers.values())
+                if total > budget:
+                    raise ValueError(f"{path!r}: its arrays claim {total:,} bytes, more than "
+                                     f"a file of its size can hold uncompressed; the file is "
+                                     f"corrupt or crafted")
+                arrays = {n: _member(archive, members, n, path, budget) for n in names}
+        except ValueError as exc:
+            if str(exc).startswith(repr(path)):
+                raise
+            if str(exc).startswith("invalid model description"):
+                raise ValueError(f"{path!r} holds an {exc}") from None
+            raise _unreadable(path, exc) from None
         except Exception as exc:  # zipfile, zlib and numpy raise a dozen kinds on a bad file
             raise _unreadable(path, exc) from None
-    meta = _parse_meta(arrays.pop("meta", None), path)
     return meta, arrays
+
+
+def _header(archive, member, path):
+    """(shape, dtype) from the .npy header of a zip member, reading nothing more."""
+    with archive.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
+    if dtype.hasobject:
+        raise ValueError(f"{path!r}: array {member[:-4]!r} holds Python objects, which a "
+                         f"model file never does")
+    return shape, dtype
+
+
+def _nbytes(shape, dtype):
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _member(archive, members, name, path, budget):
+    """One array, its header checked against the budget before its data is read."""
+    if name not in members:
+        return None
+    shape, dtype = _header(archive, members[name], path)
+    if _nbytes(shape, dtype) > budget:
+        raise ValueError(f"{path!r}: entry {name!r} claims {_nbytes(shape, dtype):,} bytes, "
+                         f"more than a file of its size can hold; the file is corrupt or "
+                         f"crafted")
+    with archive.open(members[name]) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _compare(path, headers, wanted):
+    """ValueError unless each wanted array's header has the shape and dtype the meta says."""
+    for name, (shape, dtype) in wanted.items():
+        got = headers.get(name)
+        if shape is None:
+            continue  # optional, any length (the row order of the last fit): check_arrays
+        if got is None:
+            raise ValueError(f"{path!r}: array {name!r} does not match the model it "
+                             f"describes (expected {np.dtype(dtype)}{list(shape)}, got "
+                             f"missing)")
+        if got[1] != np.dtype(dtype) or tuple(got[0]) != tuple(shape):
+            raise ValueError(f"{path!r}: array {name!r} does not match the model it "
+                             f"describes (expected {np.dtype(dtype)}{list(shape)}, got "
+                             f"{got[1]}{list(got[0])})")
+
+
+def model_layout(meta):
+    """The arrays a model file's meta promises (MLP.load's `expect`), from its sizes alone:
+    nothing as large as the model is allocated."""
+    from .core.spec import NetworkSpec
+    from .core.workspace import state_layout
+    from .inputs.validation import check_dtype
+    try:
+        spec = NetworkSpec(meta["n_inputs"], [tuple(layer) for layer in meta["layers"]])
+        return state_layout(spec, check_dtype(meta["dtype"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"invalid model description: {exc}") from None
 
 
 def _unreadable(path, exc):
@@ -260,7 +351,19 @@ def check_classes(path, classes, n_outputs):
     if not (k == n_outputs or (n_outputs == 1 and 1 <= k <= 2)):
         raise ValueError(f"{path!r}: it lists {k} classes but its output layer has "
                          f"{n_outputs} unit(s); the file is corrupt or was edited")
-    labels = np.asarray(classes)
+    labels = _label_array(classes)
     if len(np.unique(labels)) != k:
         raise ValueError(f"{path!r}: its 'classes' list a label twice")
     return labels
+
+
+def _label_array(classes):
+    """The stored labels as the array fit had: integers as int64, or uint64 when one is
+    above int64's range (np.asarray would make float64 of a mix, changing large labels)."""
+    if classes and all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        for kind in (np.int64, np.uint64):
+            info = np.iinfo(kind)
+            if all(info.min <= c <= info.max for c in classes):
+                return np.array(classes, dtype=kind)
+        return np.array(classes, dtype=object)
+    return np.asarray(classes)

@@ -18,7 +18,8 @@ from .fit.plan import Objective, check_options, make_plan
 from .inputs.labels import encode_labels
 from .core.sample_weight import check_sample_weight
 from .inputs.numbers import check_bool
-from .inputs.validation import check_array, check_dtype, check_inputs, check_targets
+from .inputs.features import align, check_names
+from .inputs.validation import check_dtype, check_inputs, check_targets, check_weights
 
 DEVICES = ("cpu", "cuda")
 
@@ -66,6 +67,8 @@ class MLP:
         self.seed = seed
         #: class labels as given to fit (any type), or None until a classifier is fitted
         self.classes_ = None
+        #: the column names of the DataFrame fit was given (a numpy array of str), or None
+        self.feature_names_in_ = None
         # One fit, prediction or weight change at a time: the kernels release the GIL and
         # share the model's buffers, so a second thread waits for the first (re-entrant, so
         # a callback may evaluate the model during fit).
@@ -88,7 +91,7 @@ class MLP:
         with self._lock:
             state = self._initial_backend().get_state()
             self._backend = make_backend(self.device, self.spec, self.dtype, state)
-            self.classes_ = None
+            self.classes_ = self.feature_names_in_ = None
         return self
 
     # -- facts ---------------------------------------------------------------------------
@@ -143,10 +146,18 @@ class MLP:
         are mapped through classes_ (labels 0..k-1 index the outputs directly). Bad input
         raises a ValueError or TypeError saying how to fix it. Returns X, or (X, T), or
         (X, T, W) when sample_weight is given."""
-        X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
+        X = self._inputs(X, what)
         if y is None:
             return X
         return self._arrays(X, y, what, sample_weight, learn=False)
+
+    def _inputs(self, X, what, learn=False):
+        """check_inputs of X's columns by name (inputs/features.py); fit keeps new names."""
+        X, names = align(X, self.feature_names_in_, what, learn)
+        X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
+        if learn and names is not None and self.feature_names_in_ is None:
+            self.feature_names_in_ = np.array(names, dtype=object)
+        return X
 
     def _arrays(self, X, y, what, sample_weight, learn):
         """as_arrays for a checked X; learn: fit may set classes_ from y's labels."""
@@ -228,7 +239,7 @@ class MLP:
         return self._pairs(grads)
 
     def _checked(self, X, y, sample_weight, learn=False):
-        X = check_inputs(X, self.spec.n_inputs, self.dtype, "X")
+        X = self._inputs(X, "X", learn)
         arrays = self._arrays(X, y, "X", sample_weight, learn)
         return arrays if sample_weight is not None else (*arrays, None)
 
@@ -294,21 +305,7 @@ class MLP:
 
     def set_weights(self, weights):
         """Replace every layer's (W, b); shapes must match, values must be real and finite."""
-        n = len(self.spec.layers)
-        if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
-            raise TypeError("set_weights takes a list of (W, b) pairs, one per layer")
-        if len(weights) != n:
-            raise ValueError(f"set_weights got {len(weights)} (W, b) pairs but the model has "
-                             f"{n} layers")
-        flat = np.empty(self.spec.n_params, self.dtype)
-        for l, (pair, layer) in enumerate(zip(weights, self.spec.layers)):
-            if not hasattr(pair, "__len__") or len(pair) != 2:
-                raise TypeError(f"layer {l}: expected a (W, b) pair; got {type(pair).__name__}")
-            # read as X is (masks, text and sparse refused), in the model's dtype, finite
-            W = check_array(pair[0], f"layer {l} W", (layer.n_in, layer.n_out), self.dtype)
-            b = check_array(pair[1], f"layer {l} b", (layer.n_out,), self.dtype)
-            flat[self.spec.weight_slice(l)] = W.ravel()
-            flat[self.spec.bias_slice(l)] = b
+        flat = check_weights(weights, self.spec, self.dtype)
         with self._lock:
             self._backend.set_params(flat)  # only now, so a bad pair changes nothing
 
@@ -320,6 +317,8 @@ class MLP:
                 "dtype": self.dtype.name, "seed": self.seed}
         if self.classes_ is not None:
             meta["classes"] = self.classes_.tolist()
+        if self.feature_names_in_ is not None:
+            meta["feature_names"] = list(self.feature_names_in_)
         return meta
 
     @classmethod
@@ -340,6 +339,7 @@ class MLP:
         model._backend.set_state(state)
         if meta.get("classes") is not None:
             model.classes_ = io.check_classes(where, meta["classes"], model.spec.n_outputs)
+        model.feature_names_in_ = check_names(meta.get("feature_names"), model.n_inputs, where)
         return model
 
     def save(self, path):
@@ -355,7 +355,7 @@ class MLP:
         """Read a model written by save(), on the CPU; ValueError naming the file if it is
         unusable."""
         from . import io
-        meta, arrays = io.read(path)
+        meta, arrays = io.read(path, expect=io.model_layout)  # sizes checked first
         return cls._from_parts(meta, arrays, io.resolve(path))
 
     # -- export and description (fastmlp/export.py, fastmlp/summary.py) ---------------------

@@ -93,6 +93,21 @@ def main(case, outdir):
         except ValueError as exc:
             message = f"ValueError: {exc}"
         write("mismatch", message=np.array(message))
+        # One label, then one feature, changed on rank 1 alone, in a row that 64 evenly
+        # spaced rows of 200 miss (row 1): refused on both ranks too.
+        for name, column in (("one_label", None), ("one_feature", 2)):
+            X, y = data(200, seed=0)
+            if rank == 1:
+                if column is None:
+                    y[1] = (y[1] + 1) % 3
+                else:
+                    X[1, column] += 1e-9
+            try:
+                model.fit(X, y, epochs=1, batch_size=4, progress=False, comm=comm)
+                message = "no error"
+            except ValueError as exc:
+                message = f"ValueError: {exc}"
+            write(name, message=np.array(message))
         # A stop asked for on rank 1 alone is seen by both.
         from fastmlp.cpu.mpi import MpiBackend
         from fastmlp.fit.plan import plan_for

@@ -113,6 +113,26 @@ def test_ranks_passing_different_data_are_refused_on_every_rank(failures):
             "ValueError: data-parallel fit: rank 1's data differs from rank 0's")
 
 
+@pytest.mark.parametrize("case", ["one_label", "one_feature"])
+def test_one_changed_value_anywhere_is_refused_on_every_rank(failures, case):
+    """Issue 23 item 10: the check covers every row, not 64 sampled ones."""
+    for result in ranks(failures, case):
+        assert str(result["message"]).startswith(
+            "ValueError: data-parallel fit: rank 1's data differs from rank 0's")
+
+
+def test_the_data_check_reads_every_byte():
+    X = np.zeros((1000, 3))
+    T = np.zeros((1000, 1))
+    before = distributed.fingerprint(X, T)
+    for i in range(0, 1000, 37):
+        X[i, i % 3] = 1e-300
+        assert distributed.fingerprint(X, T) != before
+        X[i, i % 3] = 0
+    T[999, 0] = -0.0  # another bit pattern of the same value: still another payload
+    assert distributed.fingerprint(X, T) != before
+
+
 def test_a_flag_raised_on_one_rank_is_seen_on_every_rank(failures):
     for result in ranks(failures, "any_rank"):
         assert result["stops"].tolist() == [True, False]

@@ -7,6 +7,7 @@ Errors are one line on stderr, never a traceback.
 """
 import os
 import sys
+import warnings
 
 from .common import Failure, StoppedAtOnce, UsageError
 from .parser import DEFAULTS, build_parser, join_dash_values, parse_layers
@@ -31,7 +32,11 @@ def main(argv=None):
         return 2
     status = 1
     try:
-        return _run(args)
+        with warnings.catch_warnings():
+            # The CLI matches a table's columns to the model's names itself (common.by_name)
+            # and hands the model plain arrays, which MLP would warn about.
+            warnings.filterwarnings("ignore", "X does not have valid feature names")
+            return _run(args)
     except BrokenPipeError:
         # The reader went away (`fastmlp predict ... | head`): stop quietly, and point stdout
         # at /dev/null so the interpreter's final flush does not complain either.

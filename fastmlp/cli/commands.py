@@ -4,18 +4,25 @@ import numpy as np
 from . import labels
 from ..inputs.labels import codes_for, plain
 from .checks import nonfinite_outputs
-from .common import Failure, UsageError, check_writable, emit, load_model, load_table, write_rows
+from .common import (Failure, UsageError, by_name, check_writable, emit, load_model, load_table,
+                     write_rows)
 
 
 def _features(model, path, target):
     """The rows of DATA as the model's inputs (the --target column left out)."""
     try:
-        X, _ = load_table(path, target)
+        X, _, names = load_table(path, target)
     except Failure as exc:
-        if target is not None:
+        if target is not None or "not numeric" not in str(exc):
             raise
         raise Failure(f"{exc}. If it holds the target column, leave that out with --target "
                       f"COLUMN.") from None
+    try:
+        X = by_name(X, names, model.feature_names_in_, repr(path))
+    except Failure as exc:
+        hint = " If one of them is the target, name it with --target." if target is None \
+            else ""
+        raise Failure(f"{exc}.{hint}") from None
     if X.shape[1] != model.n_inputs:
         hint = (" If one of them is the target, name it with --target."
                 if X.shape[1] == model.n_inputs + 1 and target is None else "")
@@ -65,8 +72,9 @@ def _check_labelled(args):
         raise UsageError("DATA needs --target COLUMN: the column of true values")
 
 
-def _labelled(args):
-    """(X, y, a name for messages) from DATA --target COLUMN or --dataset."""
+def _labelled(args, model):
+    """(X, y, a name for messages) from DATA --target COLUMN or --dataset, X's columns in
+    the model's order."""
     if args.dataset is not None:
         from ..datasets import load_mnist
         try:
@@ -74,8 +82,8 @@ def _labelled(args):
         except ValueError as exc:
             raise Failure(str(exc)) from None
         return X, y, f"{args.dataset} {args.split}"
-    X, y = load_table(args.data, args.target)
-    return X, y, args.data
+    X, y, names = load_table(args.data, args.target)
+    return by_name(X, names, model.feature_names_in_, repr(args.data)), y, args.data
 
 
 def evaluate(args):
@@ -83,7 +91,7 @@ def evaluate(args):
     _check_labelled(args)
     model = load_model(args.model)
     classes = labels.model_classes(model)
-    X, y, name = _labelled(args)
+    X, y, name = _labelled(args, model)
     if X.shape[1] != model.n_inputs:
         raise Failure(f"{name} has {X.shape[1]} features but the model takes "
                       f"{model.n_inputs}")

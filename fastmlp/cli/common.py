@@ -133,16 +133,31 @@ def target_for(path, text):
 
 
 def load_table(path, target_text):
-    """(X, y) from a table file; a file that cannot be read is a Failure naming it."""
+    """(X, y, feature names or None) from a table file; a file that cannot be read is a
+    Failure naming it."""
     from ..datasets import load_table as load
     try:
         target = target_for(path, target_text)
     except ValueError as exc:  # a name whose format cannot be told
         raise UsageError(str(exc)) from None
     try:
-        return load(path, target)
+        return load(path, target, names=True)
     except ValueError as exc:
         raise Failure(str(exc)) from None
+
+
+def by_name(X, names, trained, where):
+    """X's columns in the order of `trained` (the model's feature names) when both have
+    names: reordered by name, or a Failure naming missing and extra columns (see
+    inputs/features.py for why another order is read, not refused)."""
+    from ..inputs.features import column_order
+    if names is None or trained is None:
+        return X
+    try:
+        order = column_order(names, trained, where)
+    except ValueError as exc:
+        raise Failure(str(exc)) from None
+    return X if order is None else X[:, order]
 
 
 def write_rows(path, values, header):

@@ -11,7 +11,8 @@ from ..fit import scores
 from ..inputs.labels import codes_for, encode
 from . import outputs
 from .checks import check_features, choose_task, nonfinite_outputs
-from .common import Failure, Interrupts, UsageError, emit, load_table
+from .common import Failure, Interrupts, UsageError, by_name, emit, load_table
+from ..core.interrupts import DeferredInterrupts
 from .parser import DEFAULT_TEST_SPLIT, DEFAULTS, TABLE_DEFAULTS, parse_layers
 from ..inputs.split import train_test_split as fast_split
 
@@ -35,21 +36,26 @@ def _split(n, fraction, seed, stratify, salt):
 
 
 def load_data(args):
-    """(name, X, y, X_test or None, y_test, defaults, fraction to hold out) for the data."""
+    """(name, X, y, X_test or None, y_test, defaults, fraction to hold out, feature names or
+    None) for the data."""
     from ..datasets import DATASETS, load_mnist
     if args.data is None and args.target is not None:
         raise UsageError("--target goes with --data FILE")
     if args.data is not None:
         if args.target is None:
             raise UsageError("--data needs --target COLUMN: the column to predict")
-        X, y = load_table(args.data, args.target)
+        X, y, names = load_table(args.data, args.target)
         name, defaults = os.path.basename(args.data), None
         X_test = y_test = None
         if args.test is not None:
-            X_test, y_test = load_table(args.test, args.target)
+            X_test, y_test, test_names = load_table(args.test, args.target)
+            try:  # the --test columns by name, as predict and evaluate read them
+                X_test = by_name(X_test, test_names, names, f"--test {args.test!r}")
+            except Failure as exc:
+                raise UsageError(f"{exc} (nothing was trained)") from None
         split = DEFAULT_TEST_SPLIT if args.test_split is None and args.test is None \
             else args.test_split
-        return name, X, y, X_test, y_test, defaults, split
+        return name, X, y, X_test, y_test, defaults, split, names
     name = args.dataset or "digits"
     if args.test is not None:
         raise UsageError("--test FILE goes with --data FILE; with --dataset use --test-split")
@@ -64,12 +70,12 @@ def load_data(args):
                                             download=args.download)
         except ValueError as exc:
             raise Failure(str(exc)) from None
-        return name, X, y, X_test, y_test, DEFAULTS[name], args.test_split
+        return name, X, y, X_test, y_test, DEFAULTS[name], args.test_split, None
     X, y = DATASETS[name]()
     # digits is held out by a quarter; the toy sets are their own test (they are the seeds').
     split = args.test_split if args.test_split is not None else (
         0.25 if name == "digits" else 0)
-    return name, X, y, None, None, DEFAULTS[name], split
+    return name, X, y, None, None, DEFAULTS[name], split, None
 
 
 #: Short names --schedule also takes (the class names work too, in any case).
@@ -125,7 +131,10 @@ def _fit_extras(model, args, validation, schedule):
         extras["validation_data"] = validation
     if schedule is not None:
         extras["schedule"] = schedule
-    if args.early_stopping or args.patience is not None:
+    if args.patience is not None and not args.early_stopping:
+        raise UsageError("--patience goes with --early-stopping (without it nothing stops "
+                         "early); add --early-stopping or leave --patience out")
+    if args.early_stopping:
         extras["early_stopping"] = args.early_stopping
         if args.patience is not None:
             extras["patience"] = args.patience
@@ -155,8 +164,8 @@ class Rows:
 
 def _prepare(args):
     """(name, training Rows, held-out Rows or None, classes or None, defaults, why the
-    task was chosen or None)."""
-    name, X, y, X_test, y_test, defaults, split = load_data(args)
+    task was chosen or None, feature names or None)."""
+    name, X, y, X_test, y_test, defaults, split, names = load_data(args)
     check_features(X, repr(args.data or name))
     if X_test is not None:
         check_features(X_test, f"--test {args.test!r}", X.shape[1])
@@ -184,7 +193,7 @@ def _prepare(args):
         kept, held = _split(len(rows), split, args.seed, y if classes is not None else None,
                             salt=0)
         rows, test = rows.take(kept), rows.take(held)
-    return name, rows, test, classes, defaults, why
+    return name, rows, test, classes, defaults, why, names
 
 
 def _build_model(args, n_inputs, classes, defaults):
@@ -229,14 +238,18 @@ def train(args):
         outputs.check_plot_output(args.plot)
         from ..fit.plot import _matplotlib
         _matplotlib()  # an ImportError naming the extra, before the training it would follow
-    with Interrupts(), warnings.catch_warnings():
+    # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
+    # rank 0 writes the model, the plot and the report. Ctrl-C is then counted, not raised,
+    # for the whole command, and the ranks stop together (core/interrupts.py).
+    from ..cpu.mpi import launched, launched_comm
+    with (DeferredInterrupts() if launched() else Interrupts()), warnings.catch_warnings():
         # fit's warning on Ctrl-C names a source line; the CLI says what it kept instead.
         warnings.filterwarnings("ignore", "fastmlp: training interrupted", RuntimeWarning)
-        return _train(args, saving)
+        return _train(args, saving, launched_comm())
 
 
-def _train(args, saving):
-    name, rows, test, classes, defaults, why = _prepare(args)
+def _train(args, saving, comm):
+    name, rows, test, classes, defaults, why, names = _prepare(args)
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
     def fit_targets(part):  # float targets from class codes, or the values
@@ -248,10 +261,6 @@ def _train(args, saving):
                             rows.y if classes is not None else None, salt=1)
         rows, checked = rows.take(kept), rows.take(held)
         validation = (checked.X, fit_targets(checked))
-    # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
-    # rank 0 writes the model, the plot and the report.
-    from ..cpu.mpi import launched_comm
-    comm = launched_comm()
     try:
         history = model.fit(rows.X, fit_targets(rows), epochs=epochs, batch_size=batch,
                             progress=not args.quiet, comm=comm,
@@ -260,11 +269,13 @@ def _train(args, saving):
         raise UsageError(f"training buffers for --layers {_layers_text(model.layers)} and "
                          f"--batch-size {batch} do not fit in memory ({exc}); use smaller "
                          f"layers or batches (nothing was trained)") from None
+    interrupted = bool(history.interrupted)
     if comm is not None and comm.Get_rank() != 0:
-        return 0
+        return 130 if interrupted else 0  # the ranks stopped together: rank 0's status
     if classes is not None:
         model.classes_ = classes  # saved with the model; fit saw float targets, not labels
-    interrupted = bool(history.interrupted)
+    if names is not None:  # saved too: predict and evaluate read columns by these names
+        model.feature_names_in_ = np.array(names, dtype=object)
     scored = rows if test is None else test
     result = _metrics(model, scored.X, fit_targets(scored), classes)
     problem = nonfinite_outputs(model, scored.X, "the held-out data" if test else "the data")

@@ -21,6 +21,14 @@ from .schedules import Constant
 STATE = ("params", "moment1", "moment2", "opt_step", "rng")
 
 
+def state_layout(spec, dtype):
+    """{name: (shape, dtype)} of get_state's arrays for a spec, without allocating them;
+    "perm" has shape None (any length: the rows of the last fit)."""
+    n = (spec.n_params,)
+    return {"params": (n, dtype), "moment1": (n, dtype), "moment2": (n, dtype),
+            "opt_step": ((1,), np.int64), "rng": ((1,), np.uint64), "perm": (None, np.int64)}
+
+
 class TrainState(NamedTuple):
     """The model's buffers a training step reads and writes."""
     params: np.ndarray

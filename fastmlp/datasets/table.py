@@ -12,8 +12,12 @@ What `target` means, by format:
   column index into X.
 
 ``target=None`` returns ``(X, None)``: all columns are features (what ``predict`` reads).
-y keeps the user's labels (strings, integers, floats) for the caller to encode.
+y keeps the user's labels (strings, integers, floats) for the caller to encode. A CSV's
+target column is read as text first and made numbers only when no value has a leading zero
+("001" and "01" are two labels, not the number 1). ``names=True`` adds the feature columns'
+names (a list of str; None for .npy and .npz) as a third item.
 """
+import re
 import numbers
 import os
 
@@ -47,10 +51,15 @@ def _pandas():
     return pandas
 
 
-def load_table(path, target=None):
+def load_table(path, target=None, *, names=False):
     """(X, y) from a CSV, Parquet, .npy or .npz file; see the module docstring for what
     `target` means in each. X is a 2-D numeric array, y a 1-D array of the user's labels
-    (None when target is None)."""
+    (None when target is None); names=True: (X, y, feature names or None)."""
+    X, y, columns = _load(path, target)
+    return (X, y, columns) if names else (X, y)
+
+
+def _load(path, target):
     kind = table_format(path)
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -60,18 +69,31 @@ def load_table(path, target=None):
         raise TypeError(f"target must be a column name (str), a column index (int) or None; "
                         f"got {type(target).__name__} {target!r}")
     if kind == "npy":
-        return _from_array(np.load(path, mmap_mode="r", allow_pickle=False), target, path)
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # empty, cut short, not a .npy
+            raise ValueError(f"{path!r} is not a readable .npy file: {exc}") from None
+        return (*_from_array(array, target, path), None)
     if kind == "npz":
-        return _from_npz(path, target)
-    return _from_frame(_read_frame(path, kind), target, path)
+        return (*_from_npz(path, target), None)
+    return _from_frame(_read_frame(path, kind, target), target, path)
 
 
-def _read_frame(path, kind):
+def _read_frame(path, kind, target):
     pandas = _pandas()
     try:
         if kind == "parquet":
             return pandas.read_parquet(path)
-        return pandas.read_csv(path, sep="\t" if kind == "tsv" else ",")
+        sep = "\t" if kind == "tsv" else ","
+        if target is None:
+            return pandas.read_csv(path, sep=sep)
+        if not isinstance(target, str):  # a position: the header says which column
+            target = _column_name(pandas.read_csv(path, sep=sep, nrows=0).columns, target,
+                                  path)
+        frame = pandas.read_csv(path, sep=sep, dtype={target: str})
+        if target in frame.columns:
+            frame[target] = _labels_or_numbers(frame[target], pandas)
+        return frame
     except ImportError as exc:
         raise ImportError(f"reading {path!r} needs {exc.name or 'pyarrow'}: "
                           f"pip install 'fastmlp[data]'") from None
@@ -79,6 +101,25 @@ def _read_frame(path, kind):
         if isinstance(exc, FileNotFoundError):
             raise
         raise ValueError(f"{path!r} could not be read as {kind}: {exc}") from None
+
+
+#: Text a CSV's target holds that is a label, not a number: a leading zero ("007", "-01").
+_LEADING_ZERO = re.compile(r"^\s*[+-]?0[0-9]")
+
+
+def _labels_or_numbers(column, pandas):
+    """A target column read as text: numbers (as pandas would infer them) unless a value
+    has a leading zero, which only a label keeps; missing values stay missing."""
+    present = column.dropna()
+    if present.str.match(_LEADING_ZERO).any():
+        return column
+    lowered = present.str.strip().str.lower()
+    if len(present) and lowered.isin(["true", "false"]).all():
+        return column.str.strip().str.lower().map({"true": True, "false": False})
+    try:
+        return pandas.to_numeric(column)
+    except (ValueError, TypeError):
+        return column
 
 
 def _column_name(columns, target, path):
@@ -114,7 +155,7 @@ def _from_frame(frame, target, path):
         raise ValueError(f"feature column(s) {', '.join(map(repr, bad[:10]))} of {path!r} "
                          f"are not numeric; encode them as numbers (e.g. pandas.get_dummies) "
                          f"or drop them")
-    return frame.to_numpy(dtype=np.float64), y
+    return frame.to_numpy(dtype=np.float64), y, [str(c) for c in frame.columns]
 
 
 def _from_array(array, target, path):

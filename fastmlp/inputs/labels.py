@@ -44,7 +44,7 @@ def plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _label_vector(y, n_outputs):
+def _label_vector(y, n_outputs, what="y"):
     """y as a 1-D array of class labels (ints, bools or strings), or None when it is
     anything else: floats, complex, masked, sparse, 2-D targets... which check_targets
     accepts or explains."""
@@ -59,8 +59,18 @@ def _label_vector(y, n_outputs):
     if labels.ndim != 1 or labels.size == 0:
         return None
     kind = labels.dtype.kind
+    if kind == "S" or (kind == "O" and any(isinstance(v, bytes) for v in labels)):
+        # refused before training: a model file keeps labels as JSON, which has no bytes
+        raise TypeError(f"{what} holds bytes labels such as {labels[0]!r}; decode them to "
+                        f"str first (e.g. {what}.astype(str), or [v.decode() for v in {what}])")
     if kind == "O":
         if not all(isinstance(v, str) for v in labels):
+            if any(isinstance(v, str) for v in labels):
+                number = next(v for v in labels if not isinstance(v, str))
+                text = next(v for v in labels if isinstance(v, str))
+                raise TypeError(f"{what} mixes text and non-text labels (e.g. {text!r} and "
+                                f"{number!r}); give labels of one type, e.g. "
+                                f"{what}.astype(str) to make every label text")
             return None  # numbers or missing values in an object array: check_targets
         labels = labels.astype(str)
     elif kind not in "iubUS":
@@ -82,7 +92,7 @@ def encode_labels(y, classes, n_outputs, output, what="y"):
     classes None, for check_targets."""
     if output == "sigmoid" and n_outputs > 1:
         return None, y  # multi-label 0/1 rows
-    labels = _label_vector(y, n_outputs)
+    labels = _label_vector(y, n_outputs, what)
     if labels is None:
         return None, y
     width = 2 if output == "sigmoid" and n_outputs == 1 else n_outputs

@@ -141,6 +141,26 @@ def check_array(a, what, shape, dtype):
     return out
 
 
+def check_weights(weights, spec, dtype):
+    """set_weights' [(W, b), ...] (W shaped (n_in, n_out)) as one flat parameter vector of
+    `dtype`, each array read as X is (masks, text and sparse refused) and finite."""
+    n = len(spec.layers)
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__"):
+        raise TypeError("set_weights takes a list of (W, b) pairs, one per layer")
+    if len(weights) != n:
+        raise ValueError(f"set_weights got {len(weights)} (W, b) pairs but the model has "
+                         f"{n} layers")
+    flat = np.empty(spec.n_params, dtype)
+    for l, (pair, layer) in enumerate(zip(weights, spec.layers)):
+        if not hasattr(pair, "__len__") or len(pair) != 2:
+            raise TypeError(f"layer {l}: expected a (W, b) pair; got {type(pair).__name__}")
+        W = check_array(pair[0], f"layer {l} W", (layer.n_in, layer.n_out), dtype)
+        b = check_array(pair[1], f"layer {l} b", (layer.n_out,), dtype)
+        flat[spec.weight_slice(l)] = W.ravel()
+        flat[spec.bias_slice(l)] = b
+    return flat
+
+
 def for_kernels(arr):
     """A read-only view of arr, never a copy: the compiled kernels only read inputs, and numba
     types a read-only array apart from a writable one, so handing them one kind whatever the

@@ -1,0 +1,47 @@
+"""Ctrl-C recorded, not raised, while ranks train together (cpu/mpi.py).
+
+A KeyboardInterrupt raised on one rank between two collectives leaves the others waiting in
+the next one for ever (and the interrupted rank waiting for them in MPI_Finalize). So while
+a data-parallel fit runs, SIGINT only counts presses; the run reads `pressed` before each
+call's first collective, and every rank stops at the same step when any rank was pressed,
+as they do for a NaN loss. mpiexec forwards the terminal's Ctrl-C to every rank; pressing it
+again makes mpiexec itself abort the job.
+"""
+import signal
+import threading
+
+_active = []
+
+
+class DeferredInterrupts:
+    """A context that counts SIGINTs instead of raising them (in the main thread only; a
+    fit run from another thread gets no signals there anyway). Nested uses share the
+    outermost one's count."""
+
+    def __init__(self):
+        self.pressed = 0
+        self._previous = None
+
+    def __enter__(self):
+        if _active:
+            return _active[0]
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._count)
+        _active.append(self)
+        return self
+
+    def _count(self, signum, frame):
+        self.pressed += 1
+
+    def __exit__(self, *exc):
+        if _active and _active[0] is self:
+            _active.pop()
+            if self._previous is not None:
+                signal.signal(signal.SIGINT, self._previous)
+                self._previous = None
+        return False
+
+
+def pressed():
+    """SIGINTs counted by the active DeferredInterrupts (0 when none is active)."""
+    return _active[0].pressed if _active else 0
