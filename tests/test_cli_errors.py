@@ -11,17 +11,7 @@ import pytest
 
 import fastmlp
 from fastmlp.cli import main
-
-
-def status_and_err(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) <= 1, err
-    return code, err
+from tests.cli_helpers import status_and_err
 
 
 @pytest.fixture

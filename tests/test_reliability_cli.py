@@ -16,19 +16,9 @@ import pytest
 
 import fastmlp
 from fastmlp.cli import main
+from tests.cli_helpers import status_and_err
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastmlp.__file__)))
-
-
-def status_and_err(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) <= 1, err
-    return code, err
 
 
 @pytest.fixture
