@@ -40,3 +40,18 @@ def generated_kernels_where_eligible(monkeypatch):
     turns them off)."""
     from fastmlp import config
     monkeypatch.setattr(config, "SPECIALIZE", True)
+
+
+@pytest.fixture(autouse=True)
+def sigint_handler_restored():
+    """Every test leaves SIGINT's handler as it found it: a run or a CLI command that keeps
+    its own handler after returning would swallow the user's next Ctrl-C (an MpiRun counts
+    presses until it closes), and the leak would fail some later, unrelated test instead."""
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after is not before:
+        signal.signal(signal.SIGINT, before)
+        pytest.fail(f"the test left SIGINT's handler set to {after!r} (was {before!r}): "
+                    f"close the run or command that installed it")

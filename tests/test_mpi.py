@@ -172,10 +172,13 @@ def test_zero_steps_compile_and_change_nothing():
     model = mpi_fit.build_model(optimizer(), l2)
     backend = distributed.MpiBackend(model.backend, MPI.COMM_SELF)
     run = backend.start(make_plan(model, *model.as_arrays(X, y), batch_size, True, epochs))
-    before = {**backend.get_state(), "cursor": np.array(run.cursor())}
-    assert run.train_steps(0) == (0, 0)
-    assert run.kernels_ready()
-    after = {**backend.get_state(), "cursor": np.array(run.cursor())}
+    try:
+        before = {**backend.get_state(), "cursor": np.array(run.cursor())}
+        assert run.train_steps(0) == (0, 0)
+        assert run.kernels_ready()
+        after = {**backend.get_state(), "cursor": np.array(run.cursor())}
+    finally:
+        run.close()  # an MpiRun holds SIGINT (core/interrupts.py) until it closes
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
 

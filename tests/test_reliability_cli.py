@@ -107,6 +107,7 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
         return fit(self, *args, callbacks=[press], **kwargs)
 
     monkeypatch.setattr(fastmlp.MLP, "fit", fit_pressing_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)
     code = main(["train", "--dataset", "xor", "--epochs", "50", "--quiet", "--json",
                  "--save", str(path)])
     captured = capsys.readouterr()
@@ -114,7 +115,7 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
     record = json.loads(captured.out)
     assert record["interrupted"] is True and record["epochs"] == 3
     assert record["model"] == str(path.parent / "m.interrupted.npz")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler  # restored
 
 
 # -- names checked before training -----------------------------------------------------------
