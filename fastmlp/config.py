@@ -100,9 +100,6 @@ jitcache.install()
 # optimizer steps) stay separate: inlined, they made numba's typing of a kernel 3x slower.
 jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
                         error_model=ERROR_MODEL)
-#: The same flags for the data-parallel kernels (cpu/parallel.py), whose prange loops run on
-#: numba's thread pool.
-parallel_jit = functools.partial(jit, parallel=True)
 
 # -- CUDA (fastmlp/cuda/) -----------------------------------------------------------------
 # Kernels whose shared-memory tiles need compile-time sizes are built per value of the

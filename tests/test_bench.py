@@ -1,5 +1,6 @@
 """`fastmlp bench`: one table, JSON, workload selection; tiny timings, never asserted on."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +20,16 @@ def test_bench_table_and_json(tmp_path, capsys):
     row = data["workloads"]["x2"]["fastmlp"]
     assert row["steps_per_s"] > 0
     assert row["samples_per_s"] == pytest.approx(100 * row["steps_per_s"])
-    assert data["roofline_sgemm_gflops"] > 0
+    assert data["roofline_sgemm_gflops"] > 0 and data["fma_peak_gflops"] > 0
+    assert data["isolated"] is True  # each figure from a fresh process by default
+
+
+def test_bench_in_one_process_on_request(tmp_path):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--workload", "xor", "--seconds", "0.01", "--repeats", "1",
+                 "--no-peers", "--same-process", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    assert data["isolated"] is False and data["workloads"]["xor"]["fastmlp"]["steps_per_s"] > 0
 
 
 @pytest.mark.parametrize("peer", ["torch", "jax"])
@@ -111,3 +121,72 @@ def test_inference_rows_agree_and_are_timed(peer):
     assert row["fastmlp"]["rows_per_s"] > 0
     assert row[peer]["fastmlp_ratio"] == pytest.approx(
         row["fastmlp"]["rows_per_s"] / row[peer]["rows_per_s"])
+
+
+def test_each_library_runs_in_its_own_processes_alternated(monkeypatch):
+    from fastmlp.bench import isolated
+    spawned = []
+
+    def fake_spawn(args, env=None, timeout=None):
+        spawned.append((tuple(args), env))
+        return {"steps_per_s": {"fastmlp": 10.0, "torch": 5.0}[args[1]] + len(spawned)}, 1.0
+
+    monkeypatch.setattr(isolated, "_spawn", fake_spawn)
+    rates = isolated.isolated_rates("xor", ["fastmlp", "torch"], 0.5, 3)
+    assert [a[1] for a, _ in spawned] == ["fastmlp", "torch", "torch", "fastmlp",
+                                          "fastmlp", "torch"]  # rotated round by round
+    assert all(a[0] == "rate" and a[2] == "xor" and a[3] == "0.5" for a, _ in spawned)
+    assert rates == {"fastmlp": 10.0 + 5, "torch": 5.0 + 6}  # the best round of each
+
+
+def test_first_result_starts_fastmlp_from_empty_caches_then_warm(monkeypatch):
+    from fastmlp.bench import isolated
+    spawned = []
+
+    def fake_spawn(args, env=None, timeout=None):
+        spawned.append((tuple(args), env))
+        return {"done": True}, 20.0 if len(spawned) == 1 else 1.0
+
+    monkeypatch.setattr(isolated, "_spawn", fake_spawn)
+    rows = isolated.first_result_rows(["fastmlp", "sklearn"], 1)
+    (cold, cold_env), (warm, warm_env), (peer, peer_env) = spawned
+    assert cold == warm == ("first", "fastmlp") and peer == ("first", "sklearn")
+    assert cold_env == warm_env and peer_env is None
+    assert cold_env["NUMBA_CACHE_DIR"] == cold_env["FASTMLP_CACHE_DIR"]
+    assert not os.path.exists(cold_env["NUMBA_CACHE_DIR"])  # a temporary directory, gone
+    assert rows == {"fastmlp": {"cold_s": 20.0, "warm_s": 1.0},
+                    "sklearn": {"cold_s": 1.0, "warm_s": 1.0}}
+
+
+def test_a_first_result_runs_in_a_fresh_process():
+    from fastmlp.bench import isolated
+    rows = isolated.first_result_rows(["sklearn-digits"], 1)
+    assert 0 < rows["sklearn-digits"]["cold_s"] == rows["sklearn-digits"]["warm_s"] < 600
+
+
+def test_the_table_shows_the_fma_peak_and_the_first_result_rows():
+    results = {"roofline_sgemm_gflops": 90.0, "fma_peak_gflops": 110.0, "device": "cpu",
+               "isolated": True, "workloads": {}, "inference": {},
+               "first_result": {"fastmlp": {"cold_s": 12.3, "warm_s": 0.8}}}
+    table = bench.format_table(results)
+    assert "FMA peak 110 GFLOP/s" in table and "its own fresh process" in table
+    assert "fastmlp" in table and "12.3" in table and "0.80" in table
+
+
+def test_the_fma_peak_is_measured():
+    from fastmlp.bench.peak import fma_chains
+    acc = np.ones(8, np.float32)
+    assert fma_chains(acc, 3) == 2 * 8 * 8 * 3
+    expected = np.ones(8, np.float32)
+    for _ in range(3 * 8):
+        expected = expected * np.float32(0.999) + np.float32(1e-3)
+    np.testing.assert_allclose(acc, expected, rtol=1e-5)
+    assert bench.fma_peak_gflops(seconds=0.01) > 0
+
+
+def test_fashion_in_fresh_processes(tiny_fashion):
+    from fastmlp.bench import isolated
+    row = bench_fashion.fashion_row(("sklearn",), repeats=1, directory=str(tiny_fashion),
+                                    epochs=1, train=isolated.isolated_fashion)
+    assert set(row) == {"fastmlp", "sklearn"}
+    assert all(figures["accuracy"] > 0.9 for figures in row.values())

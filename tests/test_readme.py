@@ -30,3 +30,12 @@ def test_every_reliability_promise_names_tests_that_exist():
             with open(os.path.join(ROOT, current), encoding="utf-8") as f:
                 source = f.read()
             assert re.search(rf"^\s*def {name}\(", source, re.M), f"{current}::{name}"
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    """CI's contract: .ci/run runs exactly the test command of the README's set-up block."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        line = next(l for l in f if l.rstrip().endswith("# run the tests"))
+    command = line.split("&&", 1)[1].split("#", 1)[0].strip()
+    with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
+        assert command in [l.strip() for l in f], command

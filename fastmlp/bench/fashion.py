@@ -143,10 +143,25 @@ RUNNERS = {"fastmlp": fastmlp_fashion, "jax": jax_fashion, "torch": torch_fashio
            "sklearn": sklearn_fashion}
 
 
+def train_here(libraries, repeats, directory, epochs, device, data):
+    """{who: (seconds, samples, accuracy)}: the fastest of `repeats` runs of each library,
+    all in this process."""
+    runs = {}
+    for who in libraries:
+        for _ in range(max(1, repeats)):
+            args = (WORKLOADS["fashion"], data, epochs) + ((device,) if who == "fastmlp" else ())
+            run = RUNNERS[who](*args)
+            if who not in runs or run[1] / run[0] > runs[who][1] / runs[who][0]:
+                runs[who] = run
+    return runs
+
+
 def fashion_row(peers, repeats, directory=None, log=print, device="cpu",
-                epochs=FASHION_EPOCHS):
+                epochs=FASHION_EPOCHS, train=None):
     """{who: figures} for the fashion workload, or None (with a message) without the data.
-    Each runner trains `repeats` times; the fastest run is kept, with its accuracy."""
+    train(libraries, repeats, directory, epochs, device, data) -> {who: (seconds, samples,
+    accuracy)} runs them: train_here by default, isolated.isolated_fashion for a fresh
+    process per run."""
     workload = WORKLOADS["fashion"]
     try:
         data = load_fashion("train", directory), load_fashion("test", directory)
@@ -155,14 +170,10 @@ def fashion_row(peers, repeats, directory=None, log=print, device="cpu",
         return None
     flops_per_sample = workload.flops_per_step() / workload.batch_size
     row = {}
-    for who in ["fastmlp"] + [p for p in peers if p in RUNNERS]:
-        best = None
-        for _ in range(max(1, repeats)):
-            args = (workload, data, epochs) + ((device,) if who == "fastmlp" else ())
-            seconds, samples, accuracy = RUNNERS[who](*args)
-            if best is None or samples / seconds > best[1] / best[0]:
-                best = (seconds, samples, accuracy)
-        seconds, samples, accuracy = best
+    libraries = ["fastmlp"] + [p for p in peers if p in RUNNERS]
+    runs = (train or train_here)(libraries, repeats, directory, epochs, device, data)
+    for who in libraries:
+        seconds, samples, accuracy = runs[who]
         rate = samples / seconds
         row[who] = {"steps_per_s": rate / workload.batch_size, "samples_per_s": rate,
                     "gflops": rate * flops_per_sample / 1e9, "accuracy": accuracy,

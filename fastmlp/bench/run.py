@@ -1,13 +1,13 @@
 """`fastmlp bench`: the benchmark workloads on fastmlp and, when installed, PyTorch (eager) and
-JAX (jit + lax.scan), in one process and one run, beside numpy's sgemm roofline.
+JAX (jit + lax.scan), each library in fresh processes of its own (isolated.py), beside
+numpy's sgemm roofline and one core's measured FMA peak.
 
 Every figure excludes compilation: each runner warms up first, then times whole training
 runs of at least `seconds` seconds, best of `repeats`. The `fashion` workload trains on
-Fashion-MNIST instead (bench_fashion.py, with scikit-learn as a fourth trainer and test
+Fashion-MNIST instead (fashion.py, with scikit-learn as a fourth trainer and test
 accuracy), and mnist-small and mnist-wide add inference rows: `forward` on 10,000 rows
-against ONNX Runtime and PyTorch (bench_inference.py).
+against ONNX Runtime and PyTorch (inference.py).
 """
-import contextlib
 import json
 import math
 import os
@@ -15,31 +15,8 @@ import time
 
 import numpy as np
 
-from .. import config
-from .workloads import WORKLOADS, jax_params
-
-DATA_BATCHES = 16  # distinct batches of synthetic data per workload (xor: its 4 points)
-
-
-def _best_rate(run, steps, seconds, repeats):
-    """steps/s of run(steps), scaling steps up until one run lasts >= seconds; the best of
-    `repeats` runs at that size, after the run that found it. That run is not timed: a fit
-    that long may train with another kernel than the shorter ones before it (a generated
-    kernel, compiled then; cpu/specialize.py)."""
-    run(steps)  # warm up (compile, caches)
-    while True:
-        start = time.perf_counter()
-        run(steps)
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds or steps >= 1 << 30:
-            break
-        steps = int(steps * min(10.0, 1.5 * seconds / max(elapsed, 1e-6)))
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(steps)
-        best = min(best, time.perf_counter() - start)
-    return steps / best
+from .rates import PEERS, fastmlp_rate
+from .workloads import WORKLOADS
 
 
 def sgemm_gflops(n=1024, repeats=5):
@@ -56,147 +33,6 @@ def sgemm_gflops(n=1024, repeats=5):
     return 2 * n ** 3 / best / 1e9
 
 
-@contextlib.contextmanager
-def generated_kernels():
-    """Fits inside train a small network with the kernel generated for it (config.SPECIALIZE
-    True, compiling it if need be), whatever the "auto" rule would choose for their length:
-    what a benchmark that leaves compiling out should time."""
-    saved, config.SPECIALIZE = config.SPECIALIZE, True
-    try:
-        yield
-    finally:
-        config.SPECIALIZE = saved
-
-
-def fastmlp_rate(workload, seconds, repeats, device="cpu"):
-    """Steps/s of fit on the workload. Like every peer's figure it leaves compiling out, so a
-    small network trains with its generated kernel (generated_kernels; compiled in the
-    warm-up)."""
-    if device == "cuda":
-        return _cuda_rate(workload, seconds, repeats)
-    model = workload.build(seed=0, device=device)
-    X, y = workload.make_data(DATA_BATCHES * workload.batch_size)
-    steps_per_epoch = math.ceil(len(X) / workload.batch_size)
-
-    def run(steps):
-        model.fit(X, y, epochs=max(1, steps // steps_per_epoch),
-                  batch_size=workload.batch_size, progress=False)
-
-    with generated_kernels():
-        return _best_rate(lambda s: run(s), steps_per_epoch, seconds, repeats) \
-            if steps_per_epoch > 1 else _best_rate(run, 1000, seconds, repeats)
-
-
-def _cuda_rate(workload, seconds, repeats):
-    """Steady-state steps/s on device="cuda" (cuda/bench.py times between device syncs)."""
-    from .cuda import time_train_steps
-    steps, best = 10, 0.0
-    for _ in range(repeats):
-        result = time_train_steps(workload, steps=steps)
-        best = max(best, result["steps_per_s"])
-        if result["seconds"] < seconds:  # aim the next sample at `seconds`
-            steps = max(steps, int(steps * seconds / max(result["seconds"], 1e-6)))
-    return best
-
-
-def torch_rate(workload, seconds, repeats):
-    import torch
-
-    torch.manual_seed(0)  # threads: torch's default, one per core (fastmlp's: all cores too)
-    F = torch.nn.functional
-    acts = {"relu": torch.nn.ReLU, "sigmoid": torch.nn.Sigmoid, "identity": torch.nn.Identity,
-            "softmax": torch.nn.Identity}  # softmax folds into cross_entropy's logits
-    modules, n_in = [], workload.n_inputs
-    for size, act in workload.layers:
-        modules += [torch.nn.Linear(n_in, size), acts[act]()]
-        n_in = size
-    net = torch.nn.Sequential(*modules)
-    opt = torch.optim.SGD(net.parameters(), lr=workload.lr) if workload.optimizer == "sgd" \
-        else torch.optim.Adam(net.parameters(), lr=workload.lr)
-    X, y = workload.make_data(DATA_BATCHES * workload.batch_size)
-    X = torch.as_tensor(X, dtype=torch.float32)
-    if workload.loss == "cross_entropy":
-        y = torch.as_tensor(y, dtype=torch.int64)
-        loss_fn = lambda out, t: F.cross_entropy(out, t)
-    elif workload.loss == "binary_cross_entropy":
-        y = torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
-        loss_fn = lambda out, t: F.binary_cross_entropy_with_logits(out, t)
-    else:
-        y = torch.as_tensor(y, dtype=torch.float32).reshape(-1, 1)
-        loss_fn = lambda out, t: 0.5 * F.mse_loss(out, t)
-    if workload.layers[-1][1] == "sigmoid":
-        net = net[:-1]  # BCE-with-logits takes the logits
-    n, batch = len(X), workload.batch_size
-    generator = torch.Generator().manual_seed(0)
-
-    def run(steps):
-        perm = torch.randperm(n, generator=generator)
-        for step in range(steps):
-            start = (step * batch) % n
-            if start == 0:
-                perm = torch.randperm(n, generator=generator)
-            index = perm[start:start + batch]
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(X[index]), y[index]).backward()
-            opt.step()
-
-    return _best_rate(run, 20, seconds, repeats)
-
-
-def jax_rate(workload, seconds, repeats):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    params, key = jax_params(workload)
-    acts = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}
-    hidden = [acts[act] for _, act in workload.layers[:-1]]
-
-    def loss_fn(params, xb, yb):
-        a = xb
-        for (W, b), g in zip(params[:-1], hidden):
-            a = g(a @ W + b)
-        z = a @ params[-1][0] + params[-1][1]
-        if workload.loss == "cross_entropy":
-            return optax.softmax_cross_entropy_with_integer_labels(z, yb).mean()
-        if workload.loss == "binary_cross_entropy":
-            return optax.sigmoid_binary_cross_entropy(z[:, 0], yb).mean()
-        return 0.5 * jnp.mean((z[:, 0] - yb) ** 2)
-
-    opt = optax.sgd(workload.lr) if workload.optimizer == "sgd" else optax.adam(workload.lr)
-    X, y = workload.make_data(DATA_BATCHES * workload.batch_size)
-    X = jnp.asarray(X)
-    y = jnp.asarray(y, jnp.int32 if workload.loss == "cross_entropy" else jnp.float32)
-    n, batch = X.shape[0], workload.batch_size
-    batches = n // batch
-
-    def step(carry, i):
-        params, state, perm = carry
-        index = jax.lax.dynamic_slice_in_dim(perm, (i % batches) * batch, batch)
-        grads = jax.grad(loss_fn)(params, X[index], y[index])
-        updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state, perm), None
-
-    @jax.jit
-    def train(params, state, perm, indices):
-        return jax.lax.scan(step, (params, state, perm), indices)[0]
-
-    state = [opt.init(params)]
-    perm = jax.random.permutation(key, n)
-    compiled = {}
-
-    def run(steps):
-        if steps not in compiled:  # scan length is static: compile once per length
-            compiled[steps] = jnp.arange(steps)
-            jax.block_until_ready(train(params, state[0], perm, compiled[steps]))
-        out = train(params, state[0], perm, compiled[steps])
-        jax.block_until_ready(out)
-
-    rate = _best_rate(run, 100, seconds, repeats)
-    return rate
-
-
-PEERS = {"torch": torch_rate, "jax": jax_rate}
 #: Every library compared somewhere: training (torch, jax), the fashion row (also sklearn),
 #: inference (also onnxruntime).
 ALL_PEERS = ("torch", "jax", "sklearn", "onnxruntime")
@@ -215,37 +51,72 @@ def _installed(peers, log):
     return found
 
 
+def fma_peak_gflops(seconds=0.2):
+    """One core's float32 fused multiply-add peak, measured (peak.fma_chains), best of 3."""
+    from .peak import fma_chains
+    acc = np.ones(128, np.float32)
+    fma_chains(acc, 10)  # compile (or load)
+    passes, best = 1 << 12, 0.0
+    while best == 0.0:
+        for _ in range(3):
+            start = time.perf_counter()
+            flops = fma_chains(acc, passes)
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds:
+                best = max(best, flops / elapsed / 1e9)
+        passes = int(passes * 1.5 * seconds / max(elapsed, 1e-6))
+    return best
+
+
 def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device="cpu",
-              log=print, fashion_dir=None):
-    """{"roofline_sgemm_gflops", "device", "workloads": {name: {who: figures}},
-    "inference": {name: {who: figures}}}; the peers run on the CPU (their CPU builds),
-    beside fastmlp on `device`. Inference rows run on the CPU, for the selected workloads
-    of bench_inference.INFERENCE_WORKLOADS."""
+              log=print, fashion_dir=None, isolate=True, first_result=False):
+    """{"roofline_sgemm_gflops", "fma_peak_gflops", "device", "workloads": {name: {who:
+    figures}}, "inference": {name: {who: figures}}, "first_result": {who: figures}}; the
+    peers run on the CPU (their CPU builds), beside fastmlp on `device`.
+
+    isolate: each training figure in a fresh process per library (isolated.py), the
+    libraries alternated over `repeats` rounds, best round kept; otherwise all in this
+    process, best of `repeats` runs each; the Fashion-MNIST row likewise. The inference
+    rows (the selected workloads of inference.INFERENCE_WORKLOADS, on the CPU) run in this
+    process. first_result: add the cold-start rows (isolated.first_result_rows)."""
     from .fashion import fashion_row
     from .inference import inference_rows
+    from .isolated import FIRST_RESULT, FIRST_RESULT_DROP_IN, first_result_rows, \
+        isolated_fashion, isolated_rates
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
-    results = {"roofline_sgemm_gflops": roofline, "device": device, "workloads": {},
-               "inference": {}, "load_average": _load_average()}
+    results = {"roofline_sgemm_gflops": roofline, "fma_peak_gflops": fma_peak_gflops(),
+               "device": device, "isolated": isolate, "workloads": {}, "inference": {},
+               "load_average": _load_average()}
     installed = _installed(peers, log)
     available = {peer: PEERS[peer] for peer in installed if peer in PEERS}
     for name in names:
         w = WORKLOADS[name]
         if name == "fashion":
-            row = fashion_row(installed, repeats, fashion_dir, log, device)
+            row = fashion_row(installed, repeats, fashion_dir, log, device,
+                              train=isolated_fashion if isolate else None)
             if row is not None:
                 _add_ratios(row)
                 results["workloads"][name] = row
             continue
         flops = w.flops_per_step()
         row = {}
-        for who, rate_fn in [("fastmlp", lambda w, s, r: fastmlp_rate(w, s, r, device))] + \
-                list(available.items()):
-            rate = rate_fn(w, seconds, repeats)
+        if isolate:
+            rates = isolated_rates(name, ["fastmlp", *available], seconds, repeats, device)
+        else:
+            rates = {"fastmlp": fastmlp_rate(w, seconds, repeats, device)}
+            rates.update({who: fn(w, seconds, repeats) for who, fn in available.items()})
+        for who, rate in rates.items():
             row[who] = {"steps_per_s": rate, "samples_per_s": rate * w.batch_size,
                         "gflops": rate * flops / 1e9}
         _add_ratios(row)
         results["workloads"][name] = row
+    if first_result:
+        libraries = ["fastmlp", *[p for p in installed if p in FIRST_RESULT]]
+        drop_in = list(FIRST_RESULT_DROP_IN) if "sklearn" in installed else \
+            ["fastmlp-sklearn"]
+        results["first_result"] = first_result_rows(libraries, repeats)
+        results["first_result"].update(first_result_rows(drop_in, repeats))
     if device == "cpu":
         results["inference"] = inference_rows(names, installed, seconds, repeats, log)
     # Measured again at the end: on a shared host the load drifts during a run, and a
@@ -276,9 +147,12 @@ def _add_ratios(row):
 def format_table(results):
     from ..cpu.threads import most_threads
     roofline = results["roofline_sgemm_gflops"]
-    lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s "
-             f"(float32, 1024x1024); fastmlp on {results['device']} (CPU: up to "
-             f"{most_threads()} threads, timed); torch, JAX: their default threads"]
+    lines = [f"numpy sgemm roofline: {roofline:.0f} GFLOP/s (float32, 1024x1024); one "
+             f"core's FMA peak {results.get('fma_peak_gflops', float('nan')):.0f} GFLOP/s; "
+             f"fastmlp on {results['device']} (CPU: up to {most_threads()} threads, timed); "
+             f"torch, JAX: their default threads; "
+             + ("each library in its own fresh process, best of the rounds"
+                if results.get("isolated") else "every library in this one process")]
     if "roofline_sgemm_gflops_end" in results:
         lines.append(f"at the end of the run: {results['roofline_sgemm_gflops_end']:.0f} "
                      f"GFLOP/s; load average {_format_load(results.get('load_average'))} at "
@@ -303,12 +177,20 @@ def format_table(results):
             for who, r in row.items():
                 ratio = f"{r['fastmlp_ratio']:.2f}x" if "fastmlp_ratio" in r else ""
                 lines.append(f"{name:<12} {who:<12} {r['rows_per_s']:>12,.0f} {ratio:>10}")
+    if results.get("first_result"):
+        header = f"{'first result':<16} {'cold s':>8} {'warm s':>8}"
+        lines += ["", "first result in a fresh process, wall seconds including imports "
+                  "(cold: empty kernel caches, a fresh install)", header, "-" * len(header)]
+        for who, r in results["first_result"].items():
+            lines.append(f"{who:<16} {r['cold_s']:>8.1f} {r['warm_s']:>8.2f}")
     return "\n".join(lines)
 
 
 def main(args):
     results = run_bench(args.workload, seconds=args.seconds, repeats=args.repeats,
-                        peers=() if args.no_peers else ALL_PEERS, device=args.device)
+                        peers=() if args.no_peers else ALL_PEERS, device=args.device,
+                        fashion_dir=args.data_dir, isolate=not args.same_process,
+                        first_result=args.first_result)
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:

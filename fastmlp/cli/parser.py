@@ -208,6 +208,16 @@ def build_parser():
                        help="samples per figure, best kept (>= 1)")
     bench.add_argument("--no-peers", action="store_true", help="time fastmlp only")
     bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    bench.add_argument("--same-process", action="store_true",
+                       help="time every library in this one process (faster, but their "
+                            "thread pools slow each other down) instead of a fresh "
+                            "process per library and round")
+    bench.add_argument("--first-result", action="store_true",
+                       help="add the cold-start rows: the first result of a new script in "
+                            "a fresh process, with empty and with warm kernel caches")
+    bench.add_argument("--data-dir", metavar="DIR",
+                       help="where the Fashion-MNIST files are for --workload fashion "
+                            "(default: the user cache that `fastmlp download fashion` fills)")
     return parser
 
 

@@ -106,6 +106,13 @@ def install():
 
 # -- compiling ahead of a call ---------------------------------------------------------------
 
+def _target(dispatcher, args):
+    """(dispatcher, args) of the numba call behind a kernel: the kernel itself, or for an
+    object that runs one (cpu/parallel's team kernels) what its jit_target names."""
+    target = getattr(dispatcher, "jit_target", None)
+    return (dispatcher, args) if target is None else target(args)
+
+
 def _signature(dispatcher, args):
     """The argument types numba's dispatcher would compile `args` under, or None when
     dispatcher is not a numba dispatcher (tests stand Python functions in for kernels)."""
@@ -118,6 +125,7 @@ def _signature(dispatcher, args):
 def is_compiled(dispatcher, *args):
     """True when a call of dispatcher with these arguments would run at once: its machine
     code for their types is in memory (or dispatcher is a plain Python function)."""
+    dispatcher, args = _target(dispatcher, args)
     sig = _signature(dispatcher, args)
     return sig is None or sig in dispatcher.overloads
 
@@ -126,6 +134,7 @@ def compile_for(dispatcher, *args):
     """Compile dispatcher for these arguments' types, or load it from numba's disk cache,
     without running it; True when that took a compile or a load (False: already in memory,
     or not a numba dispatcher)."""
+    dispatcher, args = _target(dispatcher, args)
     sig = _signature(dispatcher, args)
     if sig is None or sig in dispatcher.overloads:
         return False
@@ -137,6 +146,7 @@ def load_cached(dispatcher, *args):
     """True when dispatcher can run these arguments without compiling: its machine code is
     in memory, or numba's disk cache holds it (then it is loaded, as a call would). Never
     compiles; False for a plain Python function or a numba whose cache works differently."""
+    dispatcher, args = _target(dispatcher, args)
     sig = _signature(dispatcher, args)
     if sig is None:
         return False

@@ -100,7 +100,8 @@ class CpuBackend:
             lo = position[0]
             hi = min(n, lo + count * block)
             parallel.forward_parts(out, bufs.acts, bufs.deltas, bufs.logits, X, self.ws.params,
-                                   self.spec.table, bufs.rows, lo, hi)
+                                   self.spec.table, bufs.rows, lo, hi, bufs.sync,
+                                   threads=n_threads)
             position[0] = hi
             return OK, count
 

@@ -128,7 +128,8 @@ class CpuRun:
         elif kernel is parallel.train_steps:  # keeps every record the generic one does
             with limit_threads(1):  # the parts are the threads
                 status, done = self.backend.train_threads.run(
-                    lambda n_threads, count: kernel(*args, count, *extra), n_steps)
+                    lambda n_threads, count: kernel(*args, count, *extra, threads=n_threads),
+                    n_steps)
         else:
             cursor = self.fit_state.cursor.copy()
             status, done = kernel(*args, n_steps, *extra)

@@ -18,58 +18,29 @@ import numpy as np
 from .. import config
 from ..core.status import OK
 
-_forked = False  # set in a child process by os.fork (see available)
-
-
-def _after_fork_in_child():
-    global _forked
-    _forked = True
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-@config.parallel_jit
-def _touch(a):
-    for i in numba.prange(a.shape[0]):
-        a[i] += 1.0
-
-
-def _threading_layer():
-    """The threading layer numba's parallel kernels run on, started if it is not yet."""
-    try:
-        return numba.threading_layer()
-    except ValueError:  # no parallel kernel has run in this process yet
-        _touch(np.zeros(2))
-        return numba.threading_layer()
-
 
 def available():
-    """Whether the parallel kernels may run in this process.
+    """Whether the parallel kernels may run in this process: two or more threads allowed.
+    (Their team, cpu/team.py, is made of Python threads, restarted in a forked child, so
+    neither a threading layer nor fork-safety decides it.)"""
+    return most_threads() >= 2
 
-    Not in a process forked from one whose GNU OpenMP pool was running: numba aborts such a
-    child at its first parallel region (libgomp is not fork-safe), so a forked child trains
-    with the serial kernels. Not on the `workqueue` layer either, the fallback when neither
-    TBB nor OpenMP is installed: a region costs it ~100 us against ~1.5 us with OpenMP, and
-    it cannot run two kernels from two threads at once."""
-    if most_threads() < 2:
-        return False
-    if _forked:
-        try:
-            layer = numba.threading_layer()
-        except ValueError:  # the pool never started in the parent: safe to start here
-            layer = None
-        if layer == "omp":
-            return False
-    return _threading_layer() in ("omp", "tbb")
+
+def cores():
+    """The cores this process may run on (its CPU affinity where the OS reports one), at
+    most NUMBA_NUM_THREADS."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    return max(1, min(count, numba.config.NUMBA_NUM_THREADS))
 
 
 def most_threads():
-    """The threads the parallel kernels may use: config.CPU_THREADS, or numba's count (one
-    per core, NUMBA_NUM_THREADS) when it is None."""
+    """The threads the parallel kernels may use: config.CPU_THREADS (at most the cores), or
+    one per core when it is None."""
     limit = config.CPU_THREADS
-    return numba.config.NUMBA_NUM_THREADS if limit is None else max(1, min(
-        int(limit), numba.config.NUMBA_NUM_THREADS))
+    return cores() if limit is None else max(1, min(int(limit), cores()))
 
 
 def parts_for(m, macs_per_row):
@@ -126,13 +97,8 @@ class ThreadChooser:
         return status, done
 
     def _timed(self, call, threads, units):
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
         start = time.perf_counter()
-        try:
-            status, ran = call(threads, units)
-        finally:
-            numba.set_num_threads(previous)
+        status, ran = call(threads, units)
         end = time.perf_counter()
         if ran > 0:
             self.per_unit[threads] = (end - start) / ran

@@ -47,7 +47,7 @@ def make(name, dtype, n=203, seed=0, l2=0.0):
 
 
 def run(model, X, y, kernel, steps, batch_size=32, parts=2, weights=None, schedule=None,
-        l2_per_sample=False, shuffle=True):
+        l2_per_sample=False, shuffle=True, threads=None):
     """`steps` steps of the serial ("serial") or parallel kernel from the model's current
     state, which is put back afterwards; returns what the call leaves behind."""
     ws = model.backend.ws
@@ -65,7 +65,7 @@ def run(model, X, y, kernel, steps, batch_size=32, parts=2, weights=None, schedu
     else:
         bufs = parallel.PartBuffers(model.spec, model.dtype, parts, -(-batch_size // parts))
         status, done = parallel.train_steps(ws.train_state(), fit, Xc, T, cfg, steps,
-                                            *bufs.arrays())
+                                            *bufs.arrays(), threads=threads)
     out = {"status": int(status), "done": int(done), "cursor": fit.cursor.copy(),
            "perm": fit.perm.copy(), "epoch_loss": fit.epoch_loss.copy(),
            "epoch_grad_norm": fit.epoch_grad_norm.copy(), "epoch_lr": fit.epoch_lr.copy(),
@@ -133,15 +133,11 @@ def test_more_parts_than_rows():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_results_do_not_depend_on_the_threads(dtype):
     model, X, y = make("relu-softmax-adam", dtype)
-    previous = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = run(model, X, y, "parallel", 15, parts=2)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        many = run(model, X, y, "parallel", 15, parts=2)
-    finally:
-        numba.set_num_threads(previous)
-    assert_same(one, many, None)  # bit for bit
+    one = run(model, X, y, "parallel", 15, parts=3, threads=1)
+    two = run(model, X, y, "parallel", 15, parts=3, threads=2)
+    three = run(model, X, y, "parallel", 15, parts=3, threads=3)
+    assert_same(one, two, None)  # bit for bit
+    assert_same(one, three, None)
 
 
 @pytest.mark.parametrize("what", ["diverges", "overflowing_input"])
@@ -164,8 +160,8 @@ def test_stops_where_the_serial_kernel_stops(what):
 @pytest.fixture
 def parallel_for_any_size(monkeypatch):
     """Every fit and forward split, whatever its size (two threads needed: CI has two)."""
-    if numba.config.NUMBA_NUM_THREADS < 2 or not threads.available():
-        pytest.skip("the parallel kernels need two threads and the omp or tbb layer")
+    if threads.cores() < 2:
+        pytest.skip("the parallel kernels need two cores")
     monkeypatch.setattr(config, "PARALLEL_MIN_MACS", 0)
     monkeypatch.setattr(config, "PARALLEL_MIN_PART_ROWS", 1)
     monkeypatch.setattr(config, "PARALLEL_MIN_FORWARD_ROWS", 1)
@@ -269,24 +265,77 @@ def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units(clock):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX")
-def test_a_forked_child_trains_with_the_serial_kernel(parallel_for_any_size, monkeypatch):
+def test_a_forked_child_trains_with_its_own_team(parallel_for_any_size, monkeypatch):
     runs = recorded_runs(monkeypatch)
     model, X, y = make("relu-softmax-adam", "float64")
-    model.fit(X, y, epochs=1, batch_size=32, progress=False)  # the pool is running now
+    model.fit(X, y, epochs=1, batch_size=32, progress=False)  # the team is running now
+    expected = model.backend.get_params()
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: GNU OpenMP would abort it at its first parallel region
+    if pid == 0:  # the child: the parent's team threads did not come along
         try:
-            model.fit(X, y, epochs=1, batch_size=32, progress=False)
-            os.write(write, b"serial" if runs[-1].path() == "generic" else b"parallel")
+            twin = fastmlp.MLP(12, [(20, "relu"), (4, "softmax")], optimizer=fastmlp.Adam(lr=0.01),
+                               dtype="float64", seed=0)
+            twin.fit(X, y, epochs=1, batch_size=32, progress=False)
+            same = np.array_equal(twin.backend.get_params(), expected)
+            os.write(write, runs[-1].path().encode() + (b" same" if same else b" differs"))
         finally:
             os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
-    answer = os.read(read, 16)
+    answer = os.read(read, 64)
     os.close(read)
-    expected = b"serial" if numba.threading_layer() == "omp" else b"parallel"
-    assert answer == expected
+    assert answer == b"parallel same"
+
+
+def test_a_failing_member_stops_the_team_and_raises(monkeypatch):
+    """An exception in one member (here a Python stand-in for the kernel) releases the
+    others from their barrier and reaches the caller; the team works again afterwards."""
+    from fastmlp.cpu import team
+
+    def kernel(tid, size, arg, sync):
+        if tid == 1:
+            raise RuntimeError("member 1 failed")
+        return team_wait(sync, size)
+
+    def team_wait(sync, size):
+        import time
+        deadline = time.monotonic() + 30
+        while sync[team.ABORT] == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return team.ABORTED
+
+    sync = team.new_sync()
+    with pytest.raises(RuntimeError, match="member 1 failed"):
+        team.run(kernel, 2, (None,), sync)
+    assert team.run(lambda tid, size, arg, sync: (tid, size), 2, (None,), sync) == (0, 2)
+
+
+def test_the_barrier_holds_every_member_until_all_arrive():
+    """Each member adds its index to its slot in phase k, then after the barrier reads all
+    slots: with a working barrier every member sees every slot of phase k, for many
+    phases (a barrier that let one through early would show a stale slot)."""
+    from numba import njit
+    from fastmlp.cpu import team
+
+    @njit(nogil=True)
+    def phases(tid, size, slots, seen, sync):
+        for k in range(1, 2001):
+            slots[tid] = k
+            team.barrier(sync, size)
+            total = 0
+            for j in range(size):
+                total += slots[j]
+            if total != k * size:
+                seen[tid] += 1
+            team.barrier(sync, size)
+        return 0
+
+    size = 3
+    slots = np.zeros(size, np.int64)
+    seen = np.zeros(size, np.int64)
+    team.run(phases, size, (slots, seen), team.new_sync())
+    assert seen.tolist() == [0] * size and slots.tolist() == [2000] * size
 
 
 def test_parallel_steps_allocate_nothing():
