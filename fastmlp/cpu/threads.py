@@ -6,8 +6,9 @@ not: running two parts on one thread computes exactly what two threads compute, 
 can follow the machine. It is measured, not assumed. On a host whose cores are shared, a
 thread that waits for its partner at the end of every parallel region can make two threads
 ten times slower than one while another process holds the other core (docs/tuning.md),
-and the next second the partner is back. ThreadChooser times each option for a few steps, runs the rest
-of the call with the faster, and times the other again every THREAD_REPROBE_SECONDS.
+and the next second the partner is back. ThreadChooser runs each option untimed for a few steps
+the first time (warm-up), then times each for a few steps, runs the rest of the call with
+the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
 import os
 import time
@@ -66,6 +67,7 @@ class ThreadChooser:
                                 else reprobe_seconds)
         self.per_unit = dict.fromkeys(self.options, None)
         self.measured_at = dict.fromkeys(self.options, -np.inf)
+        self.warmed = set()
 
     def best(self):
         """The option with the lowest measured time per unit (unmeasured ones last)."""
@@ -86,7 +88,19 @@ class ThreadChooser:
                 break
             if now - self.measured_at[threads] < self.reprobe_seconds:
                 continue
+            if threads not in self.warmed:
+                # An option's first units pay one-off costs (the first touch of its buffers,
+                # waking its threads, caches the other option left cold) that made a first
+                # probe of two threads slower than one in about one process in three.
+                self.warmed.add(threads)
+                ask = min(self.probe_units, units - done)
+                status, ran = call(threads, ask)
+                done += ran
+                if status != OK or ran < ask:
+                    return status, done
             ask = min(self.probe_units, units - done)
+            if ask <= 0:
+                break
             status, ran = self._timed(call, threads, ask)
             done += ran
             if status != OK or ran < ask:

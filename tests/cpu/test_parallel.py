@@ -236,8 +236,9 @@ class FakeKernel:
 def test_chooser_runs_the_rest_with_the_faster_option(clock):
     kernel = FakeKernel({2: 0.004, 1: 0.001}, clock)
     chooser = threads.ThreadChooser(2, probe_units=2, reprobe_seconds=60)
-    assert chooser.run(kernel, 10) == (OK, 10)
-    assert kernel.calls == [(2, 2), (1, 2), (1, 6)]
+    assert chooser.run(kernel, 14) == (OK, 14)
+    # each option warmed up untimed, then timed; the rest with the faster
+    assert kernel.calls == [(2, 2), (2, 2), (1, 2), (1, 2), (1, 6)]
     kernel.calls.clear()
     chooser.run(kernel, 5)  # both measured recently: no probe
     assert kernel.calls == [(1, 5)]
@@ -246,13 +247,30 @@ def test_chooser_runs_the_rest_with_the_faster_option(clock):
 def test_chooser_probes_again_when_its_figures_are_old(clock):
     kernel = FakeKernel({2: 0.001, 1: 0.004}, clock)
     chooser = threads.ThreadChooser(2, probe_units=1, reprobe_seconds=0.05)
-    chooser.run(kernel, 4)
-    assert kernel.calls == [(2, 1), (1, 1), (2, 2)]
+    chooser.run(kernel, 6)
+    assert kernel.calls == [(2, 1), (2, 1), (1, 1), (1, 1), (2, 2)]
     kernel.seconds = {2: 0.01, 1: 0.001}  # the second core got busy
     clock.now += 0.06
     kernel.calls.clear()
     chooser.run(kernel, 4)
     assert kernel.calls[-1][0] == 1
+
+
+def test_a_slow_first_call_does_not_decide_the_choice(clock):
+    """The first units of an option pay one-off costs: a first call of two threads as slow
+    as one thread must not make the chooser keep one thread (it did in about one fresh
+    process in three)."""
+    seconds = {2: 0.001, 1: 0.0015}
+    calls = []
+
+    def kernel(n_threads, units):  # the first call of all runs 3x slower (cold caches)
+        clock.now += seconds[n_threads] * units * (3 if not calls else 1)
+        calls.append(n_threads)
+        return OK, units
+
+    chooser = threads.ThreadChooser(2, probe_units=3, reprobe_seconds=60)
+    chooser.run(kernel, 100)
+    assert chooser.best() == 2
 
 
 def test_chooser_stops_at_a_failed_call_and_compiles_on_zero_units(clock):
