@@ -3,6 +3,8 @@
 Layer l computes ``A_l = g_l(A_{l-1} W_l + b_l)`` with W_l shaped (n_in, n_out). ONNX's Gemm
 takes that W as is; torch.nn.Linear stores its transpose, (out_features, in_features).
 """
+import json
+
 import numpy as np
 
 from .core.activations import REGISTRY, record
@@ -67,8 +69,11 @@ def onnx_graph(model):
     proto = helper.make_model(graph, producer_name="fastmlp",
                               opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
     proto.ir_version = ONNX_IR_VERSION
-    helper.set_model_props(proto, {"loss": model.loss_name,
-                                   "layers": repr([tuple(x) for x in model.layers])})
+    props = {"loss": model.loss_name, "layers": repr([tuple(x) for x in model.layers])}
+    if model.classes_ is not None:
+        # the output's columns are probabilities of these labels, in this order (JSON)
+        props["classes"] = json.dumps(np.asarray(model.classes_).tolist())
+    helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     return proto
 

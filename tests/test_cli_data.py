@@ -86,7 +86,7 @@ def test_predict_leaves_out_the_target_column_and_writes_npy(trained, capsys):
     from_npy = np.load(tmp / "pred.npy")
     assert from_npy.dtype.kind == "U" and out[-61] == "prediction"
     np.testing.assert_array_equal(from_npy, out[-60:])
-    assert main(["predict", str(tmp / "m.npz"), str(tmp / "test.csv")]) == 1
+    assert main(["predict", str(tmp / "m.npz"), str(tmp / "test.csv")]) == 2  # the data's fault
     assert "leave that out with --target" in capsys.readouterr().err
 
 
@@ -148,6 +148,22 @@ def test_export_from_the_shell(trained, capsys):
     got = session.run(None, {"input": X_test.astype(np.float32)})[0]
     np.testing.assert_allclose(got, fastmlp.MLP.load(tmp / "m.npz").forward(X_test),
                                atol=1e-5)
+    # the string labels the columns stand for travel with the file, and are said
+    import onnx
+    props = {p.key: p.value for p in onnx.load(str(tmp / "m.onnx")).metadata_props}
+    assert json.loads(props["classes"]) == sorted(SPECIES.tolist())
+    assert record["classes"] == sorted(SPECIES.tolist())
+    assert main(["export", str(tmp / "m.npz"), "--onnx", str(tmp / "m2.onnx")]) == 0
+    assert "'setosa'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("option, name, meant", [("--torch", "x.onnx", "--onnx"),
+                                                 ("--onnx", "x.pt2", "--torch")])
+def test_export_refuses_a_file_name_of_the_other_format(trained, capsys, option, name, meant):
+    tmp, _, _ = trained
+    code = main(["export", str(tmp / "m.npz"), option, str(tmp / name)])
+    err = capsys.readouterr().err
+    assert code == 2 and meant in err and not (tmp / name).exists()
 
 
 def test_regression_from_a_csv_reports_r2(tmp_path, capsys):

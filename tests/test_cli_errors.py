@@ -143,7 +143,7 @@ def test_unreadable_inputs_exit_1(tmp_path, capsys):
     assert code == 1 and "no such data file" in err
     code, err = status_and_err(["evaluate", model, str(tmp_path / "d.csv"), "--target", "c"],
                                capsys)
-    assert code == 1 and "no column 'c'" in err
+    assert code == 2 and "no column 'c'" in err  # a wrong --target: a usage error
     (tmp_path / "e.csv").write_text("a,b,y\n1,2,7\n")
     code, err = status_and_err(["evaluate", model, str(tmp_path / "e.csv"), "--target", "y"],
                                capsys)
@@ -218,3 +218,13 @@ def test_a_closed_pipe_ends_predict_quietly(tmp_path):
     err = process.stderr.read().decode()
     process.wait(timeout=300)
     assert err == "" and process.returncode == 1
+
+
+def test_every_train_option_has_help_text():
+    from fastmlp.cli.parser import build_parser
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions[0].choices.items()
+                 if a[0] == "train")[1]
+    bare = [a.option_strings[0] for a in train._actions
+            if a.option_strings and not a.help]
+    assert bare == [], bare

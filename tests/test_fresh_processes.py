@@ -39,3 +39,22 @@ def test_a_second_process_sharing_the_caches_compiles_nothing(tmp_path, mode):
     assert second["compiled"] == [], second["compiled"]
     assert second["loaded"]
     assert second["weights"] == first["weights"]
+
+
+def test_a_warm_process_does_not_say_it_is_compiling(tmp_path):
+    """The progress bar says "compiling kernels" only while they compile: a process whose
+    kernels are in the disk cache loads them, and says nothing of compiling."""
+    from fastmlp.fit.loop import COMPILING
+    script = ("import numpy as np, fastmlp\n"
+              "X = np.random.default_rng(0).standard_normal((64, 3))\n"
+              "y = (X[:, 0] > 0).astype(int)\n"
+              "fastmlp.MLP(3, [(5, 'tanh'), (2, 'softmax')], seed=0)"
+              ".fit(X, y, epochs=2, batch_size=16, progress=True)\n")
+    environ = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTMLP_CACHE_DIR=str(tmp_path),
+                   PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH"))
+                                              if p))
+    runs = [subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environ,
+                           capture_output=True, text=True, timeout=900) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[-1].stderr[-2000:]
+    assert COMPILING in runs[0].stderr  # the first compiled ...
+    assert COMPILING not in runs[1].stderr  # ... the second loaded

@@ -10,6 +10,7 @@ from fastmlp.fit.history import History
 from fastmlp.fit.plot import plot_history
 
 pytest.importorskip("matplotlib", reason="pip install 'fastmlp[plot]'")
+import matplotlib.pyplot as plt  # noqa: E402  (after the skip)
 
 
 def history(epochs=5, layers=3, **extra):
@@ -80,3 +81,20 @@ def test_a_fitted_history_plots(tmp_path):
     fig = h.plot(tmp_path / "xor.png")
     norms = [ax for ax in fig.axes if ax.get_ylabel().startswith("gradient norm")]
     assert len(norms[0].lines) == 2  # one gradient-norm line per layer
+
+
+def test_a_format_matplotlib_cannot_write_names_the_users_file(tmp_path):
+    target = tmp_path / "curves.xyz"
+    with pytest.raises(ValueError) as info:
+        history().plot(target)
+    message = str(info.value)
+    assert str(target) in message and "png" in message
+    assert ".tmp" not in message and ".fastmlp-" not in message  # not the temporary file
+    assert list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
+    plt.close("all")
+
+
+def test_a_plot_is_written_whole(tmp_path):
+    path = history().plot(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plt.close("all")

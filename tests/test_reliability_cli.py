@@ -346,3 +346,37 @@ def test_info_survives_a_tampered_run_summary(tmp_path, summary, capsys):
         assert code == 0 and record["batch_size"] == 32 and record["flops_per_step"] > 0
     else:
         assert code == 1 and "summary" in err and "fix the file" in err
+
+
+# -- item 17: what the data holds is a usage error (2), said in the data's terms -------------
+
+def test_a_missing_target_value_exits_2_like_a_nan_feature(tmp_path, capsys, no_training):
+    target = tmp_path / "t.csv"
+    target.write_text("a,b,label\n1,2,0\n3,4,1\n5,6,\n7,8,1\n")
+    feature = tmp_path / "f.csv"
+    feature.write_text("a,b,label\n1,nan,0\n3,4,1\n5,6,0\n7,8,1\n")
+    code, err = status_and_err(["train", "--data", str(target), "--target", "label",
+                                "--quiet"], capsys)
+    assert code == 2 and "missing value" in err and "'label'" in err
+    code, err = status_and_err(["train", "--data", str(feature), "--target", "label",
+                                "--quiet"], capsys)
+    assert code == 2 and "row 0 column 1" in err
+
+
+def test_one_class_is_named_as_such_not_as_softmax_units(tmp_path, capsys, no_training):
+    path = tmp_path / "one.csv"
+    path.write_text("a,b,label\n1,2,cat\n3,4,cat\n5,6,cat\n7,8,cat\n")
+    code, err = status_and_err(["train", "--data", str(path), "--target", "label",
+                                "--quiet"], capsys)
+    assert code == 2 and "holds one class ('cat') in every row" in err
+    assert "softmax" not in err and "--task regress" in err
+
+
+def test_an_empty_idx_set_says_it_has_no_rows(tmp_path, capsys, no_training):
+    from tests.test_bench import write_idx
+    for split in ("train", "t10k"):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", np.zeros((0, 28, 28)))
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.zeros(0))
+    code, err = status_and_err(["train", "--dataset", "fashion", "--data-dir", str(tmp_path),
+                                "--quiet"], capsys)
+    assert code == 2 and "no data rows" in err and "0:softmax" not in err

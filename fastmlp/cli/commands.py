@@ -1,4 +1,6 @@
 """`fastmlp predict | evaluate | export | info | download | bench`."""
+import os
+
 import numpy as np
 
 from . import labels
@@ -12,11 +14,11 @@ def _features(model, path, target):
     """The rows of DATA as the model's inputs (the --target column left out)."""
     try:
         X, _, names = load_table(path, target)
-    except Failure as exc:
+    except UsageError as exc:
         if target is not None or "not numeric" not in str(exc):
             raise
-        raise Failure(f"{exc}. If it holds the target column, leave that out with --target "
-                      f"COLUMN.") from None
+        raise UsageError(f"{exc}. If it holds the target column, leave that out with "
+                         f"--target COLUMN.") from None
     try:
         X = by_name(X, names, model.feature_names_in_, repr(path))
     except Failure as exc:
@@ -117,10 +119,23 @@ def evaluate(args):
     return 0
 
 
+#: File name endings that say which format a user meant, for a mismatch with the option.
+ONNX_ENDINGS = (".onnx",)
+TORCH_ENDINGS = (".pt2", ".pt", ".pth")
+
+
 def export(args):
     from .. import export as exporters
     target = args.onnx or args.torch
-    check_writable(target, "--onnx" if args.onnx else "--torch")
+    option = "--onnx" if args.onnx else "--torch"
+    ending = os.path.splitext(target)[1].lower()
+    if args.torch and ending in ONNX_ENDINGS:
+        raise UsageError(f"--torch writes a torch.export program, but {target!r} is named "
+                         f"as an ONNX file; use --onnx {target}, or a .pt2 name")
+    if args.onnx and ending in TORCH_ENDINGS:
+        raise UsageError(f"--onnx writes an ONNX file, but {target!r} is named as a PyTorch "
+                         f"file; use --torch {target}, or a .onnx name")
+    check_writable(target, option)
     model = load_model(args.model)
     if args.onnx:
         written = exporters.to_onnx(model, args.onnx)
@@ -128,8 +143,17 @@ def export(args):
     else:
         written = exporters.save_torch(model, args.torch)
         how = "torch.export.load(path).module()"
-    emit(args, f"wrote {written} (load with {how})",
-         {"command": "export", "format": "onnx" if args.onnx else "torch", "out": written})
+    text = f"wrote {written} (load with {how})"
+    record = {"command": "export", "format": "onnx" if args.onnx else "torch", "out": written}
+    classes = None if model.classes_ is None else [plain(c) for c in model.classes_]
+    if classes is not None:
+        # The file gives the output layer's values; the labels they stand for live here.
+        where = "its metadata_props 'classes' (JSON)" if args.onnx else "no field of the file"
+        shown = ", ".join(map(repr, classes[:20])) + (", ..." if len(classes) > 20 else "")
+        text += (f"\nits outputs are the scores of the classes {shown}, in that order "
+                 f"(kept in {where})")
+        record["classes"] = classes
+    emit(args, text, record)
     return 0
 
 

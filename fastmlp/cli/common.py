@@ -133,17 +133,15 @@ def target_for(path, text):
 
 
 def load_table(path, target_text):
-    """(X, y, feature names or None) from a table file; a file that cannot be read is a
-    Failure naming it."""
+    """(X, y, feature names or None) from a table file. What the file holds (no rows, a
+    missing target, a value that is not a number) is a UsageError, exit status 2 as for a
+    NaN feature found later; a file that cannot be read at all stays an OSError (1)."""
     from ..datasets import load_table as load
     try:
         target = target_for(path, target_text)
-    except ValueError as exc:  # a name whose format cannot be told
-        raise UsageError(str(exc)) from None
-    try:
         return load(path, target, names=True)
     except ValueError as exc:
-        raise Failure(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def by_name(X, names, trained, where):

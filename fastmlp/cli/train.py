@@ -166,6 +166,9 @@ def _prepare(args):
     """(name, training Rows, held-out Rows or None, classes or None, defaults, why the
     task was chosen or None, feature names or None)."""
     name, X, y, X_test, y_test, defaults, split, names = load_data(args)
+    source = repr(args.data) if args.data else f"--dataset {name}"
+    if len(X) == 0:
+        raise UsageError(f"{source} has no data rows: nothing to train on")
     check_features(X, repr(args.data or name))
     if X_test is not None:
         check_features(X_test, f"--test {args.test!r}", X.shape[1])
@@ -179,6 +182,12 @@ def _prepare(args):
     if classify:
         # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
         classes, y = encode(y)
+        if len(classes) < 2:
+            only = np.asarray(classes)[:1].tolist()[0]
+            raise UsageError(
+                f"the target of {source} holds one class ({only!r}) in every row: a "
+                f"classifier needs at least two" + (
+                    "; for numbers to predict use --task regress" if args.data else ""))
         if y_test is not None:
             try:
                 y_test = codes_for(classes, y_test, repr(args.test or name))

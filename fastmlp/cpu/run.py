@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import config
 from ..core.blas import limit_threads
-from ..core.jitcache import compile_for, is_compiled
+from ..core.jitcache import compile_for, is_compiled, load_cached
 from ..core.optimizers import LR
 from ..core.schedules import check_schedule, current_lr, replay_constant_steps
 from ..core.status import OK
@@ -106,7 +106,10 @@ class CpuRun:
         return calls
 
     def kernels_ready(self):
-        return all(is_compiled(kernel, *args) for kernel, args in self._calls())
+        """True when every kernel the fit calls is in memory, or numba's disk cache had it
+        (it is loaded now, as the first call would: a warm run is not "compiling")."""
+        return all(is_compiled(kernel, *args) or load_cached(kernel, *args)
+                   for kernel, args in self._calls())
 
     def train_steps(self, n_steps):
         """Up to n_steps minibatch updates in one compiled call: (status, steps done).

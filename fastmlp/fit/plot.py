@@ -4,6 +4,7 @@
 3. the learning rate, where it has one; 4. each layer's gradient norm on a log scale: the
 view in which a deep sigmoid net's early layers are seen to stop learning.
 """
+import io
 import os
 
 import numpy as np
@@ -130,5 +131,13 @@ def _keep(n):
 
 
 def _save(fig, path):
+    """Render into memory first, then write atomically: a format matplotlib cannot write is
+    a ValueError naming the user's file (never the temporary one), and nothing is written."""
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    return atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=120))
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"cannot write the plot to {os.fspath(path)!r}: matplotlib writes "
+                         f"{', '.join(sorted(supported))}, not {fmt!r}; use e.g. a .png name")
+    image = io.BytesIO()
+    fig.savefig(image, format=fmt, dpi=120)
+    return atomic_write(path, lambda f: f.write(image.getbuffer()))

@@ -31,7 +31,8 @@ class Run(Protocol):
         changes nothing and compiles (or loads) the kernels the fit calls."""
 
     def kernels_ready(self) -> bool:
-        """True when every kernel the fit calls is compiled and in memory."""
+        """True when every kernel the fit calls can run without compiling: in memory, or
+        loaded from a disk cache by this call."""
 
     def cursor(self) -> Tuple[int, int]:
         """(epoch, batch) reached, counted from the start of the current segment."""
