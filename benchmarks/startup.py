@@ -107,3 +107,43 @@ class FirstRun:
 
     def timeraw_cold_fit(self, kernel):
         return with_this_fastmlp(COLD_FIT.format(**COLD_NETWORKS[kernel]))
+
+
+#: The scikit-learn drop-in's first result on a new install: digits, one hidden layer of
+#: 100, adam, 20 epochs, every cache empty, then predict (scikit-learn's own estimator on the
+#: same takes about a second; sklearn_fit.py times both warm).
+COLD_DROP_IN = """
+import os, shutil, tempfile, warnings
+cache = tempfile.mkdtemp(prefix="fastmlp-cold-")
+os.environ["NUMBA_CACHE_DIR"] = os.environ["FASTMLP_CACHE_DIR"] = cache
+try:
+    from sklearn.datasets import load_digits
+    from fastmlp.sklearn import MLPClassifier
+    X, y = load_digits(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 20 epochs: ConvergenceWarning
+        model = MLPClassifier((100,), solver="adam", max_iter=20, random_state=0).fit(X, y)
+    model.predict(X)
+finally:
+    shutil.rmtree(cache, ignore_errors=True)
+"""
+
+
+class FirstRunDropIn:
+    """Seconds of a new process's imports, first fit and predict of fastmlp.sklearn's
+    MLPClassifier on digits with every cache empty (a commit without the drop-in skips)."""
+    version = SUITE_VERSION
+    repeat = (2, 2, 300.0)
+    rounds = 1
+    warmup_time = 0
+    number = 1
+    timeout = COMPILE_TIMEOUT
+
+    def setup(self):
+        try:
+            import fastmlp.sklearn  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("this commit has no fastmlp.sklearn")
+
+    def timeraw_cold_fit_digits(self):
+        return with_this_fastmlp(COLD_DROP_IN)

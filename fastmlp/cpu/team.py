@@ -174,11 +174,14 @@ class _Member:
 
 
 _members = _Members()
+# One team run at a time: the members are shared by every fit of the process.
+_busy = threading.Lock()
 
 
 def _after_fork_in_child():
-    global _members
+    global _members, _busy
     _members = _Members()
+    _busy = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -188,11 +191,22 @@ if hasattr(os, "register_at_fork"):
 def run(kernel, size, args, sync):
     """kernel(tid, size, *args, sync) on `size` threads (this one is tid 0); returns tid 0's
     result. An exception in any member aborts the others at their next barrier and is
-    raised here."""
+    raised here. While another thread's call holds the team, this one runs alone."""
     sync[COUNT] = 0
     sync[ABORT] = 0
     if size == 1:
         return kernel(0, 1, *args, sync)
+    if not _busy.acquire(blocking=False):
+        # Another thread's fit has the team: run every part here instead, which gives the
+        # same result bit for bit (the parts, not the members, fix the arithmetic).
+        return kernel(0, 1, *args, sync)
+    try:
+        return _run_members(kernel, size, args, sync)
+    finally:
+        _busy.release()
+
+
+def _run_members(kernel, size, args, sync):
     others = _members.ensure(size - 1)
 
     def task(tid):

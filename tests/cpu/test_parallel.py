@@ -401,3 +401,24 @@ def test_mpi_ranks_keep_the_launchers_blas_threads():
     from fastmlp.cuda.run import CudaRun
     from fastmlp.cpu.mpi import MpiRun
     assert MpiRun.blas_limit is None and CudaRun.blas_limit is None
+
+
+def test_two_fits_in_two_threads_share_the_team_safely(parallel_for_any_size):
+    """Fits running at once in two Python threads: one gets the team, the other runs its
+    parts alone; both give the weights a fit alone gives, bit for bit."""
+    import threading
+    models = [make("relu-softmax-adam", "float32", seed=s)[0] for s in (0, 1)]
+    data = [make("relu-softmax-adam", "float32", seed=s)[1:] for s in (0, 1)]
+    alone = [make("relu-softmax-adam", "float32", seed=s)[0] for s in (0, 1)]
+    for model, (X, y) in zip(alone, data):
+        model.fit(X, y, epochs=30, batch_size=32, progress=False)
+    workers = [threading.Thread(target=m.fit, args=d,
+                                kwargs=dict(epochs=30, batch_size=32, progress=False))
+               for m, d in zip(models, data)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for together, single in zip(models, alone):
+        np.testing.assert_array_equal(together.backend.get_params(),
+                                      single.backend.get_params())
