@@ -60,9 +60,10 @@ BLAS_THREADS = 1
 
 #: The data-parallel CPU kernels (cpu/parallel.py) split a step's rows into one part per
 #: thread, each part's forward and backward passes on its own core with one-thread BLAS.
-#: CPU_THREADS: the threads (and parts) they may use; None for numba's count (one per core,
-#: NUMBA_NUM_THREADS); 1 turns them off. Results depend on the parts in the last bits,
-#: never on how many threads ran them (cpu/threads.py picks that count by timing).
+#: CPU_THREADS: the threads (and parts) they may use; None for one per core this process
+#: may run on (its CPU affinity, at most NUMBA_NUM_THREADS); 1 turns them off. Results
+#: depend on the parts in the last bits, never on how many threads ran them
+#: (cpu/threads.py picks that count by timing).
 CPU_THREADS = None
 #: A fit is split when a step has PARALLEL_MIN_MACS multiply-adds or more (batch rows x
 #: the sum of n_in * n_out over the layers) and every part keeps PARALLEL_MIN_PART_ROWS

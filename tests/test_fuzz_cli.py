@@ -225,7 +225,33 @@ def _run(argv, files, outputs):
                 assert f.read() == SENTINEL, (argv, message, path)
             assert not os.path.exists(path + ".json") or path.endswith(".json"), path
     assert peak <= MEMORY_FACTOR * size + MEMORY_BASE, (argv, size, peak)
+    _tally(argv, status, size, peak)
     return status
+
+
+#: What a run saw, for its report: examples per command and status, and the largest peak
+#: memory in bytes and as a multiple of the input files' bytes (FASTMLP_FUZZ_REPORT=FILE
+#: writes it as JSON at the end of the module).
+STATS = {"examples": {}, "max_peak": 0, "max_peak_over_size": 0.0, "largest_input": 0}
+
+
+def _tally(argv, status, size, peak):
+    key = f"{argv[0] if argv else '(none)'} -> {status}"
+    STATS["examples"][key] = STATS["examples"].get(key, 0) + 1
+    STATS["max_peak"] = max(STATS["max_peak"], peak)
+    STATS["largest_input"] = max(STATS["largest_input"], size)
+    if size:
+        STATS["max_peak_over_size"] = max(STATS["max_peak_over_size"], peak / size)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report():
+    yield
+    path = os.environ.get("FASTMLP_FUZZ_REPORT")  # "{worker}" in it: one file per xdist worker
+    if path:
+        path = path.replace("{worker}", os.environ.get("PYTEST_XDIST_WORKER", "main"))
+        with open(path, "w") as f:
+            json.dump({"profile": PROFILE, **STATS}, f, indent=1, sort_keys=True)
 
 
 @pytest.fixture(scope="module")

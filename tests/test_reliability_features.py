@@ -230,4 +230,14 @@ def test_predict_adds_the_target_hint_only_where_it_helps(tmp_path, capsys):
     assert code == 1 and "not a readable .npy file" in err and "--target" not in err
     (tmp_path / "t.csv").write_text("a,b,label\n1,2,x\n")
     code, _, err = _run(["predict", path, str(tmp_path / "t.csv")], capsys)
-    assert code == 1 and "leave that out with --target" in err
+    assert code == 2 and "leave that out with --target" in err  # what the table holds: usage
+
+
+def test_a_npy_name_holding_a_damaged_zip_is_one_line_exit_1(tmp_path, capsys):
+    """np.load reads a file that starts with "PK" as an .npz archive whatever its name: a
+    damaged one raised zipfile.BadZipFile through the CLI (found by tests/test_fuzz_cli.py)."""
+    model = MLP(2, [(2, "softmax")], seed=0)
+    path = model.save(tmp_path / "m")
+    (tmp_path / "x.npy").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    code, _, err = _run(["predict", path, str(tmp_path / "x.npy")], capsys)
+    assert code == 1 and "not a readable .npy file" in err and "Traceback" not in err

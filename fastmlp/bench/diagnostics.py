@@ -72,11 +72,16 @@ def allocations_per_step(model, X, y, batch_size, steps=8, *, sample_weight=None
                                          f"(status {status}): the count would be partial")
         return call
 
+    # A data-parallel run's thread chooser may split a call into several compiled calls,
+    # on one thread or more (each call boxes its arrays once per thread): counted with the
+    # thread count fixed, both counts are of one call on the same threads.
+    from ..cpu.threads import fixed_threads, most_threads
     try:
-        train(1)()  # compile
-        with nrt_statistics():
-            one = nrt_allocations(train(1))
-            many = nrt_allocations(train(steps))
+        with fixed_threads(most_threads()):
+            train(1)()  # compile
+            with nrt_statistics():
+                one = nrt_allocations(train(1))
+                many = nrt_allocations(train(steps))
     finally:
         run.close()
     return (many - one) / (steps - 1)

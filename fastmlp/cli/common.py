@@ -133,13 +133,16 @@ def target_for(path, text):
 
 
 def load_table(path, target_text):
-    """(X, y, feature names or None) from a table file. What the file holds (no rows, a
-    missing target, a value that is not a number) is a UsageError, exit status 2 as for a
-    NaN feature found later; a file that cannot be read at all stays an OSError (1)."""
-    from ..datasets import load_table as load
+    """(X, y, feature names or None) from a table file. What a table holds (no rows, a
+    missing target value, a value that is not a number, no such --target) is a UsageError,
+    exit status 2 as for a NaN feature found later; a file that cannot be read (missing,
+    damaged, not in its format) is an OSError or a Failure, 1."""
+    from ..datasets.table import UnreadableTable, load_table as load
     try:
         target = target_for(path, target_text)
         return load(path, target, names=True)
+    except UnreadableTable as exc:
+        raise Failure(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -10,6 +10,7 @@ and the next second the partner is back. ThreadChooser runs each option untimed 
 the first time (warm-up), then times each for a few steps, runs the rest of the call with
 the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
+import contextlib
 import os
 import time
 
@@ -56,6 +57,22 @@ def parts_for(m, macs_per_row):
     return parts
 
 
+_fixed = None  # fixed_threads' count while it is active
+
+
+@contextlib.contextmanager
+def fixed_threads(count):
+    """Within the block every ThreadChooser runs min(count, its most) threads, without
+    probing: for measurements that need the same compiled calls every time (allocation
+    counts), not for training."""
+    global _fixed
+    previous, _fixed = _fixed, int(count)
+    try:
+        yield
+    finally:
+        _fixed = previous
+
+
 class ThreadChooser:
     """Runs a parallel kernel's units of work (training steps, chunks of rows) with one
     thread or with `most`, whichever measured faster per unit recently."""
@@ -63,11 +80,15 @@ class ThreadChooser:
     def __init__(self, most, probe_units=None, reprobe_seconds=None):
         self.options = (most, 1) if most > 1 else (1,)
         self.probe_units = config.THREAD_PROBE_STEPS if probe_units is None else probe_units
-        self.reprobe_seconds = (config.THREAD_REPROBE_SECONDS if reprobe_seconds is None
-                                else reprobe_seconds)
+        self._reprobe_seconds = reprobe_seconds  # None: config's, read at each call
         self.per_unit = dict.fromkeys(self.options, None)
         self.measured_at = dict.fromkeys(self.options, -np.inf)
         self.warmed = set()
+
+    @property
+    def reprobe_seconds(self):
+        return (config.THREAD_REPROBE_SECONDS if self._reprobe_seconds is None
+                else self._reprobe_seconds)
 
     def best(self):
         """The option with the lowest measured time per unit (unmeasured ones last)."""
@@ -80,6 +101,8 @@ class ThreadChooser:
         returns a status other than OK or does fewer units than asked."""
         if units == 0:  # a call that only compiles (or loads) the kernel: nothing to time
             return call(self.best(), 0)
+        if _fixed is not None:
+            return call(max(1, min(_fixed, self.options[0])), units)
         done = 0
         status = OK
         now = time.perf_counter()

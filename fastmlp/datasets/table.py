@@ -17,9 +17,10 @@ target column is read as text first and made numbers only when no value has a le
 ("001" and "01" are two labels, not the number 1). ``names=True`` adds the feature columns'
 names (a list of str; None for .npy and .npz) as a third item.
 """
-import re
 import numbers
 import os
+import re
+import zipfile
 
 import numpy as np
 
@@ -59,6 +60,12 @@ def load_table(path, target=None, *, names=False):
     return (X, y, columns) if names else (X, y)
 
 
+class UnreadableTable(ValueError):
+    """The file is not what its name says (a damaged .npy or .npz, a CSV that does not
+    parse): nothing in it could be read, as against a table read whose content is unusable
+    (a plain ValueError)."""
+
+
 def _load(path, target):
     kind = table_format(path)
     path = os.fspath(path)
@@ -71,8 +78,9 @@ def _load(path, target):
     if kind == "npy":
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:  # empty, cut short, not a .npy
-            raise ValueError(f"{path!r} is not a readable .npy file: {exc}") from None
+        # empty, cut short, not a .npy (np.load reads a file starting "PK" as a zip archive)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise UnreadableTable(f"{path!r} is not a readable .npy file: {exc}") from None
         return (*_from_array(array, target, path), None)
     if kind == "npz":
         return (*_from_npz(path, target), None)
@@ -100,7 +108,7 @@ def _read_frame(path, kind, target):
     except (ValueError, OSError, UnicodeError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{path!r} could not be read as {kind}: {exc}") from None
+        raise UnreadableTable(f"{path!r} could not be read as {kind}: {exc}") from None
 
 
 #: Text a CSV's target holds that is a label, not a number: a leading zero ("007", "-01").
@@ -180,8 +188,8 @@ def _from_array(array, target, path):
 def _from_npz(path, target):
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise UnreadableTable(f"{path!r} is not a readable .npz file: {exc}") from None
     with archive:
         names = list(archive.files)
         if "X" in names:
