@@ -6,7 +6,6 @@ disk cache (its hits).
     python -m tests.fresh_fit parallel   # 784-256-10-sized steps split in two parts, 2 threads
     python -m tests.fresh_fit small      # a small fit, then predict (the default config)
 """
-import gc
 import hashlib
 import json
 import sys
@@ -14,22 +13,10 @@ import sys
 import numpy as np
 
 
-def dispatchers():
-    """Every numba dispatcher of this process whose function is fastmlp's (its own modules
-    and the generated kernels, which live in modules named fastmlp_*)."""
-    from numba.core.dispatcher import Dispatcher
-    found = []
-    for obj in gc.get_objects():
-        if isinstance(obj, Dispatcher):
-            module = getattr(obj.py_func, "__module__", "") or ""
-            if module.startswith("fastmlp"):
-                found.append(obj)
-    return found
-
-
 def compile_record():
+    from fastmlp.bench.compile import fastmlp_dispatchers
     misses, hits = [], []
-    for d in dispatchers():
+    for d in fastmlp_dispatchers():
         name = f"{d.py_func.__module__}.{d.py_func.__qualname__}"
         stats = d.stats
         misses += [f"{name}{sig}" for sig in stats.cache_misses]
