@@ -339,8 +339,8 @@ def _check_permutation(path, perm):
 
 
 def check_classes(path, classes, n_outputs):
-    """The meta's "classes" (None, or one distinct label per output unit; 1 or 2 for a single
-    sigmoid output): a ValueError naming the file otherwise."""
+    """The meta's "classes" (None, or one distinct label per output unit; 2 for a single
+    sigmoid output, whose 0 and 1 they name): a ValueError naming the file otherwise."""
     if classes is None:
         return None
     if not isinstance(classes, list) or not all(
@@ -348,7 +348,7 @@ def check_classes(path, classes, n_outputs):
         raise ValueError(f"{path!r}: 'classes' must be a list of labels (strings or "
                          f"numbers); got {type(classes).__name__} {str(classes)[:60]}")
     k = len(classes)
-    if not (k == n_outputs or (n_outputs == 1 and 1 <= k <= 2)):
+    if not (k == n_outputs if n_outputs > 1 else k == 2):
         raise ValueError(f"{path!r}: it lists {k} classes but its output layer has "
                          f"{n_outputs} unit(s); the file is corrupt or was edited")
     labels = _label_array(classes)

@@ -241,3 +241,16 @@ def test_a_npy_name_holding_a_damaged_zip_is_one_line_exit_1(tmp_path, capsys):
     (tmp_path / "x.npy").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     code, _, err = _run(["predict", path, str(tmp_path / "x.npy")], capsys)
     assert code == 1 and "not a readable .npy file" in err and "Traceback" not in err
+
+
+def test_a_npy_header_numpy_cannot_parse_is_one_line_exit_1(tmp_path, capsys):
+    """A .npy header with NUL bytes made numpy's fallback header parser raise
+    tokenize.TokenError through the CLI (found by the nightly fuzz)."""
+    model = MLP(2, [(2, "softmax")], seed=0)
+    path = model.save(tmp_path / "m")
+    header = (b"{'descr': '<f8', 'fortran_order': False, 'shape': (0,), }" + b" " * 47
+              + b"\x00" * 13 + b"(")
+    (tmp_path / "t.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                                     + header)
+    code, _, err = _run(["predict", path, str(tmp_path / "t.npy")], capsys)
+    assert code == 1 and "not a readable .npy file" in err and "Traceback" not in err

@@ -115,3 +115,15 @@ def test_a_header_lying_about_its_data_is_an_error_naming_the_file(saved):
                 f, {"descr": "<i8", "fortran_order": False, "shape": (1000,)})
             f.write(np.arange(3, dtype=np.int64).tobytes())
     _refused_fast(saved, "not a readable fastmlp model file")
+
+
+def test_one_label_for_a_sigmoid_output_is_refused(tmp_path):
+    """A single sigmoid output's 0 and 1 need two labels: a file listing one made predict
+    index past its end (found by the nightly fuzz of tests/test_fuzz_cli.py)."""
+    model = fastmlp.MLP(2, [(1, "sigmoid")], seed=0)
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    model.fit(X, np.array(["no", "yes"] * 4), epochs=1, progress=False)
+    saved = tmp_path / os.path.basename(model.save(tmp_path / "m.npz"))
+    with pytest.raises(ValueError, match="1 classes but its output layer has 1"):
+        fastmlp.MLP.load(_with_meta(saved, classes=["no"]))
+    assert list(fastmlp.MLP.load(saved).classes_) == ["no", "yes"]

@@ -20,6 +20,7 @@ names (a list of str; None for .npy and .npz) as a third item.
 import numbers
 import os
 import re
+import tokenize
 import zipfile
 
 import numpy as np
@@ -66,6 +67,13 @@ class UnreadableTable(ValueError):
     (a plain ValueError)."""
 
 
+#: What np.load raises on a damaged file: empty or cut short (EOFError, ValueError), not a
+#: .npy (ValueError), a file starting "PK" read as a damaged zip archive whatever its name
+#: (BadZipFile), or a header numpy's fallback parser chokes on (SyntaxError, TokenError).
+_UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, SyntaxError,
+               tokenize.TokenError)
+
+
 def _load(path, target):
     kind = table_format(path)
     path = os.fspath(path)
@@ -78,8 +86,7 @@ def _load(path, target):
     if kind == "npy":
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
-        # empty, cut short, not a .npy (np.load reads a file starting "PK" as a zip archive)
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        except _UNREADABLE as exc:
             raise UnreadableTable(f"{path!r} is not a readable .npy file: {exc}") from None
         return (*_from_array(array, target, path), None)
     if kind == "npz":
@@ -188,7 +195,7 @@ def _from_array(array, target, path):
 def _from_npz(path, target):
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except _UNREADABLE as exc:
         raise UnreadableTable(f"{path!r} is not a readable .npz file: {exc}") from None
     with archive:
         names = list(archive.files)
