@@ -143,6 +143,12 @@ RUNNERS = {"fastmlp": fastmlp_fashion, "jax": jax_fashion, "torch": torch_fashio
            "sklearn": sklearn_fashion}
 
 
+def faster(run, best):
+    """Whether a (seconds, samples, accuracy) run beats `best` (None: nothing yet) in
+    samples a second."""
+    return best is None or run[1] / run[0] > best[1] / best[0]
+
+
 def train_here(libraries, repeats, directory, epochs, device, data):
     """{who: (seconds, samples, accuracy)}: the fastest of `repeats` runs of each library,
     all in this process."""
@@ -151,7 +157,7 @@ def train_here(libraries, repeats, directory, epochs, device, data):
         for _ in range(max(1, repeats)):
             args = (WORKLOADS["fashion"], data, epochs) + ((device,) if who == "fastmlp" else ())
             run = RUNNERS[who](*args)
-            if who not in runs or run[1] / run[0] > runs[who][1] / runs[who][0]:
+            if faster(run, runs.get(who)):
                 runs[who] = run
     return runs
 

@@ -298,12 +298,7 @@ class _TeamKernel:
 train_steps = _TeamKernel(team_steps, lambda args: args[12].shape[0])
 
 
-def forward_parts(out, acts, deltas, logits, x, params, layers, rows, lo, hi, sync,
-                  threads=None):
-    """out[lo:hi] = the network's outputs for rows [lo, hi) of x, split over the parts of
-    the part buffers, on `threads` members (default: one per part)."""
-    return _forward(out, acts, deltas, logits, x, params, layers, rows, lo, hi, sync,
-                    threads=threads)
-
-
-_forward = _TeamKernel(team_forward, lambda args: args[1].shape[0])
+#: forward_parts(out, acts, deltas, logits, x, params, layers, rows, lo, hi, sync,
+#: threads=None): out[lo:hi] = the network's outputs for rows [lo, hi) of x, split over the
+#: parts of the part buffers, on `threads` members (default: one per part).
+forward_parts = _TeamKernel(team_forward, lambda args: args[1].shape[0])

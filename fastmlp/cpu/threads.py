@@ -80,15 +80,11 @@ class ThreadChooser:
     def __init__(self, most, probe_units=None, reprobe_seconds=None):
         self.options = (most, 1) if most > 1 else (1,)
         self.probe_units = config.THREAD_PROBE_STEPS if probe_units is None else probe_units
-        self._reprobe_seconds = reprobe_seconds  # None: config's, read at each call
+        self.reprobe_seconds = (config.THREAD_REPROBE_SECONDS if reprobe_seconds is None
+                                else reprobe_seconds)
         self.per_unit = dict.fromkeys(self.options, None)
         self.measured_at = dict.fromkeys(self.options, -np.inf)
         self.warmed = set()
-
-    @property
-    def reprobe_seconds(self):
-        return (config.THREAD_REPROBE_SECONDS if self._reprobe_seconds is None
-                else self._reprobe_seconds)
 
     def best(self):
         """The option with the lowest measured time per unit (unmeasured ones last)."""
