@@ -112,8 +112,9 @@ def kernel_resources():
     lines = []
     for obj in gc.get_objects():
         if not isinstance(obj, CUDADispatcher) \
-                or not getattr(obj.py_func, "__module__", "").startswith("fastmlp"):
-            continue
+                or not getattr(obj.py_func, "__module__", "").startswith("fastmlp") \
+                or obj.targetoptions.get("device"):
+            continue  # a device function has no launch resources of its own
         for args, kernel in list(obj.overloads.items()):
             dtype = next((str(t.dtype) for t in args if hasattr(t, "dtype")), "")
             try:

@@ -24,7 +24,7 @@ for it.
 import functools
 from typing import NamedTuple
 
-from numba import cuda
+from numba import cuda, float64
 
 from .. import config
 from ..core.spec import ACTIVATION, B_OFFSET, N_IN, N_OUT, W_OFFSET, WIDTH_OFFSET
@@ -284,7 +284,7 @@ def kernel(max_width, block_rows, n_threads):
                     g += partials[b, i]
                 w = params[i]
                 grads[i] = g  # the data gradient, as on the CPU
-                v = float(g + decay * w)  # squares in float64, as gemm.dense_backward
+                v = float64(g + decay * w)  # squares in float64, as gemm.dense_backward
                 grad_sq += v * v
                 weight_sq += w * w
             for i in range(b_off + tid, b_off + n_out, n_threads):
@@ -292,7 +292,7 @@ def kernel(max_width, block_rows, n_threads):
                 for b in range(1, n_blocks):
                     g += partials[b, i]
                 grads[i] = g
-                v = float(g)
+                v = float64(g)
                 bias_sq += v * v
             sums[GRAD_SQ, tid] = grad_sq
             sums[WEIGHT_SQ, tid] = weight_sq

@@ -26,7 +26,7 @@ import functools
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from .. import config
 from ..core.optimizers import ADAM_CODE as ADAM, ADAMW_CODE as ADAMW, BETA1, BETA2, LR
@@ -132,11 +132,11 @@ def kernel(shape):
             bias_sq = 0.0
             for i in range(w_off + tid, w_off + layers[l, N_IN] * n_out, n_threads):
                 w = params[i]
-                v = float(grads[i] + decay * w)
+                v = float64(grads[i] + decay * w)
                 grad_sq += v * v
                 weight_sq += w * w
             for i in range(b_off + tid, b_off + n_out, n_threads):
-                v = float(grads[i])
+                v = float64(grads[i])
                 bias_sq += v * v
             sums[1 + 3 * l + GRAD_SQ, tid] = grad_sq
             sums[1 + 3 * l + WEIGHT_SQ, tid] = weight_sq
@@ -238,7 +238,7 @@ def kernel(shape):
             step_size = 0.0
             correction = 1.0
             if optimizer == ADAM or optimizer == ADAMW:  # as optim.adam_scalars
-                t = float(first_step + step + 1)
+                t = float64(first_step + step + 1)
                 step_size = hyper[LR] / (1.0 - math.pow(hyper[BETA1], t))
                 correction = math.sqrt(1.0 - math.pow(hyper[BETA2], t))
             for i in range(tid, n_params, n_threads):

@@ -21,7 +21,7 @@ kernels are built by `kernels(tile)` for a tile configuration and cached per pro
 """
 import functools
 
-from numba import cuda
+from numba import cuda, float64
 
 from .. import config
 from ..core.scalars import activate, activation_grad
@@ -205,7 +205,7 @@ def kernels(tile):
                         w = weight[k, j]
                         g = acc[a, b]
                         dweight[k, j] = g
-                        v = float(g + decay * w)
+                        v = float64(g + decay * w)
                         grad_sq += v * v
                         weight_sq += w * w  # in the weights' dtype, as cpu l2_forward
             if first_row and ty == 0:
@@ -213,7 +213,7 @@ def kernels(tile):
                     j = col0 + tx * thread_cols + b
                     if j < n_out:
                         dbias[j] = column_sums[b]
-                        v = float(column_sums[b])
+                        v = float64(column_sums[b])
                         bias_sq += v * v
             sums[0, tid] = grad_sq
             sums[1, tid] = weight_sq

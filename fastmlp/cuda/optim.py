@@ -17,7 +17,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from .. import config
 from ..config import CUDA_CACHE
@@ -92,7 +92,7 @@ def segment_sum_squares(sums, grads, params, lo, hi, decay, tid, n_threads):
         v = grads[i]
         if decay != 0:
             v += decay * params[i]
-        v = float(v)
+        v = float64(v)
         s += v * v
     sums[0, tid] = s
     block_sum(sums, tid, n_threads)

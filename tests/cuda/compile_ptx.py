@@ -2,6 +2,7 @@
 with the default launch shapes and with the tests' tiny ones. Needs numba-cuda with NVVM
 (the `cuda` extra installs it) but no GPU, and must run WITHOUT the simulator, which compiles
 nothing: test_ptx.py runs it in a subprocess. Prints one line per kernel compiled."""
+import re
 import sys
 
 from numba import cuda, types
@@ -49,6 +50,13 @@ def signatures(dtype):
 
 NO_COMPILER = 3
 
+#: Kernels whose float32 squares must be taken in float64 (a finite float32 gradient above
+#: 1.8e19 squares to inf in float32). numba-cuda types float() of a float32 as float32,
+#: which the simulator does not show: only the PTX does. (sum_squares squares weights in
+#: their own dtype, as cpu l2_forward does.)
+SQUARES_IN_FLOAT64 = {"gradient_norms"}
+FLOAT32_SQUARE = re.compile(r"\b(?:mul|fma)(?:\.rn)?\.f32\s+%f\d+, (%f\d+), \1\b")
+
 
 class H100:
     compute_capability = (9, 0)
@@ -75,6 +83,9 @@ def main():
             for name, kernel, sig in signatures(dtype):
                 ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
                 assert ".entry" in ptx
+                if dtype == types.float32 and name in SQUARES_IN_FLOAT64:
+                    square = FLOAT32_SQUARE.search(ptx)
+                    assert square is None, f"{name} squares in float32: {square.group(0)}"
                 print(f"compiled {name} {dtype} {'tiny' if overrides else 'default'}",
                       flush=True)
 

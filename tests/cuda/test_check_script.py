@@ -22,10 +22,11 @@ FILES = {"summary.json", "env.log", "fit.log", "tests.log", "sanitizer.log", "be
 @pytest.fixture(scope="module")
 def gpu_modules():
     sys.path.insert(0, GPU_DIR)
+    import bench_cuda
     import check
     import peers
     import stages
-    yield check, stages, peers
+    yield check, stages, peers, bench_cuda
     sys.path.remove(GPU_DIR)
 
 
@@ -92,7 +93,7 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
 
 
 def test_time_is_shared_by_weight_over_the_stages_left(gpu_modules):
-    check, _, _ = gpu_modules
+    check, _, _, _ = gpu_modules
     weights = {"a": 10, "b": 30, "c": 60}
     assert check.share(100, weights, ["a", "b", "c"]) == pytest.approx(10)
     assert check.share(100, weights, ["b", "c"]) == pytest.approx(100 / 3)
@@ -109,7 +110,7 @@ def test_time_is_shared_by_weight_over_the_stages_left(gpu_modules):
      "failed"),
 ])
 def test_sanitizer_verdicts(gpu_modules, rc, text, status):
-    _, stages, _ = gpu_modules
+    _, stages, _, _ = gpu_modules
     verdict = stages.sanitizer_verdict(rc, False, text, "memcheck", 40)
     assert verdict["status"] == status
     if status == "refused":
@@ -119,7 +120,7 @@ def test_sanitizer_verdicts(gpu_modules, rc, text, status):
 
 
 def test_pytest_counts(gpu_modules):
-    _, stages, _ = gpu_modules
+    _, stages, _, _ = gpu_modules
     text = "tests/cuda/test_a.py::test_b PASSED\n==== 3 failed, 120 passed, 2 deselected " \
            "in 98.20s ====\n"
     assert stages.pytest_counts(text) == {"failed": 3, "passed": 120, "deselected": 2}
@@ -129,9 +130,24 @@ def test_pytest_counts(gpu_modules):
 def test_gpu_peers_run_their_code_on_the_cpu(gpu_modules):
     """The PyTorch and JAX peers train each workload's network; here on the CPU, briefly."""
     pytest.importorskip("torch", reason="PyTorch is the `reference` extra")
-    _, _, peers = gpu_modules
+    _, _, peers, _ = gpu_modules
     from fastmlp.bench.workloads import WORKLOADS
     assert peers.torch_cuda_rate(WORKLOADS["x2"], 0.01, 1, device="cpu") > 0
     pytest.importorskip("optax", reason="JAX and optax are the `peers` extra: pip install "
                                         "'fastmlp[peers]'")
     assert peers.jax_gpu_rate(WORKLOADS["xor"], 0.01, 1, platform="cpu") > 0
+
+
+def test_gpu_bench_runs_every_workload_but_the_one_that_needs_files(gpu_modules):
+    """On an H100 (2026-12-06) the bench stage died at the fashion workload, whose files a
+    GPU machine lacks: by default it runs the four synthetic ones, and refuses fashion."""
+    bench_cuda = gpu_modules[3]
+
+    def error(message):
+        raise ValueError(message)
+
+    assert bench_cuda.workload_names(None, error) == ["xor", "x2", "mnist-small",
+                                                      "mnist-wide"]
+    assert bench_cuda.workload_names(["x2"], error) == ["x2"]
+    with pytest.raises(ValueError, match="unknown workload.*fashion"):
+        bench_cuda.workload_names(["fashion"], error)
