@@ -22,9 +22,11 @@ FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
 ERROR_MODEL = "numpy"
 
-#: A GEMM goes to BLAS (np.dot with out=) when its wider side (n_in or n_out) reaches
-#: BLAS_MIN_WIDTH and it has BLAS_MIN_MACS multiply-adds; below that, BLAS call overhead
-#: dominates and the hand-written loops win (docs/tuning.md has the runs).
+#: A GEMM goes to BLAS when its wider side (n_in or n_out) reaches BLAS_MIN_WIDTH and it
+#: has BLAS_MIN_MACS multiply-adds; below that, BLAS call overhead dominates and the
+#: hand-written loops win (docs/tuning.md has the runs). Which BLAS: numpy's bundled
+#: OpenBLAS called by symbol, else np.dot (cpu/gemm.py; the environment variable
+#: FASTMLP_BLAS_BY_SYMBOL=0, read once before the first kernel, picks np.dot).
 BLAS_MIN_WIDTH = 8
 BLAS_MIN_MACS = 512
 

@@ -1,7 +1,7 @@
 """One fit in this fresh process, for tests/test_fresh_processes.py: prints one JSON line
 with a digest of the weights, the kernel path and thread counts the fit ran with, and every
 signature any fastmlp dispatcher compiled here (numba's cache misses) or loaded from the
-disk cache (its hits).
+disk cache (its hits), and the BLAS library the kernels called by symbol (None: np.dot).
 
     python -m tests.fresh_fit parallel   # 784-256-10-sized steps split in two parts, 2 threads
     python -m tests.fresh_fit small      # a small fit, then predict (the default config)
@@ -79,4 +79,6 @@ def weights_digest(model):
 if __name__ == "__main__":
     out = {"parallel": parallel_fit, "small": small_fit}[sys.argv[1]]()
     out["compiled"], out["loaded"] = compile_record()
+    from fastmlp.core import blas
+    out["blas"] = blas.stamp()
     print(json.dumps(out))

@@ -1,6 +1,8 @@
 """What only a fresh process shows: the data-parallel kernel's arithmetic order is fixed
-(the same weights, bit for bit, from run to run), and a second process that shares the first
-one's caches compiles nothing (numba's dispatcher statistics, tests/fresh_fit.py)."""
+(the same weights, bit for bit, from run to run), a second process that shares the first
+one's caches compiles nothing (numba's dispatcher statistics, tests/fresh_fit.py), with the
+kernels calling numpy's bundled OpenBLAS by symbol, and a process without that library
+compiles its own kernels rather than loading ones that call it."""
 import json
 import os
 import subprocess
@@ -39,6 +41,31 @@ def test_a_second_process_sharing_the_caches_compiles_nothing(tmp_path, mode):
     assert second["compiled"] == [], second["compiled"]
     assert second["loaded"]
     assert second["weights"] == first["weights"]
+    from fastmlp.core import blas
+    assert first["blas"] == second["blas"] == json.loads(json.dumps(blas.stamp()))
+    if bundled_openblas():
+        assert first["blas"] is not None  # the symbol path is what was cached and loaded
+
+
+def bundled_openblas():
+    import numpy as np
+    here = os.path.dirname(os.path.abspath(np.__file__))
+    return os.path.isdir(here + ".libs") and any(
+        name.startswith("libscipy_openblas64_") for name in os.listdir(here + ".libs"))
+
+
+def test_kernels_cached_by_symbol_are_not_loaded_without_the_library(tmp_path):
+    """The BLAS choice is in numba's cache stamp (core/jitcache.py): a process with the
+    symbol path off, sharing a cache filled with it on, compiles its own kernels rather
+    than load ones that call a symbol it has not loaded."""
+    cache = str(tmp_path)
+    on = fresh_fit("small", NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache)
+    off = fresh_fit("small", NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache,
+                    FASTMLP_BLAS_BY_SYMBOL="0")
+    assert off["blas"] is None
+    if on["blas"] is None:
+        pytest.skip("this numpy bundles no OpenBLAS: both processes called np.dot")
+    assert off["compiled"] and not off["loaded"], off["loaded"]
 
 
 def test_a_warm_process_does_not_say_it_is_compiling(tmp_path):

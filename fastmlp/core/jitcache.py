@@ -5,7 +5,8 @@ threshold, say), to a callee in another file or to a code in activations.py woul
 stale machine code in use. `install` puts cache locators ahead of numba's own for the files of
 this package; their stamp adds a digest of KERNEL_SOURCES, so an edit to any of those files
 makes every fastmlp kernel compile afresh on its next call (numba then overwrites the stale
-entries). Code outside the package is left to numba's own locators. The generated kernels of
+entries), and the BLAS library the kernels call (core/blas.stamp), so a kernel compiled to
+call a library's symbol is never loaded where that library is not. Code outside the package is left to numba's own locators. The generated kernels of
 cpu/codegen.py hash the same digest into their file names (cpu/specialize.py).
 """
 import functools
@@ -61,7 +62,8 @@ def _package_locator(base):
             return locator
 
         def get_source_stamp(self):
-            return super().get_source_stamp(), source_digest()
+            from . import blas  # whether the kernels call BLAS by symbol (cpu/gemm.py)
+            return super().get_source_stamp(), source_digest(), blas.stamp()
 
     PackageLocator.__name__ = f"Fastmlp{base.__name__}"
     return PackageLocator

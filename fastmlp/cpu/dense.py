@@ -7,12 +7,12 @@ The activation loops write core/scalars.py's formulas inline because a call ther
 LLVM's vectoriser (a shared helper made the relu backward loop 3x slower);
 tests/cpu/test_kernels.py checks them against core/scalars.py bit for bit.
 """
-import numpy as np
 
 from ..core.activations import (IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, SOFTMAX,
         STEP, TANH)
 from ..config import BLAS_MIN_MACS, BLAS_MIN_WIDTH, jit
 from ..core.mathfn import fast_exp, fast_tanh
+from .gemm import gemm_nn, gemm_nt, gemm_tn
 
 
 @jit
@@ -131,7 +131,7 @@ def matmul_forward(out, inp, weight):
     m, n_in = inp.shape
     n_out = weight.shape[1]
     if use_blas(m, n_in, n_out):
-        np.dot(inp, weight, out)  # out is a C-contiguous view that aliases neither input
+        gemm_nn(out, inp, weight)  # out is a C-contiguous view that aliases neither input
     elif n_out == 1:
         # one output: a dot product per row (vectorises over k with reassociation)
         zero = out.dtype.type(0)
@@ -173,7 +173,7 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight, inp_activation, need
     n_out = weight.shape[1]
     blas = use_blas(m, n_in, n_out)
     if blas:
-        np.dot(inp.T, dout, dweight)
+        gemm_tn(dweight, inp, dout)
     else:
         dweight[:, :] = 0
         for i in range(m):
@@ -187,7 +187,7 @@ def dense_backward(dinp, dweight, dbias, dout, inp, weight, inp_activation, need
             dbias[j] += dout[i, j]
     if need_dinp:
         if blas:
-            np.dot(dout, weight.T, dinp)
+            gemm_nt(dinp, dout, weight)
         else:
             zero = dinp.dtype.type(0)
             for i in range(m):
