@@ -10,6 +10,7 @@ np.dot, which reaches scipy's OpenBLAS: the same products, rounded by another bu
 """
 import numpy as np
 from numba import types
+from numba.extending import overload
 
 from ..config import jit
 from ..core.blas import SYMBOLS, symbol_library
@@ -30,65 +31,84 @@ def _declare(name, dtype):
 SGEMM, DGEMM = _declare(SYMBOLS[0], types.float32), _declare(SYMBOLS[1], types.float64)
 
 
-@jit(inline="always")
-def _rows(x):
-    """x's row stride in elements, or 0 when its rows are not contiguous."""
-    return x.strides[0] // x.itemsize if x.strides[1] == x.itemsize else 0
+def _c_layout(*arrays):
+    return all(isinstance(x, types.Array) and x.layout == "C" for x in arrays)
 
 
-@jit(inline="always")
-def _gemm(out, a, b, trans_a, trans_b, m, n, k):
-    """out (m, n) = op(a) @ op(b) by the library's symbol; False (nothing done) when an
-    array is not row-major or a side is 0, for np.dot to do it."""
-    lda, ldb, ldc = _rows(a), _rows(b), _rows(out)
-    if m == 0 or n == 0 or k == 0 or lda < max(1, a.shape[1]) or ldb < max(1, b.shape[1]) \
-            or ldc < max(1, n):
-        return False
-    if out.itemsize == 4:
-        SGEMM(ROW_MAJOR, trans_a, trans_b, m, n, k, np.float32(1), a.ctypes, lda, b.ctypes,
-              ldb, np.float32(0), out.ctypes, ldc)
-    else:
-        DGEMM(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, a.ctypes, lda, b.ctypes, ldb, 0.0,
-              out.ctypes, ldc)
-    return True
+@jit(inline="always")  # one compile per product and signature would cost seconds cold
+def _call(gemm_fn, one, zero, out, a, b, trans_a, trans_b, m, n, k, lda, ldb):
+    """out (m, n) = op(a) @ op(b), every array C-contiguous, by the library's symbol."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:  # an empty sum; the library would read an invalid leading dimension
+        out[:, :] = 0
+        return
+    gemm_fn(ROW_MAJOR, trans_a, trans_b, m, n, k, one, a.ctypes, lda, b.ctypes, ldb, zero,
+            out.ctypes, n)
 
 
-@jit(inline="always")
-def symbol_nn(out, a, b):
-    if not _gemm(out, a, b, NO_TRANS, NO_TRANS, a.shape[0], b.shape[1], a.shape[1]):
-        np.dot(a, b, out)
+def _products(nn, tn, nt):
+    """Overload the three stubs: by symbol for C-contiguous arrays of one float dtype (every
+    view the kernels pass), chosen when numba types the call, so np.dot's code is not
+    compiled beside it; np.dot for anything else, or without the library."""
+
+    def chosen(out, a, b):
+        if not (BY_SYMBOL and _c_layout(out, a, b)
+                and out.dtype == a.dtype == b.dtype
+                and out.dtype in (types.float32, types.float64)):
+            return None
+        if out.dtype == types.float32:
+            return SGEMM, np.float32(1), np.float32(0)
+        return DGEMM, 1.0, 0.0
+
+    @overload(nn, inline="always")
+    def _nn(out, a, b):
+        found = chosen(out, a, b)
+        if found is None:
+            return lambda out, a, b: np.dot(a, b, out)
+        fn, one, zero = found
+        return lambda out, a, b: _call(fn, one, zero, out, a, b, NO_TRANS, NO_TRANS,
+                                       a.shape[0], b.shape[1], a.shape[1], a.shape[1],
+                                       b.shape[1])
+
+    @overload(tn, inline="always")
+    def _tn(out, a, b):
+        found = chosen(out, a, b)
+        if found is None:
+            return lambda out, a, b: np.dot(a.T, b, out)
+        fn, one, zero = found
+        return lambda out, a, b: _call(fn, one, zero, out, a, b, TRANS, NO_TRANS,
+                                       a.shape[1], b.shape[1], a.shape[0], a.shape[1],
+                                       b.shape[1])
+
+    @overload(nt, inline="always")
+    def _nt(out, a, b):
+        found = chosen(out, a, b)
+        if found is None:
+            return lambda out, a, b: np.dot(a, b.T, out)
+        fn, one, zero = found
+        return lambda out, a, b: _call(fn, one, zero, out, a, b, NO_TRANS, TRANS,
+                                       a.shape[0], b.shape[0], a.shape[1], a.shape[1],
+                                       b.shape[1])
 
 
-@jit(inline="always")
-def symbol_tn(out, a, b):
-    if not _gemm(out, a, b, TRANS, NO_TRANS, a.shape[1], b.shape[1], a.shape[0]):
-        np.dot(a.T, b, out)
+def gemm_nn(out, a, b):
+    """out = a @ b (compiled code only)."""
+    raise NotImplementedError("cpu/gemm.gemm_nn runs inside compiled kernels only")
 
 
-@jit(inline="always")
-def symbol_nt(out, a, b):
-    if not _gemm(out, a, b, NO_TRANS, TRANS, a.shape[0], b.shape[0], a.shape[1]):
-        np.dot(a, b.T, out)
+def gemm_tn(out, a, b):
+    """out = a^T @ b (compiled code only)."""
+    raise NotImplementedError("cpu/gemm.gemm_tn runs inside compiled kernels only")
 
 
-@jit(inline="always")
-def dot_nn(out, a, b):
-    np.dot(a, b, out)
+def gemm_nt(out, a, b):
+    """out = a @ b^T (compiled code only)."""
+    raise NotImplementedError("cpu/gemm.gemm_nt runs inside compiled kernels only")
 
 
-@jit(inline="always")
-def dot_tn(out, a, b):
-    np.dot(a.T, b, out)
-
-
-@jit(inline="always")
-def dot_nt(out, a, b):
-    np.dot(a, b.T, out)
-
+_products(gemm_nn, gemm_tn, gemm_nt)
 
 if BY_SYMBOL:
     import llvmlite.binding
     llvmlite.binding.load_library_permanently(LIBRARY[0])
-    gemm_nn, gemm_tn, gemm_nt = symbol_nn, symbol_tn, symbol_nt
-else:
-    gemm_nn, gemm_tn, gemm_nt = dot_nn, dot_tn, dot_nt

@@ -1,12 +1,12 @@
-"""cpu/gemm.py's three products, by the bundled OpenBLAS's symbol and by np.dot, against
-numpy; and core/blas.symbol_library's choice of library."""
+"""cpu/gemm.py's three products against numpy, by the bundled OpenBLAS's symbol (C arrays)
+and by np.dot (other layouts); and core/blas.symbol_library's choice of library."""
 import glob
 import os
 
 import numpy as np
 import pytest
+from numba import njit
 
-from fastmlp.config import jit
 from fastmlp.core import blas
 from fastmlp.cpu import gemm
 
@@ -19,66 +19,57 @@ def _bundled():
         + glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas64_*"))
 
 
-def _products(nn, tn, nt):
-    @jit
-    def products(ab, atc, cbt, a, b, c):
-        nn(ab, a, b)      # ab = a @ b
-        tn(atc, a, c)     # atc = a^T @ c
-        nt(cbt, c, b)     # cbt = c @ b^T
-    return products
+@njit(cache=False)  # not from the disk cache: its LLVM IR is inspected below
+def products(ab, atc, cbt, a, b, c):
+    gemm.gemm_nn(ab, a, b)   # ab = a @ b
+    gemm.gemm_tn(atc, a, c)  # atc = a^T @ c
+    gemm.gemm_nt(cbt, c, b)  # cbt = c @ b^T
 
 
-VARIANTS = {"dot": _products(gemm.dot_nn, gemm.dot_tn, gemm.dot_nt),
-            "symbol": _products(gemm.symbol_nn, gemm.symbol_tn, gemm.symbol_nt)}
+def _check(a, b, c, dtype, **tol):
+    m, k = a.shape
+    out = [np.full(shape, np.nan, dtype) for shape in ((m, b.shape[1]), (k, c.shape[1]),
+                                                       (m, b.shape[0]))]
+    products(*out, a, b, c)
+    for got, expected in zip(out, (a @ b, a.T @ c, c @ b.T)):
+        np.testing.assert_allclose(got, expected, **tol)
 
 
-@pytest.mark.parametrize("variant", ["dot", "symbol"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m,k,n", [(5, 7, 3), (64, 784, 10), (1, 1, 1), (3, 0, 4)])
-def test_products_match_numpy(rng, variant, dtype, m, k, n):
-    if variant == "symbol" and not gemm.BY_SYMBOL:
-        pytest.fail("numpy bundles no OpenBLAS >= 0.3.31 here, or FASTMLP_BLAS_BY_SYMBOL=0: "
-                    "the symbol variant cannot be called") if _bundled() else \
-            pytest.skip("this numpy bundles no OpenBLAS (not a wheel from PyPI)")
+@pytest.mark.parametrize("m,k,n", [(5, 7, 3), (64, 784, 10), (1, 1, 1), (3, 0, 4), (0, 2, 3)])
+def test_products_match_numpy(rng, dtype, m, k, n):
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
     c = rng.standard_normal((m, n)).astype(dtype)
     a.flags.writeable = False  # the kernels pass read-only views of the batch
-    out = [np.full(shape, np.nan, dtype) for shape in ((m, n), (k, n), (m, k))]
-    VARIANTS[variant](*out, a, b, c)
-    for got, expected in zip(out, (a @ b, a.T @ c, c @ b.T)):
-        np.testing.assert_allclose(got, expected, **TOL[dtype])
+    _check(a, b, c, dtype, **TOL[dtype])
 
 
-@pytest.mark.parametrize("variant", ["dot", "symbol"])
-def test_a_view_that_is_not_row_major_goes_to_np_dot(rng, variant):
-    if variant == "symbol" and not gemm.BY_SYMBOL:
-        pytest.skip("the symbol variant is off here (test_products_match_numpy says why)")
+def test_views_that_are_not_c_contiguous_go_to_np_dot(rng):
     a = np.asfortranarray(rng.standard_normal((6, 4)).astype(np.float32))
-    b = rng.standard_normal((4, 5)).astype(np.float32)
-    c = rng.standard_normal((6, 5)).astype(np.float32)
-    out = [np.zeros((6, 5), np.float32), np.zeros((4, 5), np.float32),
-           np.zeros((6, 4), np.float32)]
-    VARIANTS[variant](*out, a, b, c)
-    for got, expected in zip(out, (a @ b, a.T @ c, c @ b.T)):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.filterwarnings("ignore::numba.core.errors.NumbaPerformanceWarning")
-def test_row_major_views_with_longer_rows_go_by_symbol(rng):
-    """A row stride above the row's length (a column slice) is still row-major: the
-    library takes it as the leading dimension. (Outputs are always whole C arrays: numba's
-    np.dot, the fallback, accepts no other.)"""
-    if not gemm.BY_SYMBOL:
-        pytest.skip("the symbol variant is off here (test_products_match_numpy says why)")
-    a = rng.standard_normal((6, 7)).astype(np.float32)[:, :4]
     b = rng.standard_normal((4, 9)).astype(np.float32)[:, :5]
-    c = rng.standard_normal((6, 8)).astype(np.float32)[:, :5]
-    out = [np.zeros((6, 5), np.float32), np.zeros((4, 5), np.float32),
-           np.zeros((6, 4), np.float32)]
-    VARIANTS["symbol"](*out, a, b, c)
-    for got, expected in zip(out, (a @ b, a.T @ c, c @ b.T)):
-        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    c = rng.standard_normal((6, 5)).astype(np.float32)
+    _check(a, b, c, np.float32, rtol=1e-5, atol=1e-5)
+
+
+def _calls_symbol():
+    """Whether the last compiled `products` calls the library's symbol."""
+    llvm = products.inspect_llvm(products.nopython_signatures[-1].args)
+    return any(name in llvm for name in blas.SYMBOLS)
+
+
+def test_c_contiguous_products_call_the_library_by_symbol(rng):
+    """Chosen when numba types the call: the symbol for C-contiguous float arrays (every
+    view the kernels pass) wherever symbol_library found the library, np.dot otherwise."""
+    a, b, c = (rng.standard_normal(shape).astype(np.float32) for shape in ((6, 4), (4, 5),
+                                                                           (6, 5)))
+    _check(a, b, c, np.float32, rtol=1e-5, atol=1e-5)
+    assert _calls_symbol() == (blas.symbol_library() is not None) == gemm.BY_SYMBOL
+    if _bundled():
+        assert gemm.BY_SYMBOL, "numpy bundles OpenBLAS here, yet the kernels call np.dot"
+    fortran = [np.asfortranarray(x) for x in (a, b, c)]
+    _check(*fortran, np.float32, rtol=1e-5, atol=1e-5)
+    assert not _calls_symbol()
 
 
 def test_the_bundled_openblas_is_found_and_can_be_turned_off(monkeypatch):
@@ -92,8 +83,6 @@ def test_the_bundled_openblas_is_found_and_can_be_turned_off(monkeypatch):
     assert blas.symbol_library.__wrapped__() is None
 
 
-def test_kernels_use_what_symbol_library_found():
-    assert gemm.BY_SYMBOL == (blas.symbol_library() is not None)
-    expected = (gemm.symbol_nn, gemm.symbol_tn, gemm.symbol_nt) if gemm.BY_SYMBOL \
-        else (gemm.dot_nn, gemm.dot_tn, gemm.dot_nt)
-    assert (gemm.gemm_nn, gemm.gemm_tn, gemm.gemm_nt) == expected
+def test_the_stubs_say_they_run_compiled_only():
+    with pytest.raises(NotImplementedError, match="inside compiled kernels only"):
+        gemm.gemm_nn(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))
