@@ -1,12 +1,13 @@
 """The kernels' matrix products: out = a @ b (gemm_nn), a^T @ b (gemm_tn), a @ b^T (gemm_nt),
-every array a 2-D row-major view (the workspace's and the parameters' slices).
+every array a 2-D C-contiguous view (the workspace's and the parameters' slices).
 
 Where core/blas.symbol_library finds the OpenBLAS that numpy's wheels bundle (0.3.31 on),
 the products call its cblas_?gemm by symbol: llvmlite loads the library into the process
 and numba.types.ExternalFunction declares the symbols, so a kernel that calls them is cached
 and loads in a fresh process like any other (a ctypes pointer would make numba refuse to
-cache it). Elsewhere, and for a view that is not row-major after all, they call numba's
-np.dot, which reaches scipy's OpenBLAS: the same products, rounded by another build.
+cache it). Elsewhere, and for arrays that are not C-contiguous (chosen when numba types the
+call, so only one of the two is compiled), they call numba's np.dot, which reaches scipy's
+OpenBLAS: the same products, rounded by another build.
 """
 import numpy as np
 from numba import types
