@@ -32,65 +32,49 @@ def _declare(name, dtype):
 SGEMM, DGEMM = _declare(SYMBOLS[0], types.float32), _declare(SYMBOLS[1], types.float64)
 
 
-def _c_layout(*arrays):
-    return all(isinstance(x, types.Array) and x.layout == "C" for x in arrays)
-
-
 @jit(inline="always")  # one compile per product and signature would cost seconds cold
-def _call(gemm_fn, one, zero, out, a, b, trans_a, trans_b, m, n, k, lda, ldb):
-    """out (m, n) = op(a) @ op(b), every array C-contiguous, by the library's symbol."""
+def _call(gemm_fn, one, zero, out, a, b, trans_a, trans_b):
+    """out = op(a) @ op(b), every array C-contiguous (a row's length is its leading
+    dimension), by the library's symbol; the shapes checked as np.dot checks them."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a == TRANS else a.shape[1]
+    if (a.shape[1] if trans_a == TRANS else a.shape[0]) != m \
+            or (b.shape[1] if trans_b == TRANS else b.shape[0]) != k \
+            or (b.shape[0] if trans_b == TRANS else b.shape[1]) != n:
+        raise ValueError("cpu/gemm: matrix shapes do not match")
     if m == 0 or n == 0:
         return
     if k == 0:  # an empty sum; the library would read an invalid leading dimension
         out[:, :] = 0
         return
-    gemm_fn(ROW_MAJOR, trans_a, trans_b, m, n, k, one, a.ctypes, lda, b.ctypes, ldb, zero,
-            out.ctypes, n)
+    gemm_fn(ROW_MAJOR, trans_a, trans_b, m, n, k, one, a.ctypes, a.shape[1], b.ctypes,
+            b.shape[1], zero, out.ctypes, n)
 
 
-def _products(nn, tn, nt):
-    """Overload the three stubs: by symbol for C-contiguous arrays of one float dtype (every
-    view the kernels pass), chosen when numba types the call, so np.dot's code is not
-    compiled beside it; np.dot for anything else, or without the library."""
+def _chosen(out, a, b):
+    """(symbol, one, zero) for C-contiguous arrays of one float dtype (every view the
+    kernels pass) when the library was found; else None, for np.dot."""
+    if not (BY_SYMBOL and all(isinstance(x, types.Array) and x.layout == "C"
+                              for x in (out, a, b))
+            and out.dtype == a.dtype == b.dtype
+            and out.dtype in (types.float32, types.float64)):
+        return None
+    if out.dtype == types.float32:
+        return SGEMM, np.float32(1), np.float32(0)
+    return DGEMM, 1.0, 0.0
 
-    def chosen(out, a, b):
-        if not (BY_SYMBOL and _c_layout(out, a, b)
-                and out.dtype == a.dtype == b.dtype
-                and out.dtype in (types.float32, types.float64)):
-            return None
-        if out.dtype == types.float32:
-            return SGEMM, np.float32(1), np.float32(0)
-        return DGEMM, 1.0, 0.0
 
-    @overload(nn, inline="always")
-    def _nn(out, a, b):
-        found = chosen(out, a, b)
+def _product(stub, trans_a, trans_b, dot):
+    """Overload a stub, chosen when numba types the call, so np.dot's code is not compiled
+    beside the symbol's."""
+
+    @overload(stub, inline="always")
+    def implementation(out, a, b):
+        found = _chosen(out, a, b)
         if found is None:
-            return lambda out, a, b: np.dot(a, b, out)
+            return dot
         fn, one, zero = found
-        return lambda out, a, b: _call(fn, one, zero, out, a, b, NO_TRANS, NO_TRANS,
-                                       a.shape[0], b.shape[1], a.shape[1], a.shape[1],
-                                       b.shape[1])
-
-    @overload(tn, inline="always")
-    def _tn(out, a, b):
-        found = chosen(out, a, b)
-        if found is None:
-            return lambda out, a, b: np.dot(a.T, b, out)
-        fn, one, zero = found
-        return lambda out, a, b: _call(fn, one, zero, out, a, b, TRANS, NO_TRANS,
-                                       a.shape[1], b.shape[1], a.shape[0], a.shape[1],
-                                       b.shape[1])
-
-    @overload(nt, inline="always")
-    def _nt(out, a, b):
-        found = chosen(out, a, b)
-        if found is None:
-            return lambda out, a, b: np.dot(a, b.T, out)
-        fn, one, zero = found
-        return lambda out, a, b: _call(fn, one, zero, out, a, b, NO_TRANS, TRANS,
-                                       a.shape[0], b.shape[0], a.shape[1], a.shape[1],
-                                       b.shape[1])
+        return lambda out, a, b: _call(fn, one, zero, out, a, b, trans_a, trans_b)
 
 
 def gemm_nn(out, a, b):
@@ -108,7 +92,9 @@ def gemm_nt(out, a, b):
     raise NotImplementedError("cpu/gemm.gemm_nt runs inside compiled kernels only")
 
 
-_products(gemm_nn, gemm_tn, gemm_nt)
+_product(gemm_nn, NO_TRANS, NO_TRANS, lambda out, a, b: np.dot(a, b, out))
+_product(gemm_tn, TRANS, NO_TRANS, lambda out, a, b: np.dot(a.T, b, out))
+_product(gemm_nt, NO_TRANS, TRANS, lambda out, a, b: np.dot(a, b.T, out))
 
 if BY_SYMBOL:
     import llvmlite.binding

@@ -86,3 +86,10 @@ def test_the_bundled_openblas_is_found_and_can_be_turned_off(monkeypatch):
 def test_the_stubs_say_they_run_compiled_only():
     with pytest.raises(NotImplementedError, match="inside compiled kernels only"):
         gemm.gemm_nn(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))
+
+
+def test_shapes_that_do_not_match_are_refused_as_np_dot_refuses_them():
+    a, b = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32)
+    with pytest.raises(ValueError):
+        products(np.zeros((3, 2), np.float32), np.zeros((4, 2), np.float32),
+                 np.zeros((3, 5), np.float32), a, b, np.ones((3, 2), np.float32))
