@@ -6,8 +6,9 @@ stale machine code in use. `install` puts cache locators ahead of numba's own fo
 this package; their stamp adds a digest of KERNEL_SOURCES, so an edit to any of those files
 makes every fastmlp kernel compile afresh on its next call (numba then overwrites the stale
 entries), and the BLAS library the kernels call (core/blas.stamp), so a kernel compiled to
-call a library's symbol is never loaded where that library is not. Code outside the package is left to numba's own locators. The generated kernels of
-cpu/codegen.py hash the same digest into their file names (cpu/specialize.py).
+call a library's symbol is never loaded where that library is not. Code outside the package
+is left to numba's own locators. The generated kernels of cpu/codegen.py hash the same
+digest into their file names (cpu/specialize.py).
 """
 import functools
 import hashlib
