@@ -13,7 +13,9 @@ from fastmlp.cpu import gemm
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-13, atol=1e-13)}
 
 
-def _bundled():
+def numpy_bundles_openblas():
+    """Whether numpy's own files hold an OpenBLAS (a wheel from PyPI), looked up here
+    independently of core/blas, so a broken lookup there fails rather than skips."""
     here = os.path.dirname(os.path.abspath(np.__file__))
     return glob.glob(os.path.join(here + ".libs", "libscipy_openblas64_*")) \
         + glob.glob(os.path.join(here, ".dylibs", "libscipy_openblas64_*"))
@@ -65,7 +67,7 @@ def test_c_contiguous_products_call_the_library_by_symbol(rng):
                                                                            (6, 5)))
     _check(a, b, c, np.float32, rtol=1e-5, atol=1e-5)
     assert _calls_symbol() == (blas.symbol_library() is not None) == gemm.BY_SYMBOL
-    if _bundled():
+    if numpy_bundles_openblas():
         assert gemm.BY_SYMBOL, "numpy bundles OpenBLAS here, yet the kernels call np.dot"
     fortran = [np.asfortranarray(x) for x in (a, b, c)]
     _check(*fortran, np.float32, rtol=1e-5, atol=1e-5)
@@ -74,7 +76,7 @@ def test_c_contiguous_products_call_the_library_by_symbol(rng):
 
 def test_the_bundled_openblas_is_found_and_can_be_turned_off(monkeypatch):
     found = blas.symbol_library.__wrapped__()
-    if _bundled():
+    if numpy_bundles_openblas():
         assert found is not None and found[1] >= blas.MIN_OPENBLAS, found
         assert blas.stamp() == (os.path.basename(found[0]), found[1])
     else:
