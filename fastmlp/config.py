@@ -12,12 +12,19 @@ raising ZeroDivisionError; the check Python's rule needs sits in every division 
 LLVM from vectorising the loop around it.
 """
 import functools
+import os
 
 import numba
 
 from .core import jitcache
 
 CACHE = True
+#: While a cold fit compiles its training kernel, a second process compiles the inference
+#: kernels its model calls next into the same cache, on another core (cpu/ahead.py).
+#: FASTMLP_COMPILE_AHEAD=0 turns it off. A first inference waits at most
+#: COMPILE_AHEAD_WAIT seconds for that process, then compiles by itself.
+COMPILE_AHEAD = os.environ.get("FASTMLP_COMPILE_AHEAD", "1") != "0"
+COMPILE_AHEAD_WAIT = 120.0
 FASTMATH = frozenset({"reassoc", "contract"})
 NOGIL = True
 ERROR_MODEL = "numpy"
@@ -101,8 +108,20 @@ jitcache.install()
 # helpers, optimizer_step) are @jit(inline="always"): numba inlines them into their caller
 # before typing. The functions with the loops over many codes (activation_*, loss_*, the
 # optimizer steps) stay separate: inlined, they made numba's typing of a kernel 3x slower.
-jit = functools.partial(numba.njit, cache=CACHE, fastmath=set(FASTMATH), nogil=NOGIL,
-                        error_model=ERROR_MODEL)
+#
+# Every kernel's cache files are read and written under a lock (jitcache.lock_files): numba's
+# own can mix two processes' entries when both compile one function at once.
+_JIT_OPTIONS = {"cache": CACHE, "fastmath": set(FASTMATH), "nogil": NOGIL,
+                "error_model": ERROR_MODEL}
+
+
+def jit(function=None, **options):
+    """numba.njit with the package's flags (options override them), as @jit or
+    @jit(...)."""
+    if function is None:
+        return functools.partial(jit, **options)
+    return jitcache.lock_files(numba.njit(function, **{**_JIT_OPTIONS, **options}))
+
 
 # -- CUDA (fastmlp/cuda/) -----------------------------------------------------------------
 # Kernels whose shared-memory tiles need compile-time sizes are built per value of the

@@ -5,6 +5,7 @@ disk cache (its hits), and the BLAS library the kernels called by symbol (None: 
 
     python -m tests.fresh_fit parallel   # 784-256-10-sized steps split in two parts, 2 threads
     python -m tests.fresh_fit small      # a small fit, then predict (the default config)
+    python -m tests.fresh_fit inference  # predict and the loss of an untrained model
 """
 import hashlib
 import json
@@ -68,6 +69,20 @@ def small_fit():
     return {"weights": weights_digest(model)}
 
 
+def first_inference():
+    """A model's first inference, nothing trained: predict on many rows (split over parts
+    where this process may run two threads) and on a few, and the loss."""
+    import fastmlp
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((4096, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4096)
+    model = fastmlp.MLP(64, [(64, "relu"), (10, "softmax")], dtype=np.float32, seed=1)
+    model.predict(X)
+    model.predict(X[:5])
+    model.loss(X[:100], y[:100])
+    return {"weights": weights_digest(model)}
+
+
 def weights_digest(model):
     digest = hashlib.sha256()
     for w, b in model.get_weights():
@@ -77,7 +92,8 @@ def weights_digest(model):
 
 
 if __name__ == "__main__":
-    out = {"parallel": parallel_fit, "small": small_fit}[sys.argv[1]]()
+    out = {"parallel": parallel_fit, "small": small_fit, "inference": first_inference}[
+        sys.argv[1]]()
     out["compiled"], out["loaded"] = compile_record()
     from fastmlp.core import blas
     out["blas"] = blas.stamp()

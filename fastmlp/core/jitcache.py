@@ -9,7 +9,16 @@ entries), and the BLAS library the kernels call (core/blas.stamp), so a kernel c
 call a library's symbol is never loaded where that library is not. Code outside the package
 is left to numba's own locators. The generated kernels of cpu/codegen.py hash the same
 digest into their file names (cpu/specialize.py).
+
+`lock_files` makes a kernel's cache files safe for processes that compile at the same time
+(cpu/ahead.py's helper and the fit beside it, test workers, a grid search's jobs). numba
+names a new entry's data file after the first number free in the index as it read it, then
+rewrites the index: two processes adding different signatures of one function at once can
+both take `.1.nbc`, and the index left behind can send one signature to the other's machine
+code. Under the lock, reading the index, choosing the name and writing both files is one
+step; loads take the lock shared, so they never see an index ahead of its data.
 """
+import contextlib
 import functools
 import hashlib
 import os
@@ -95,6 +104,50 @@ def heal(directory):
                 os.unlink(path)
             except OSError:
                 pass
+
+
+LOCK_NAME = "fastmlp-cache.lock"
+
+
+@contextlib.contextmanager
+def _locked(directory, exclusive):
+    """An advisory lock on directory's LOCK_NAME file (shared or exclusive) while the block
+    runs; where the system has no such locks (or the directory is not writable), none."""
+    try:
+        import fcntl
+        fd = os.open(os.path.join(directory, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o666)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # a filesystem without locks (some network mounts)
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+class LockedIndexDataCacheFile(caching.IndexDataCacheFile):
+    """numba's index and data files of one function, read and written under the cache
+    directory's lock (the module's docstring says why)."""
+
+    def save(self, key, data):
+        with _locked(self._cache_path, exclusive=True):
+            super().save(key, data)
+
+    def load(self, key):
+        with _locked(self._cache_path, exclusive=False):
+            return super().load(key)
+
+
+def lock_files(dispatcher):
+    """dispatcher, its disk cache (if any) now read and written under the lock."""
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if type(cache_file) is caching.IndexDataCacheFile:
+        cache_file.__class__ = LockedIndexDataCacheFile  # same state, locked methods
+    return dispatcher
 
 
 def install():

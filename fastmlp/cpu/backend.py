@@ -19,10 +19,12 @@ import numpy as np
 
 from .. import config
 from ..core.blas import limit_threads
+from ..core.jitcache import compile_for
+from ..core.spec import NetworkSpec
 from ..core.status import OK
 from ..inputs.validation import for_kernels
 from ..core.workspace import Workspace
-from . import parallel, threads
+from . import ahead, parallel, threads
 from .network import UNWEIGHTED
 from .run import CpuRun
 from . import steps as cpu_steps
@@ -74,14 +76,35 @@ class CpuBackend:
     # -- inference, loss and gradients ---------------------------------------------------
     def forward_rows(self, X):
         """Output activations of every row of X, (n, n_outputs)."""
-        rows = self.ensure_rows(1)
+        ahead.wait(self.dtype)
+        self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        if (X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS
-                and threads.parts_for(rows, self.spec.n_weights) > 1):
+        if X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS and self._parallel_forward():
             self._forward_parallel(out, X)
             return out
         cpu_steps.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
+
+    def _parallel_forward(self):
+        """Whether forward_rows splits many rows over parts (parallel.forward_parts)."""
+        return threads.parts_for(self.ws.rows, self.spec.n_weights) > 1
+
+    def inference_calls(self, split=None):
+        """(kernel, arguments) of the inference kernels, on no rows: evaluate_rows (predict,
+        the loss, the validation loss: one kernel) and, where forward_rows would split many
+        rows over parts (or with split=True), parallel.forward_parts. Their types depend on
+        the dtype alone, so cpu/ahead.py's helper compiles them for a network of its own."""
+        self.ensure_rows(1)
+        x = for_kernels(np.zeros((0, self.spec.n_inputs), self.dtype))
+        out = np.empty((0, self.spec.n_outputs), self.dtype)
+        calls = [(cpu_steps.evaluate_rows,
+                  self.evaluate_args(out, x, self.no_targets, None, None))]
+        if self._parallel_forward() if split is None else split:
+            bufs = parallel.PartBuffers(self.spec, self.dtype, 2, 1)
+            calls.append((parallel.forward_parts,
+                          (out, bufs.acts, bufs.deltas, bufs.logits, x, self.ws.params,
+                           self.spec.table, bufs.rows, 0, 0, bufs.sync)))
+        return calls
 
     def _forward_parallel(self, out, X):
         """forward_rows with the rows split over one part per thread, in blocks of
@@ -112,6 +135,7 @@ class CpuBackend:
     def loss_rows(self, X, T, objective, weights=None):
         """The objective's mean over the rows of X as one batch (weighted by `weights` when
         given), plus the l2 term."""
+        ahead.wait(self.dtype)
         self.ensure_rows(1)
         return float(cpu_steps.evaluate_rows(*self.evaluate_args(None, X, T, objective,
                                                                  weights)))
@@ -170,3 +194,12 @@ class CpuBackend:
             return False
         self.ws.restore_backup()
         return True
+
+
+def compile_inference(dtype, split):
+    """What cpu/ahead.py's helper process runs: compile the inference kernels of dtype
+    (forward_parts too with split) into numba's cache. Any network compiles the same
+    overloads for a dtype (CpuBackend.inference_calls); this one is small to build."""
+    backend = CpuBackend(NetworkSpec(1, [(1, "identity")]), dtype)
+    for kernel, args in backend.inference_calls(split=split):
+        compile_for(kernel, *args)

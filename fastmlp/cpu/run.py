@@ -25,7 +25,7 @@ from ..core.optimizers import LR
 from ..core.schedules import check_schedule, current_lr, replay_constant_steps
 from ..core.status import OK
 from ..core.workspace import fit_state, step_config
-from . import parallel, specialize, threads
+from . import ahead, parallel, specialize, threads
 from . import steps as cpu_steps
 
 
@@ -119,6 +119,8 @@ class CpuRun:
             self.limits = contextlib.ExitStack()
             self.limits.enter_context(limit_threads(self.blas_limit))
         if n_steps == 0:
+            if not self.kernels_ready():  # a cold start: inference compiles alongside
+                ahead.start(self.backend)
             for kernel, args in self._calls():
                 compile_for(kernel, *args)
             return OK, 0
