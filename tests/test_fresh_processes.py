@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import numba
+import numpy as np
 import pytest
 
 from tests.cpu.test_gemm import numpy_bundles_openblas
@@ -42,6 +44,13 @@ def test_a_second_process_sharing_the_caches_compiles_nothing(tmp_path, mode):
     # The caches really started empty (whatever the first process loaded, its helper,
     # cpu/ahead.py, compiled meanwhile).
     assert first["compiled"]
+    # The helper compiled overloads the training kernel's compile would have compiled.
+    from fastmlp.cpu import ahead
+    made = set(first["compiled"]) | set(first["loaded"])
+    training = {"parallel": "team", "small": "serial"}[mode]
+    for kernel, args in ahead.TRAINING[training](np.dtype(np.float32)):
+        name = f"{kernel.py_func.__module__}.{kernel.py_func.__qualname__}"
+        assert f"{name}{tuple(numba.typeof(a) for a in args)}" in made, name
     assert second["compiled"] == [], second["compiled"]
     assert second["loaded"]
     assert second["weights"] == first["weights"]

@@ -4,13 +4,16 @@ numba compiles one function at a time in a process (it holds a global lock), on 
 cold fit spends its first seconds compiling its training kernel, and the inference kernels
 its model calls next (steps.evaluate_rows for predict, score and the validation loss;
 parallel.forward_parts for predict on many rows) would compile after it, in turn. So when a
-fit has to compile, `start` launches a helper process (`command`: backend.compile_inference)
-that compiles those kernels into the same disk cache on another core meanwhile. Their argument
-types depend on the dtype alone (never on the layer sizes, codes or row counts:
-backend.inference_calls), so the helper compiles them for a network of its own. `wait`,
-called before the first inference, lets a running helper finish instead of compiling the
-same kernels twice; that call then loads them from the cache (core/jitcache.py locks the
-cache files, so two processes writing one function's entries at once lose neither).
+fit has to compile, `start` launches a helper process (`command`: backend.compile_ahead)
+that compiles into the same disk cache, on another core meanwhile: first, for the
+training kernel, the functions it calls that numba compiles on their own, those the
+fit's compile reaches last first (separate_callees in parallel.py and steps.py), so the
+fit loads them when it gets there; then those inference kernels. Their argument types depend on the dtype alone
+(never on the layer sizes, codes or row counts: backend.inference_calls), so the helper
+compiles them for a network of its own. `wait`, called before the first inference, lets a
+running helper finish instead of compiling the same kernels twice; that call then loads
+them from the cache (core/jitcache.py locks the cache files, so two processes writing one
+function's entries at once lose neither).
 
 Nothing starts where it cannot help: caching off (config.CACHE), one core, the kernels
 already compiled or cached, or config.COMPILE_AHEAD off (FASTMLP_COMPILE_AHEAD=0). A helper
@@ -24,9 +27,10 @@ import sys
 
 from .. import config
 from ..core.jitcache import PACKAGE_DIR, is_compiled, load_cached
-from . import threads
+from . import parallel, threads
+from . import steps as cpu_steps
 
-#: (dtype name, parallel) -> (the process that launched it, Popen)
+#: (dtype name, split forward, training kernel) -> (the process that launched it, Popen)
 _helpers = {}
 
 
@@ -36,16 +40,21 @@ def _compiled(calls):
                for kernel, args in calls)
 
 
-def command(dtype, split):
-    """The helper's command line: backend.compile_inference(dtype, split)."""
-    return [sys.executable, "-c", "import sys; from fastmlp.cpu.backend import "
-            "compile_inference; compile_inference(sys.argv[1], sys.argv[2] == 'split')",
-            dtype, "split" if split else "serial"]
+#: The training kernels whose separately compiled functions a helper compiles, by name.
+TRAINING = {"team": parallel.separate_callees, "serial": cpu_steps.separate_callees}
 
 
-def start(backend):
-    """Launch a helper compiling backend's inference kernels, unless it cannot help or one
-    is already at it. Returns the Popen, or None."""
+def command(dtype, split, training):
+    """The helper's command line: backend.compile_ahead(dtype, split, training)."""
+    return [sys.executable, "-c", "import sys; from fastmlp.cpu.backend import compile_ahead; "
+            "compile_ahead(sys.argv[1], sys.argv[2] == 'split', sys.argv[3])",
+            dtype, "split" if split else "serial", training or "none"]
+
+
+def start(backend, training=None):
+    """Launch a helper compiling backend's inference kernels and, first, the separately
+    compiled functions of the training kernel named `training` (a key of TRAINING, or None),
+    unless it cannot help or one is already at it. Returns the Popen, or None."""
     if not (config.CACHE and config.COMPILE_AHEAD) or threads.cores() < 2:
         return None
     # Only a Python interpreter can run the helper (an embedding program's executable,
@@ -53,11 +62,11 @@ def start(backend):
     if not os.path.basename(sys.executable or "").startswith("python"):
         return None
     calls = backend.inference_calls()
-    key = (backend.dtype.name, len(calls) > 1)
+    key = (backend.dtype.name, len(calls) > 1, training)
     running = _helpers.get(key)
     if running is not None and running[0] == os.getpid() and running[1].poll() is None:
         return running[1]
-    if _compiled(calls):
+    if _compiled(calls + (TRAINING[training](backend.dtype) if training else [])):
         return None
     env = dict(os.environ)
     # The helper imports this very package (a script run from a checkout may have found it

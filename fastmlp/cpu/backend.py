@@ -196,10 +196,13 @@ class CpuBackend:
         return True
 
 
-def compile_inference(dtype, split):
-    """What cpu/ahead.py's helper process runs: compile the inference kernels of dtype
-    (forward_parts too with split) into numba's cache. Any network compiles the same
-    overloads for a dtype (CpuBackend.inference_calls); this one is small to build."""
+def compile_ahead(dtype, split, training):
+    """What cpu/ahead.py's helper process runs: the separately compiled functions of the
+    training kernel named `training` (ahead.TRAINING; "none": none), the last it reaches
+    first; then the inference kernels of dtype (forward_parts too with `split`). Any network
+    compiles the same overloads for a dtype (CpuBackend.inference_calls); this one is small
+    to build."""
+    calls = ahead.TRAINING[training](np.dtype(dtype)) if training in ahead.TRAINING else []
     backend = CpuBackend(NetworkSpec(1, [(1, "identity")]), dtype)
-    for kernel, args in backend.inference_calls(split=split):
+    for kernel, args in calls + backend.inference_calls(split=split):
         compile_for(kernel, *args)

@@ -36,9 +36,10 @@ import numpy as np
 from ..config import jit
 from ..core.optimizers import LR, N_HYPER
 from ..core.schedules import scheduled_lr
-from ..core.spec import N_IN, N_OUT, W_OFFSET
+from ..core.spec import N_IN, N_OUT, TABLE_COLUMNS, W_OFFSET
 from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from . import team
+from .loss import loss_backward, loss_forward
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows
@@ -270,6 +271,23 @@ def team_forward(tid, size, out, acts, deltas, logits, x, params, layers, rows, 
         forward_rows(out[lo + a:lo + b], acts[p], logits[p], deltas[p], x[lo + a:lo + b],
                      params, layers, rows)
     return 0
+
+
+def separate_callees(dtype):
+    """(dispatcher, arguments of the types team_steps passes) of the functions team_steps
+    calls that numba compiles on their own, the last it reaches first: what cpu/ahead.py's
+    helper compiles while the fit's own compile of team_steps works down from the top, so
+    that the fit loads them when it gets there. (tests/test_fresh_processes.py checks them
+    against what a cold fit compiles.)"""
+    v, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
+    sums, table = np.zeros(1), np.zeros((1, TABLE_COLUMNS), np.int64)
+    read_only_rows = np.zeros((1, 1), dtype)
+    table.flags.writeable = read_only_rows.flags.writeable = False  # as in StepConfig, views
+    return [(update_part, (v, v, v, v, 0, 0, sums, 0, 0.0, 0, 2)),
+            (finish_norms, (sums, np.zeros((1, 1)), 0, True)),
+            (reduce_slice, (v, rows, v, table, 0, 0.0, sums, 0, 0)),
+            (loss_backward, (rows, rows, read_only_rows, 0.0, 0, 0)),
+            (loss_forward, (read_only_rows, rows, read_only_rows, 0))]
 
 
 class _TeamKernel:

@@ -119,8 +119,10 @@ class CpuRun:
             self.limits = contextlib.ExitStack()
             self.limits.enter_context(limit_threads(self.blas_limit))
         if n_steps == 0:
-            if not self.kernels_ready():  # a cold start: inference compiles alongside
-                ahead.start(self.backend)
+            if not self.kernels_ready():  # a cold start: a helper compiles alongside
+                kernel = self._kernel()[0]
+                ahead.start(self.backend, "team" if kernel is parallel.train_steps else
+                            "serial" if kernel is cpu_steps.train_steps else None)
             for kernel, args in self._calls():
                 compile_for(kernel, *args)
             return OK, 0

@@ -7,16 +7,20 @@ run here, so Python is not in the per-batch loop.
 """
 import math
 
+import numpy as np
+
 
 from ..config import jit
 from ..core.optimizers import LR
 from ..core.rng import shuffle
 from ..core.schedules import advance, scheduled_lr
+from ..core.spec import TABLE_COLUMNS
 from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from ..core.sample_weight import total_weight
 from .network import (batch_loss, l2_backward, l2_forward, network_backward, network_forward,
                       output_loss)
-from .optim import gradient_norms, optimizer_step
+from .loss import loss_backward, loss_forward
+from .optim import adam_step, gradient_norms, optimizer_step, sgd_step
 from .views import readonly, view2d
 
 
@@ -154,6 +158,21 @@ def train_steps(state, fit, x, targets, config, n_steps):
                        fit.hyper, l2)
         end_step(fit, c, lr, total_loss, m, n, epoch)
     return OK, n_steps
+
+
+def separate_callees(dtype):
+    """(dispatcher, arguments of the types train_steps passes) of the functions train_steps
+    calls that numba compiles on their own, the last it reaches first: what cpu/ahead.py's
+    helper compiles while the fit's own compile of train_steps works down from the top.
+    (tests/cpu/test_ahead.py checks them against what a cold fit compiles.)"""
+    v, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
+    table, read_only_rows = np.zeros((1, TABLE_COLUMNS), np.int64), np.zeros((1, 1), dtype)
+    table.flags.writeable = read_only_rows.flags.writeable = False  # as in StepConfig, views
+    return [(adam_step, (v, v, v, v, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)),
+            (sgd_step, (v, v, v, 0, 0, 0.0, 0.0, False, 0.0)),
+            (gradient_norms, (np.zeros(1), v, v, table, 0.0)),
+            (loss_backward, (rows, rows, read_only_rows, 0.0, 0, 0)),
+            (loss_forward, (read_only_rows, rows, read_only_rows, 0))]
 
 
 @jit

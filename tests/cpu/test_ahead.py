@@ -74,7 +74,7 @@ def test_the_helper_compiles_what_a_first_inference_loads(tmp_path):
                PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(
                    os.path.dirname(os.path.abspath(__file__)))), os.environ.get("PYTHONPATH"))
                    if p))
-    done = subprocess.run(ahead.command("float32", True), env=env, capture_output=True,
+    done = subprocess.run(ahead.command("float32", True, None), env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     first = fresh_fit("inference", NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache)
@@ -130,7 +130,7 @@ def test_a_helper_starts_once_for_a_dtype_with_this_package_first(fake_helpers):
     proc = ahead.start(backend)
     assert fake_helpers == [proc]
     assert proc.cmd[:2] == [sys.executable, "-c"]
-    assert proc.cmd[3:] == ["float32", "serial"]  # a small network predicts in one part
+    assert proc.cmd[3:] == ["float32", "serial", "none"]  # a small network: one part
     root = os.path.dirname(jitcache.PACKAGE_DIR)
     assert proc.env["PYTHONPATH"].split(os.pathsep)[0] == root
     assert ahead.start(small_backend()) is proc  # running: not a second one
@@ -176,7 +176,7 @@ def test_a_first_inference_waits_for_the_helper_of_its_dtype(fake_helpers):
 
 
 def test_a_helper_past_its_time_is_stopped(fake_helpers, monkeypatch):
-    monkeypatch.setattr(ahead, "command", lambda dtype, split: ["python", "hang"])
+    monkeypatch.setattr(ahead, "command", lambda *key: ["python", "hang"])
     proc = ahead.start(small_backend())
     ahead.wait(np.dtype("float32"))
     assert proc.stopped
