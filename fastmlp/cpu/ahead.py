@@ -5,15 +5,15 @@ cold fit spends its first seconds compiling its training kernel, and the inferen
 its model calls next (steps.evaluate_rows for predict, score and the validation loss;
 parallel.forward_parts for predict on many rows) would compile after it, in turn. So when a
 fit has to compile, `start` launches a helper process (`command`: backend.compile_ahead)
-that compiles into the same disk cache, on another core meanwhile: first, for the
-training kernel, the functions it calls that numba compiles on their own, those the
-fit's compile reaches last first (separate_callees in parallel.py and steps.py), so the
-fit loads them when it gets there; then those inference kernels. Their argument types depend on the dtype alone
-(never on the layer sizes, codes or row counts: backend.inference_calls), so the helper
-compiles them for a network of its own. `wait`, called before the first inference, lets a
-running helper finish instead of compiling the same kernels twice; that call then loads
-them from the cache (core/jitcache.py locks the cache files, so two processes writing one
-function's entries at once lose neither).
+that compiles into the same disk cache, on another core meanwhile: first the functions the
+training kernel calls that numba compiles on their own, those the fit's compile reaches
+last first (separate_callees in parallel.py and steps.py), so that the fit loads them when
+it gets there; then those inference kernels. Their argument types depend on the dtype
+alone (never on the layer sizes, codes or row counts: backend.inference_calls), so the
+helper compiles them for a network of its own. `wait`, called before the first inference,
+lets a running helper finish instead of compiling the same kernels twice; that call then
+loads them from the cache (core/jitcache.py locks the cache files, so two processes writing
+one function's entries at once lose neither).
 
 Nothing starts where it cannot help: caching off (config.CACHE), one core, the kernels
 already compiled or cached, or config.COMPILE_AHEAD off (FASTMLP_COMPILE_AHEAD=0). A helper
