@@ -19,10 +19,11 @@ import numba
 from .core import jitcache
 
 CACHE = True
-#: While a cold fit compiles its training kernel, a second process compiles the inference
-#: kernels its model calls next into the same cache, on another core (cpu/ahead.py).
-#: FASTMLP_COMPILE_AHEAD=0 turns it off. A first inference waits at most
-#: COMPILE_AHEAD_WAIT seconds for that process, then compiles by itself.
+#: While a cold fit compiles its training kernel, a second process compiles into the same
+#: cache, on another core, the functions that kernel compiles separately and the inference
+#: kernels the model calls next (cpu/ahead.py). FASTMLP_COMPILE_AHEAD=0 turns it off. A
+#: first inference waits at most COMPILE_AHEAD_WAIT seconds for that process, then
+#: compiles by itself.
 COMPILE_AHEAD = os.environ.get("FASTMLP_COMPILE_AHEAD", "1") != "0"
 COMPILE_AHEAD_WAIT = 120.0
 FASTMATH = frozenset({"reassoc", "contract"})

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 
-
 from ..config import jit
 from ..core.optimizers import LR
 from ..core.rng import shuffle
@@ -164,7 +163,7 @@ def separate_callees(dtype):
     """(dispatcher, arguments of the types train_steps passes) of the functions train_steps
     calls that numba compiles on their own, the last it reaches first: what cpu/ahead.py's
     helper compiles while the fit's own compile of train_steps works down from the top.
-    (tests/cpu/test_ahead.py checks them against what a cold fit compiles.)"""
+    (tests/test_fresh_processes.py checks them against what a cold fit compiles.)"""
     v, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
     table, read_only_rows = np.zeros((1, TABLE_COLUMNS), np.int64), np.zeros((1, 1), dtype)
     table.flags.writeable = read_only_rows.flags.writeable = False  # as in StepConfig, views
