@@ -113,3 +113,41 @@ def test_ctrl_c_at_random_moments_never_hangs_and_ranks_agree(table, tmp_path):
         assert took < DEADLINE
         statuses.append(_check(outdir, output))
     assert 130 in statuses  # the presses did land during training
+
+
+FINALIZE_SCRIPT = """
+import os, signal, sys, time
+from mpi4py import MPI
+import fastmlp
+from fastmlp.cpu.mpi import MpiBackend
+outdir, rank = sys.argv[1], MPI.COMM_WORLD.Get_rank()
+MpiBackend(fastmlp.MLP(2, [(1, "sigmoid")]).backend, MPI.COMM_WORLD)  # as every MPI fit does
+signal.signal(signal.SIGINT, lambda signum, frame: None)  # the script minds Ctrl-C itself
+open(os.path.join(outdir, f"ready{rank}"), "w").close()
+if rank == 0:  # still saving, say, when the press comes; rank 1 waits in MPI_Finalize
+    time.sleep(4)
+    open(os.path.join(outdir, "saved"), "w").close()
+"""
+
+
+def test_ctrl_c_while_a_finished_rank_finalizes_kills_no_rank(tmp_path):
+    """A rank that has finished waits in MPI_Finalize, which runs after Python has put SIGINT
+    back to its default action: a Ctrl-C there killed it, and mpiexec then killed rank 0,
+    still at work (core/interrupts.quiet_mpi_exit)."""
+    env = dict(os.environ, PYTHONPATH=REPO)
+    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-c", FINALIZE_SCRIPT,
+                             str(tmp_path)], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        start = time.monotonic()
+        while not all((tmp_path / f"ready{r}").exists() for r in range(2)):
+            assert proc.poll() is None and time.monotonic() - start < 120, proc.poll()
+            time.sleep(0.01)
+        time.sleep(1.0)  # rank 1 is in MPI_Finalize now, rank 0 in its sleep
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert (tmp_path / "saved").exists(), output[-2000:]
+    assert proc.returncode == 0, output[-2000:]

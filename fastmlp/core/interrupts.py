@@ -6,11 +6,18 @@ a data-parallel fit runs, SIGINT only counts presses; the run reads `pressed` be
 call's first collective, and every rank stops at the same step when any rank was pressed,
 as they do for a NaN loss. mpiexec forwards the terminal's Ctrl-C to every rank; pressing it
 again makes mpiexec itself abort the job.
+
+`quiet_mpi_exit` covers the last moment of a rank: mpi4py calls MPI_Finalize after Python has
+put SIGINT back to its default action, and a rank that finished first waits there for the
+others (rank 0 may still be saving the model). A Ctrl-C then killed it, and mpiexec killed
+every other rank in turn, the one saving included: the trained model was lost.
 """
+import atexit
 import signal
 import threading
 
 _active = []
+_quiet_exit = []
 
 
 class DeferredInterrupts:
@@ -45,3 +52,13 @@ class DeferredInterrupts:
 def pressed():
     """SIGINTs counted by the active DeferredInterrupts (0 when none is active)."""
     return _active[0].pressed if _active else 0
+
+
+def quiet_mpi_exit():
+    """Ignore SIGINT from this process's exit on, so that MPI_Finalize, which runs after
+    Python's own signal handling has ended, cannot be interrupted (the module's docstring
+    says why). Once per process; a second Ctrl-C still makes mpiexec abort the job."""
+    if not _quiet_exit:
+        _quiet_exit.append(True)
+        # SIG_IGN stays through Python's finalisation (only Python handlers are reset)
+        atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import split
 from .network import UNWEIGHTED, l2_forward
-from ..core.interrupts import DeferredInterrupts, pressed
+from ..core.interrupts import DeferredInterrupts, pressed, quiet_mpi_exit
 from ..core.jitcache import compile_for, is_compiled
 from ..core.status import OK
 from ..core.workspace import STATE
@@ -96,6 +96,7 @@ class MpiBackend:
             raise ValueError(f"data-parallel training (comm=...) runs on the CPU; this model "
                              f"is on {backend.device!r}: call model.to('cpu')")
         self.comm = check_comm(comm)
+        quiet_mpi_exit()  # a Ctrl-C in MPI_Finalize would make mpiexec kill the other ranks
         self.inner = backend
         self.spec, self.dtype = backend.spec, backend.dtype
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
