@@ -224,3 +224,10 @@ def load_cached(dispatcher, *args):
         context.insert_user_function(cres.entry_point, cres.fndesc, [cres.library])
     dispatcher.add_overload(cres)
     return True
+
+
+def ready(calls):
+    """True when every (dispatcher, args) in calls can run at once: in memory, or loaded
+    now from numba's disk cache."""
+    return all(is_compiled(kernel, *args) or load_cached(kernel, *args)
+               for kernel, args in calls)

@@ -26,18 +26,12 @@ import subprocess
 import sys
 
 from .. import config
-from ..core.jitcache import PACKAGE_DIR, is_compiled, load_cached
+from ..core import jitcache
 from . import parallel, threads
 from . import steps as cpu_steps
 
 #: (dtype name, split forward, training kernel) -> (the process that launched it, Popen)
 _helpers = {}
-
-
-def _compiled(calls):
-    """Whether every call can run at once: in memory, or loaded now from numba's cache."""
-    return all(is_compiled(kernel, *args) or load_cached(kernel, *args)
-               for kernel, args in calls)
 
 
 #: The training kernels whose separately compiled functions a helper compiles, by name.
@@ -66,12 +60,12 @@ def start(backend, training=None):
     running = _helpers.get(key)
     if running is not None and running[0] == os.getpid() and running[1].poll() is None:
         return running[1]
-    if _compiled(calls + (TRAINING[training](backend.dtype) if training else [])):
+    if jitcache.ready(calls + (TRAINING[training](backend.dtype) if training else [])):
         return None
     env = dict(os.environ)
     # The helper imports this very package (a script run from a checkout may have found it
     # through sys.path[0], which the helper would not see).
-    root = os.path.dirname(PACKAGE_DIR)
+    root = os.path.dirname(jitcache.PACKAGE_DIR)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         proc = subprocess.Popen(command(*key), env=env, stdin=subprocess.DEVNULL,

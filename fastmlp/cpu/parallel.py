@@ -36,14 +36,14 @@ import numpy as np
 from ..config import jit
 from ..core.optimizers import LR, N_HYPER
 from ..core.schedules import scheduled_lr
-from ..core.spec import N_IN, N_OUT, TABLE_COLUMNS, W_OFFSET
+from ..core.spec import N_IN, N_OUT, W_OFFSET
 from ..core.status import NONFINITE_GRADIENT, NONFINITE_LOSS, OK
 from . import team
-from .loss import loss_backward, loss_forward
 from .network import batch_loss, network_backward
 from .optim import update_segment
 from .split import rank_rows
-from .steps import end_step, forward_rows, gather_rows, next_batch, weigh_step
+from .steps import (callee_examples, end_step, forward_rows, gather_rows, loss_callees,
+                    next_batch, weigh_step)
 from .views import readonly, view2d
 
 # The hand-over slots of a team's sync array (team.SLOTS on) and of PartBuffers.plan.
@@ -279,15 +279,11 @@ def separate_callees(dtype):
     helper compiles while the fit's own compile of team_steps works down from the top, so
     that the fit loads them when it gets there. (tests/test_fresh_processes.py checks them
     against what a cold fit compiles.)"""
-    v, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
-    sums, table = np.zeros(1), np.zeros((1, TABLE_COLUMNS), np.int64)
-    read_only_rows = np.zeros((1, 1), dtype)
-    table.flags.writeable = read_only_rows.flags.writeable = False  # as in StepConfig, views
+    v, rows, _, table = callee_examples(dtype)
+    sums = np.zeros(1)
     return [(update_part, (v, v, v, v, 0, 0, sums, 0, 0.0, 0, 2)),
             (finish_norms, (sums, np.zeros((1, 1)), 0, True)),
-            (reduce_slice, (v, rows, v, table, 0, 0.0, sums, 0, 0)),
-            (loss_backward, (rows, rows, read_only_rows, 0.0, 0, 0)),
-            (loss_forward, (read_only_rows, rows, read_only_rows, 0))]
+            (reduce_slice, (v, rows, v, table, 0, 0.0, sums, 0, 0))] + loss_callees(dtype)
 
 
 class _TeamKernel:

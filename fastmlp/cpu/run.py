@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import config
 from ..core.blas import limit_threads
-from ..core.jitcache import compile_for, is_compiled, load_cached
+from ..core.jitcache import compile_for, ready
 from ..core.optimizers import LR
 from ..core.schedules import check_schedule, current_lr, replay_constant_steps
 from ..core.status import OK
@@ -108,8 +108,7 @@ class CpuRun:
     def kernels_ready(self):
         """True when every kernel the fit calls is in memory, or numba's disk cache had it
         (it is loaded now, as the first call would: a warm run is not "compiling")."""
-        return all(is_compiled(kernel, *args) or load_cached(kernel, *args)
-                   for kernel, args in self._calls())
+        return ready(self._calls())
 
     def train_steps(self, n_steps):
         """Up to n_steps minibatch updates in one compiled call: (status, steps done).

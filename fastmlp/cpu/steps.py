@@ -159,19 +159,33 @@ def train_steps(state, fit, x, targets, config, n_steps):
     return OK, n_steps
 
 
+def callee_examples(dtype):
+    """Arrays of the types the training kernels pass the functions they call: a slice of
+    the flat buffers, a block of rows, a read-only block (an input's rows, the targets) and
+    the read-only layer table (StepConfig's)."""
+    vector, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
+    read_only_rows, table = np.zeros((1, 1), dtype), np.zeros((1, TABLE_COLUMNS), np.int64)
+    read_only_rows.flags.writeable = table.flags.writeable = False
+    return vector, rows, read_only_rows, table
+
+
+def loss_callees(dtype):
+    """The loss's separately compiled functions, as both training kernels call them:
+    loss_backward (reached last) first."""
+    _, rows, read_only_rows, _ = callee_examples(dtype)
+    return [(loss_backward, (rows, rows, read_only_rows, 0.0, 0, 0)),
+            (loss_forward, (read_only_rows, rows, read_only_rows, 0))]
+
+
 def separate_callees(dtype):
     """(dispatcher, arguments of the types train_steps passes) of the functions train_steps
     calls that numba compiles on their own, the last it reaches first: what cpu/ahead.py's
     helper compiles while the fit's own compile of train_steps works down from the top.
     (tests/test_fresh_processes.py checks them against what a cold fit compiles.)"""
-    v, rows = np.zeros(1, dtype), np.zeros((1, 1), dtype)
-    table, read_only_rows = np.zeros((1, TABLE_COLUMNS), np.int64), np.zeros((1, 1), dtype)
-    table.flags.writeable = read_only_rows.flags.writeable = False  # as in StepConfig, views
+    v, _, _, table = callee_examples(dtype)
     return [(adam_step, (v, v, v, v, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)),
             (sgd_step, (v, v, v, 0, 0, 0.0, 0.0, False, 0.0)),
-            (gradient_norms, (np.zeros(1), v, v, table, 0.0)),
-            (loss_backward, (rows, rows, read_only_rows, 0.0, 0, 0)),
-            (loss_forward, (read_only_rows, rows, read_only_rows, 0))]
+            (gradient_norms, (np.zeros(1), v, v, table, 0.0))] + loss_callees(dtype)
 
 
 @jit

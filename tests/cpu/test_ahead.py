@@ -20,7 +20,7 @@ from fastmlp.cpu import ahead, parallel, threads
 from fastmlp.cpu import steps as cpu_steps
 from fastmlp.cpu.backend import CpuBackend
 from fastmlp.inputs.validation import for_kernels
-from tests.test_fresh_processes import fresh_fit
+from tests.test_fresh_processes import ROOT, fresh_fit
 
 
 def signatures(calls):
@@ -70,10 +70,7 @@ def test_the_helper_compiles_what_a_first_inference_loads(tmp_path):
     """A helper run into an empty cache, then a fresh process's first predict (many rows
     and few) and loss: it compiles nothing, it loads the kernels."""
     cache = str(tmp_path)
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache,
-               PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(
-                   os.path.dirname(os.path.abspath(__file__)))), os.environ.get("PYTHONPATH"))
-                   if p))
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache, PYTHONPATH=ROOT)
     done = subprocess.run(ahead.command("float32", True, None), env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -114,7 +111,7 @@ def fake_helpers(monkeypatch):
     FakeHelper.started = []
     monkeypatch.setattr(ahead.subprocess, "Popen", FakeHelper)
     monkeypatch.setattr(ahead, "_helpers", {})
-    monkeypatch.setattr(ahead, "_compiled", lambda calls: False)
+    monkeypatch.setattr(jitcache, "ready", lambda calls: False)
     monkeypatch.setattr(threads, "cores", lambda: 2)
     monkeypatch.setattr(config, "COMPILE_AHEAD", True)
     monkeypatch.setattr(config, "CACHE", True)
@@ -148,7 +145,7 @@ def test_no_helper_where_it_cannot_help(fake_helpers, monkeypatch, setting):
     elif setting == "one core":
         monkeypatch.setattr(threads, "cores", lambda: 1)
     elif setting == "compiled":
-        monkeypatch.setattr(ahead, "_compiled", lambda calls: True)
+        monkeypatch.setattr(jitcache, "ready", lambda calls: True)
     else:
         monkeypatch.setattr(ahead.sys, "executable", "/usr/bin/uwsgi")
     assert ahead.start(small_backend()) is None
