@@ -19,6 +19,10 @@ import numba
 from .core import jitcache
 
 CACHE = True
+#: Kernels compiled ahead of time and shipped with the package (core/jitcache.py,
+#: cpu/ship.py) load instead of compiling where this CPU can run them;
+#: FASTMLP_SHIPPED_KERNELS=0 compiles everything for this CPU instead.
+SHIPPED_KERNELS = os.environ.get("FASTMLP_SHIPPED_KERNELS", "1") != "0"
 #: While a cold fit compiles its training kernel, a second process compiles into the same
 #: cache, on another core, the functions that kernel compiles separately and the inference
 #: kernels the model calls next (cpu/ahead.py). FASTMLP_COMPILE_AHEAD=0 turns it off. A
@@ -101,7 +105,7 @@ PROGRESS_INTERVAL = 0.1
 
 # Editing this file (or any other kernel source) invalidates every cached fastmlp kernel:
 # jitcache.py adds a digest of those files to numba's cache stamps.
-jitcache.install()
+jitcache.install(shipped=SHIPPED_KERNELS and CACHE)
 # Numba compiles every @jit function a kernel calls as a library of its own, optimises it
 # and generates its machine code, then links its IR into each caller and does it all again:
 # a deep call chain pays its compile once per level. So the functions that only thread views

@@ -18,6 +18,11 @@ def _gpu_present():
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
+# The suite checks how kernels compile and cache, so it never loads shipped kernels (a
+# fastmlp/_kernels built into this checkout by `python -m fastmlp.cpu.ship`) except where a
+# test asks for them (tests/cpu/test_ship.py). Subprocesses inherit the setting.
+os.environ["FASTMLP_SHIPPED_KERNELS"] = "0"
+
 
 @pytest.fixture
 def rng():

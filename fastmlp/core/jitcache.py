@@ -23,6 +23,7 @@ import functools
 import hashlib
 import os
 import pickle
+import sys
 
 from numba.core import caching
 
@@ -54,6 +55,12 @@ def source_digest(package_dir=PACKAGE_DIR):
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def _in_package(py_file):
     return os.path.abspath(py_file).startswith(PACKAGE_DIR + os.sep)
 
@@ -72,8 +79,10 @@ def _package_locator(base):
             return locator
 
         def get_source_stamp(self):
+            # What the file and the kernel sources say, not when they were written: an
+            # install rewrites every file's time, and the shipped kernels must still match.
             from . import blas  # whether the kernels call BLAS by symbol (cpu/gemm.py)
-            return super().get_source_stamp(), source_digest(), blas.stamp()
+            return _file_digest(self._py_file), source_digest(), blas.stamp()
 
     PackageLocator.__name__ = f"Fastmlp{base.__name__}"
     return PackageLocator
@@ -143,15 +152,137 @@ class LockedIndexDataCacheFile(caching.IndexDataCacheFile):
 
 
 def lock_files(dispatcher):
-    """dispatcher, its disk cache (if any) now read and written under the lock."""
-    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    """dispatcher, its disk cache (if any) now read and written under the lock, and looked
+    up first among the shipped kernels (`load_shipped`) when its function is the package's."""
+    cache = getattr(dispatcher, "_cache", None)
+    cache_file = getattr(cache, "_cache_file", None)
     if type(cache_file) is caching.IndexDataCacheFile:
         cache_file.__class__ = LockedIndexDataCacheFile  # same state, locked methods
+    if (type(cache) is caching.FunctionCache
+            and getattr(cache._impl.locator, "fastmlp_locator", False)):
+        cache.__class__ = PackageFunctionCache
     return dispatcher
 
 
-def install():
-    """Put the package's locators first in numba's list (once per process)."""
+# -- kernels compiled ahead of time, shipped in the package --------------------------------
+# cpu/ship.py compiles the kernels of the common fits for a CPU level every x86-64 machine
+# of the last decade has (x86-64-v3: AVX2, FMA), into numba's own cache format, and a wheel
+# carries them in fastmlp/_kernels: a fresh install loads its first fit's kernels instead of
+# compiling them for 20 s. They are used where they can run and say they were built from
+# these very sources by this numba and Python (`shipped_manifest`); then always, not only
+# when nothing else is cached, so that a machine's results never depend on what its cache
+# held. What they do not cover compiles for this CPU and is cached as before.
+
+#: Where the shipped kernels are: FASTMLP_KERNELS_DIR, else the package's _kernels.
+SHIPPED_DIR = os.environ.get("FASTMLP_KERNELS_DIR") or os.path.join(PACKAGE_DIR, "_kernels")
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def host_features():
+    """The CPU features LLVM sees on this machine that it has, by LLVM's names."""
+    import llvmlite.binding as ll
+    try:
+        return {name for name, on in ll.get_host_cpu_features().items() if on}
+    except RuntimeError:  # LLVM cannot tell on this platform
+        return set()
+
+
+def python_tag():
+    return sys.implementation.cache_tag
+
+
+def shipped_manifest(directory=None):
+    """The shipped kernels' manifest when this process can use them, else None."""
+    return _shipped(directory or SHIPPED_DIR)[0]
+
+
+def why_not_shipped(directory=None):
+    """Why this process does not use the shipped kernels, in a sentence (None: it does)."""
+    return _shipped(directory or SHIPPED_DIR)[1]
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped(directory):
+    """(manifest, None) when the kernels in directory can be used: they were built from
+    these sources (source_digest, the BLAS choice) by this numba and Python, this CPU has
+    every feature their code needs, numba is not told to compile for another CPU
+    (NUMBA_CPU_NAME/NUMBA_CPU_FEATURES), and `use_shipped` is on; else (None, why)."""
+    import json
+
+    import numba
+
+    from . import blas
+    if not use_shipped:
+        return None, "turned off (FASTMLP_SHIPPED_KERNELS=0, or config.CACHE off)"
+    if numba.config.CPU_NAME is not None or numba.config.CPU_FEATURES is not None:
+        return None, "numba is told to compile for another CPU (NUMBA_CPU_NAME/FEATURES)"
+    path = os.path.join(directory, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as error:
+        return None, f"no readable {path} ({error.__class__.__name__}): none were shipped"
+    expected = {"format": MANIFEST_FORMAT, "numba": numba.__version__, "python": python_tag(),
+                "sources": source_digest(), "blas": _jsonable(blas.stamp())}
+    for key, value in expected.items():
+        if manifest.get(key) == value:
+            continue
+        if key == "sources":
+            return None, "built from other kernel sources than these"
+        return None, f"built with {key} {manifest.get(key)!r}, this process has {value!r}"
+    missing = sorted(set(manifest.get("requires", ["?"])) - host_features())
+    if missing:
+        return None, f"this CPU lacks {', '.join(missing)}, which their code needs"
+    return manifest, None
+
+
+def _jsonable(value):
+    """value as it reads back from JSON (tuples become lists)."""
+    import json
+    return json.loads(json.dumps(value))
+
+
+class PackageFunctionCache(caching.FunctionCache):
+    """numba's cache of one package function, the shipped kernels looked up first."""
+
+    def _load_overload(self, sig, target_context):
+        if self._enabled:
+            cres = load_shipped(self, sig, target_context)
+            if cres is not None:
+                return cres
+        return super()._load_overload(sig, target_context)
+
+
+def load_shipped(cache, sig, target_context, directory=None):
+    """The compile result for sig from the shipped kernels of cache's function, or None."""
+    directory = directory or SHIPPED_DIR
+    manifest = shipped_manifest(directory)
+    if manifest is None:
+        return None
+    codegen = target_context.codegen()
+    magic = tuple(manifest["magic"])
+    if codegen.magic_tuple()[0] != magic[0]:  # another target triple
+        return None
+    locator = cache._impl.locator
+    where = os.path.relpath(os.path.dirname(os.path.abspath(locator._py_file)), PACKAGE_DIR)
+    files = caching.IndexDataCacheFile(os.path.join(directory, where),
+                                       cache._impl.filename_base, locator.get_source_stamp())
+    _, _, code = cache._index_key(sig, codegen)
+    data = files.load((sig, magic, code))
+    return None if data is None else cache._impl.rebuild(target_context, data)
+
+
+#: Whether package kernels look in the shipped kernels first: config.SHIPPED_KERNELS (and
+#: config.CACHE), handed over by `install`.
+use_shipped = True
+
+
+def install(shipped=True):
+    """Put the package's locators first in numba's list (once per process); `shipped`:
+    whether the shipped kernels may be used."""
+    global use_shipped
+    use_shipped = shipped
     classes = caching.CacheImpl._locator_classes
     if any(getattr(c, "fastmlp_locator", False) for c in classes):
         return
