@@ -109,18 +109,38 @@ def test_fashion_is_skipped_with_a_message_without_its_files(tmp_path):
     assert "fashion skipped" in messages[0] and "dataset-fashion-mnist" in messages[0]
 
 
-@pytest.mark.parametrize("peer", ["onnxruntime", "torch"])
-def test_inference_rows_agree_and_are_timed(peer):
+@pytest.mark.parametrize("peer, isolate", [("onnxruntime", False), ("torch", False),
+                                           ("onnxruntime", True)])
+def test_inference_rows_agree_and_are_timed(peer, isolate):
     pytest.importorskip({"onnxruntime": "onnx", "torch": "torch"}[peer],
                         reason=f"{peer} is an optional peer: pip install '.[peers]'")
     pytest.importorskip(peer)
     rows = bench_inference.inference_rows(["mnist-small", "xor"], (peer,), seconds=0.01,
-                                          repeats=1, rows=300)
+                                          repeats=1, rows=300, isolate=isolate)
     assert set(rows) == {"mnist-small"}  # xor has no inference row
     row = rows["mnist-small"]
     assert row["fastmlp"]["rows_per_s"] > 0
     assert row[peer]["fastmlp_ratio"] == pytest.approx(
         row["fastmlp"]["rows_per_s"] / row[peer]["rows_per_s"])
+
+
+def test_an_isolated_forward_that_disagrees_posts_no_figure(monkeypatch):
+    pytest.importorskip("onnxruntime", reason="an optional peer: pip install '.[peers]'")
+    from fastmlp.bench import isolated
+    spawned = []
+
+    def fake_spawn(args, env=None, timeout=None):
+        who, out = args[1], args[-1]
+        spawned.append(who)
+        model, X = bench_inference._case(args[2], int(args[5]))
+        np.save(out, model.forward(X) + (who == "onnxruntime"))  # off by one
+        return {"rows_per_s": 100.0}, 1.0
+
+    monkeypatch.setattr(isolated, "_spawn", fake_spawn)
+    with pytest.raises(AssertionError, match="onnxruntime disagrees with fastmlp"):
+        bench_inference.inference_rows(["mnist-small"], ("onnxruntime",), seconds=0.01,
+                                       repeats=2, rows=50)
+    assert spawned == ["fastmlp", "onnxruntime", "onnxruntime", "fastmlp"]  # alternated
 
 
 def test_each_library_runs_in_its_own_processes_alternated(monkeypatch):

@@ -1,5 +1,6 @@
 """Inference rows of `fastmlp bench`: `forward` on INFERENCE_ROWS rows against ONNX Runtime's
-CPU session and PyTorch (eager, inference mode), all on the same weights.
+CPU session and PyTorch (eager, inference mode), all on the same weights, each library in
+fresh processes of its own (isolated.py) unless told otherwise.
 
 The ONNX graph and the torch module are the model's own exports (MLP.to_onnx's graph: Gemm
 and the activation per layer; MLP.to_torch); each library runs with its default threads.
@@ -45,39 +46,76 @@ def onnx_session(model):
                                         providers=["CPUExecutionProvider"])
 
 
-def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROWS):
-    """{workload: {who: {"rows_per_s", "fastmlp_ratio"}}} for the selected inference
-    workloads; peers that are not installed are left out with a message."""
-    results = {}
-    for name in [n for n in names if n in INFERENCE_WORKLOADS]:
-        workload = WORKLOADS[name]
-        model = workload.build(seed=0)
-        X = np.random.default_rng(1).random((rows, workload.n_inputs), dtype=np.float32)
-        expected = model.forward(X)
-        runners = {"fastmlp": lambda: model.forward(X)}
-        if "onnxruntime" in peers:
-            try:
-                session = onnx_session(model)
-                runners["onnxruntime"] = lambda: session.run(None, {"input": X})[0]
-            except ImportError:
-                log("(onnxruntime not installed: pip install 'fastmlp[peers]' to compare)")
-        if "torch" in peers:
-            try:
-                import torch
-                net = model.to_torch()
-                X_torch = torch.from_numpy(X)
+def _case(name, rows):
+    """(model, X) of an inference workload: the same weights and rows in every process."""
+    workload = WORKLOADS[name]
+    model = workload.build(seed=0)
+    X = np.random.default_rng(1).random((rows, workload.n_inputs), dtype=np.float32)
+    return model, X
 
-                def torch_forward():
-                    with torch.inference_mode():
-                        return net(X_torch).numpy()
-                runners["torch"] = torch_forward
-            except ImportError:
-                pass  # run_bench has said so for the training rows
+
+def runner(who, model, X):
+    """A no-argument call running `who`'s forward of model on X (ImportError when that
+    library is not installed)."""
+    if who == "fastmlp":
+        return lambda: model.forward(X)
+    if who == "onnxruntime":
+        session = onnx_session(model)
+        return lambda: session.run(None, {"input": X})[0]
+    if who == "torch":
+        import torch
+        net = model.to_torch()
+        X_torch = torch.from_numpy(X)
+
+        def torch_forward():
+            with torch.inference_mode():
+                return net(X_torch).numpy()
+        return torch_forward
+    raise ValueError(f"unknown inference runner {who!r}")
+
+
+def forward_rate(who, name, seconds, repeats, rows=INFERENCE_ROWS, out=None):
+    """rows/s of `who`'s forward on workload `name` in this process, best of `repeats`
+    samples; out: a .npy path to save its output to (for the caller's check)."""
+    model, X = _case(name, rows)
+    call = runner(who, model, X)
+    if out is not None:
+        np.save(out, call())
+    return rows / _best_seconds(call, seconds, repeats)
+
+
+def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROWS,
+                   isolate=True):
+    """{workload: {who: {"rows_per_s", "fastmlp_ratio"}}} for the selected inference
+    workloads; peers that are not installed are left out with a message. isolate: each
+    library in fresh processes of its own (isolated.isolated_forward), alternated over
+    `repeats` rounds; otherwise all in this process. Either way every output is checked
+    against fastmlp's before its figure counts."""
+    import importlib.util
+    results = {}
+    whos = ["fastmlp"]
+    for who in ("onnxruntime", "torch"):
+        if who in peers and importlib.util.find_spec(who) is not None:
+            whos.append(who)
+        elif who == "onnxruntime":  # run_bench has said so for torch, a training peer
+            log("(onnxruntime not installed: pip install 'fastmlp[peers]' to compare)")
+    for name in [n for n in names if n in INFERENCE_WORKLOADS]:
+        model, X = _case(name, rows)
+        expected = model.forward(X)
+        if isolate:
+            from .isolated import isolated_forward
+            rates, outputs = isolated_forward(name, whos, seconds, repeats, rows)
+        else:
+            rates, outputs = {}, {}
+            for who in whos:
+                call = runner(who, model, X)
+                outputs[who] = call()
+                rates[who] = rows / _best_seconds(call, seconds, repeats)
         row = {}
-        for who, call in runners.items():
-            np.testing.assert_allclose(call(), expected, rtol=1e-3, atol=1e-5,
+        for who, rate in rates.items():
+            np.testing.assert_allclose(outputs[who], expected, rtol=1e-3, atol=1e-5,
                                        err_msg=f"{who} disagrees with fastmlp on {name}")
-            row[who] = {"rows_per_s": rows / _best_seconds(call, seconds, repeats)}
+            row[who] = {"rows_per_s": rate}
         for who in row:
             if who != "fastmlp":
                 row[who]["fastmlp_ratio"] = row["fastmlp"]["rows_per_s"] / row[who]["rows_per_s"]

@@ -7,6 +7,7 @@ alternated round by round, and keeps each one's best round.
 
     python -m fastmlp.bench.isolated rate WHO WORKLOAD SECONDS DEVICE  # one JSON line
     python -m fastmlp.bench.isolated fashion WHO DIR EPOCHS DEVICE     # one JSON line
+    python -m fastmlp.bench.isolated forward WHO WORKLOAD SECONDS REPEATS ROWS OUT.npy
     python -m fastmlp.bench.isolated first WHO                         # the first result
 
 `first` is the cold-start row: the whole first result of a new user's script (imports, data,
@@ -151,6 +152,11 @@ def child(argv):
         args = (WORKLOADS["fashion"], data, epochs) + ((device,) if who == "fastmlp" else ())
         seconds, samples, accuracy = RUNNERS[who](*args)
         print(json.dumps({"seconds": seconds, "samples": samples, "accuracy": accuracy}))
+    elif argv[0] == "forward":
+        from .inference import forward_rate
+        who, workload, seconds, repeats, rows, out = argv[1:7]
+        rate = forward_rate(who, workload, float(seconds), int(repeats), int(rows), out)
+        print(json.dumps({"rows_per_s": rate}))
     elif argv[0] == "first":
         _first(argv[1])
         print(json.dumps({"done": True}))
@@ -198,6 +204,23 @@ def isolated_fashion(libraries, rounds, directory, epochs, device="cpu", data=No
             if faster(run, best.get(who)):
                 best[who] = run
     return {who: best[who] for who in libraries}
+
+
+def isolated_forward(workload, libraries, seconds, rounds, rows):
+    """({who: best rows/s of forward over `rounds` fresh processes}, {who: its output}),
+    the libraries rotated from round to round."""
+    import numpy as np
+    best, outputs = {}, {}
+    with tempfile.TemporaryDirectory(prefix="fastmlp-forward-") as directory:
+        for r in range(rounds):
+            order = libraries[r % len(libraries):] + libraries[:r % len(libraries)]
+            for who in order:
+                out = os.path.join(directory, f"{who}.npy")
+                record, _ = _spawn(["forward", who, workload, str(seconds), "1", str(rows),
+                                    out])
+                best[who] = max(best.get(who, 0.0), record["rows_per_s"])
+                outputs.setdefault(who, np.load(out))
+    return {who: best[who] for who in libraries}, outputs
 
 
 def first_result_rows(libraries, rounds):

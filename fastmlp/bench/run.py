@@ -76,9 +76,8 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
 
     isolate: each training figure in a fresh process per library (isolated.py), the
     libraries alternated over `repeats` rounds, best round kept; otherwise all in this
-    process, best of `repeats` runs each; the Fashion-MNIST row likewise. The inference
-    rows (the selected workloads of inference.INFERENCE_WORKLOADS, on the CPU) run in this
-    process. first_result: add the cold-start rows (isolated.first_result_rows)."""
+    process, best of `repeats` runs each; the Fashion-MNIST row and the inference rows (the
+    selected workloads of inference.INFERENCE_WORKLOADS, on the CPU) likewise. first_result: add the cold-start rows (isolated.first_result_rows)."""
     from .fashion import fashion_row
     from .inference import inference_rows
     from .isolated import FIRST_RESULT, FIRST_RESULT_DROP_IN, first_result_rows, \
@@ -118,7 +117,8 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
         results["first_result"] = first_result_rows(libraries, repeats)
         results["first_result"].update(first_result_rows(drop_in, repeats))
     if device == "cpu":
-        results["inference"] = inference_rows(names, installed, seconds, repeats, log)
+        results["inference"] = inference_rows(names, installed, seconds, repeats, log,
+                                              isolate=isolate)
     # Measured again at the end: on a shared host the load drifts during a run, and a
     # roofline that moved says the ratios in between are not to be trusted.
     results["roofline_sgemm_gflops_end"] = sgemm_gflops()
