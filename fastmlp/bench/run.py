@@ -77,7 +77,8 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     isolate: each training figure in a fresh process per library (isolated.py), the
     libraries alternated over `repeats` rounds, best round kept; otherwise all in this
     process, best of `repeats` runs each; the Fashion-MNIST row and the inference rows (the
-    selected workloads of inference.INFERENCE_WORKLOADS, on the CPU) likewise. first_result: add the cold-start rows (isolated.first_result_rows)."""
+    selected workloads of inference.INFERENCE_WORKLOADS, on the CPU) likewise.
+    first_result: add the cold-start rows (isolated.first_result_rows)."""
     from .fashion import fashion_row
     from .inference import inference_rows
     from .isolated import FIRST_RESULT, FIRST_RESULT_DROP_IN, first_result_rows, \
