@@ -115,8 +115,10 @@ def test_inference_rows_agree_and_are_timed(peer, isolate):
     pytest.importorskip({"onnxruntime": "onnx", "torch": "torch"}[peer],
                         reason=f"{peer} is an optional peer: pip install '.[peers]'")
     pytest.importorskip(peer)
+    from fastmlp.bench.isolated import isolated_forward
     rows = bench_inference.inference_rows(["mnist-small", "xor"], (peer,), seconds=0.01,
-                                          repeats=1, rows=300, isolate=isolate)
+                                          repeats=1, rows=300,
+                                          timed=isolated_forward if isolate else None)
     assert set(rows) == {"mnist-small"}  # xor has no inference row
     row = rows["mnist-small"]
     assert row["fastmlp"]["rows_per_s"] > 0
@@ -139,7 +141,7 @@ def test_an_isolated_forward_that_disagrees_posts_no_figure(monkeypatch):
     monkeypatch.setattr(isolated, "_spawn", fake_spawn)
     with pytest.raises(AssertionError, match="onnxruntime disagrees with fastmlp"):
         bench_inference.inference_rows(["mnist-small"], ("onnxruntime",), seconds=0.01,
-                                       repeats=2, rows=50)
+                                       repeats=2, rows=50, timed=isolated.isolated_forward)
     assert spawned == ["fastmlp", "onnxruntime", "onnxruntime", "fastmlp"]  # alternated
 
 

@@ -182,6 +182,23 @@ def test_the_scan_finds_every_non_finite_value(monkeypatch, dtype, bad, where):
     assert not validation._all_finite(X)
 
 
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("where", [0, 233, 234, 349, 350, 467, 468, -1])  # part edges
+def test_the_scan_split_over_threads_finds_a_value_in_any_part(monkeypatch, parts, where):
+    from fastmlp.core import cores
+    from fastmlp.inputs import validation
+    monkeypatch.setattr(validation, "FINITE_SCAN_MIN_VALUES", 64)
+    monkeypatch.setattr(cores, "most_threads", lambda: parts)
+    split = []
+    real = cores.map_parts
+    monkeypatch.setattr(cores, "map_parts",
+                        lambda f, a, n, *args: split.append(n) or real(f, a, n, *args))
+    X = np.ones((100, 7), np.float32)
+    assert validation._all_finite(X) and split == [parts]
+    X.reshape(-1)[where] = np.nan
+    assert not validation._all_finite(X)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_scan_passes_the_extreme_finite_values(monkeypatch, dtype):
     from fastmlp.inputs import validation

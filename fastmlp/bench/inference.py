@@ -85,12 +85,13 @@ def forward_rate(who, name, seconds, repeats, rows=INFERENCE_ROWS, out=None):
 
 
 def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROWS,
-                   isolate=True):
+                   timed=None):
     """{workload: {who: {"rows_per_s", "fastmlp_ratio"}}} for the selected inference
-    workloads; peers that are not installed are left out with a message. isolate: each
-    library in fresh processes of its own (isolated.isolated_forward), alternated over
-    `repeats` rounds; otherwise all in this process. Either way every output is checked
-    against fastmlp's before its figure counts."""
+    workloads; peers that are not installed are left out with a message. timed(workload,
+    libraries, seconds, repeats, rows) -> ({who: rows/s}, {who: output}) times them
+    (isolated.isolated_forward: each library in fresh processes of its own, alternated);
+    None: all in this process. Either way every output is checked against fastmlp's
+    before its figure counts."""
     import importlib.util
     results = {}
     whos = ["fastmlp"]
@@ -102,9 +103,8 @@ def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROW
     for name in [n for n in names if n in INFERENCE_WORKLOADS]:
         model, X = _case(name, rows)
         expected = model.forward(X)
-        if isolate:
-            from .isolated import isolated_forward
-            rates, outputs = isolated_forward(name, whos, seconds, repeats, rows)
+        if timed is not None:
+            rates, outputs = timed(name, whos, seconds, repeats, rows)
         else:
             rates, outputs = {}, {}
             for who in whos:

@@ -82,7 +82,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     from .fashion import fashion_row
     from .inference import inference_rows
     from .isolated import FIRST_RESULT, FIRST_RESULT_DROP_IN, first_result_rows, \
-        isolated_fashion, isolated_rates
+        isolated_fashion, isolated_forward, isolated_rates
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "fma_peak_gflops": fma_peak_gflops(),
@@ -119,7 +119,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
         results["first_result"].update(first_result_rows(drop_in, repeats))
     if device == "cpu":
         results["inference"] = inference_rows(names, installed, seconds, repeats, log,
-                                              isolate=isolate)
+                                              timed=isolated_forward if isolate else None)
     # Measured again at the end: on a shared host the load drifts during a run, and a
     # roofline that moved says the ratios in between are not to be trusted.
     results["roofline_sgemm_gflops_end"] = sgemm_gflops()

@@ -11,13 +11,12 @@ the first time (warm-up), then times each for a few steps, runs the rest of the 
 the faster, and times the other again every THREAD_REPROBE_SECONDS.
 """
 import contextlib
-import os
 import time
 
-import numba
 import numpy as np
 
 from .. import config
+from ..core.cores import cores, most_threads  # noqa: F401 (the names callers use)
 from ..core.status import OK
 
 
@@ -26,23 +25,6 @@ def available():
     (Their team, cpu/team.py, is made of Python threads, restarted in a forked child, so
     neither a threading layer nor fork-safety decides it.)"""
     return most_threads() >= 2
-
-
-def cores():
-    """The cores this process may run on (its CPU affinity where the OS reports one), at
-    most NUMBA_NUM_THREADS."""
-    try:
-        count = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        count = os.cpu_count() or 1
-    return max(1, min(count, numba.config.NUMBA_NUM_THREADS))
-
-
-def most_threads():
-    """The threads the parallel kernels may use: config.CPU_THREADS (at most the cores), or
-    one per core when it is None."""
-    limit = config.CPU_THREADS
-    return cores() if limit is None else max(1, min(int(limit), cores()))
 
 
 def parts_for(m, macs_per_row):
