@@ -18,10 +18,11 @@ def _gpu_present():
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not _gpu_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
 
-# The suite checks how kernels compile and cache, so it never loads shipped kernels (a
-# fastmlp/_kernels built into this checkout by `python -m fastmlp.cpu.ship`) except where a
-# test asks for them (tests/cpu/test_ship.py). Subprocesses inherit the setting.
-os.environ["FASTMLP_SHIPPED_KERNELS"] = "0"
+
+# Kernels shipped in this checkout (fastmlp/_kernels: `python -m fastmlp.cpu.ship
+# fastmlp/_kernels`, or .ci/run's copy of the installed package's) load where they apply,
+# as for a user; the tests of compiling and caching turn them off for their processes
+# (FASTMLP_SHIPPED_KERNELS=0), and tests/cpu/test_ship.py builds its own.
 
 
 @pytest.fixture

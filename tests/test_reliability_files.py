@@ -100,7 +100,7 @@ RUN = ("import numpy as np, fastmlp; "
 
 
 def test_a_truncated_numba_index_heals_itself(tmp_path):
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTMLP_SHIPPED_KERNELS="0",
                PYTHONPATH=os.path.dirname(os.path.dirname(fastmlp.__file__)))
     first = subprocess.run([sys.executable, "-c", RUN], env=env, capture_output=True,
                            text=True, timeout=600)

@@ -36,8 +36,8 @@ def shipped(tmp_path_factory):
 
 @pytest.fixture
 def use_shipped(monkeypatch):
-    """The shipped kernels allowed in this process (tests/conftest.py turns them off), and
-    the manifest checks forgotten before and after."""
+    """The shipped kernels allowed in this process (FASTMLP_SHIPPED_KERNELS=0 may have
+    turned them off), and the manifest checks forgotten before and after."""
     monkeypatch.setattr(jitcache, "use_shipped", True)
     jitcache._shipped.cache_clear()
     yield
