@@ -8,8 +8,10 @@ epoch, then predict) in this process and prints, per compiled overload of fastml
 kernels, the seconds numba held its compiler lock (a callee compiled for the first time is
 counted in its caller's figure too) and its LLVM lock, largest first, then the wall time of
 the imports, the fit and the predict. Run it with empty caches (NUMBA_CACHE_DIR and
-FASTMLP_CACHE_DIR pointing at new directories) to see a fresh install's cold start; with
-warm caches the table is empty (everything is loaded, nothing compiled).
+FASTMLP_CACHE_DIR pointing at new directories) to see a fresh install's cold start: with
+the kernels a built package ships (cpu/ship.py) the table is empty, as with warm caches
+(everything is loaded, nothing compiled); FASTMLP_SHIPPED_KERNELS=0 shows the compile
+itself.
 """
 import argparse
 import gc

@@ -96,7 +96,9 @@ def inference_rows(names, peers, seconds, repeats, log=print, rows=INFERENCE_ROW
     results = {}
     whos = ["fastmlp"]
     for who in ("onnxruntime", "torch"):
-        if who in peers and importlib.util.find_spec(who) is not None:
+        if who not in peers:
+            continue
+        if importlib.util.find_spec(who) is not None:
             whos.append(who)
         elif who == "onnxruntime":  # run_bench has said so for torch, a training peer
             log("(onnxruntime not installed: pip install 'fastmlp[peers]' to compare)")

@@ -87,7 +87,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "fma_peak_gflops": fma_peak_gflops(),
                "device": device, "isolated": isolate, "workloads": {}, "inference": {},
-               "load_average": _load_average()}
+               "load_average": _load_average(), "kernels": _kernels()}
     installed = _installed(peers, log)
     available = {peer: PEERS[peer] for peer in installed if peer in PEERS}
     for name in names:
@@ -139,6 +139,13 @@ def _format_load(load):
     return "n/a" if load is None else f"{load:.1f}"
 
 
+def _kernels():
+    """Where fastmlp's kernels come from in this run: the shipped ones (cpu/ship.py), or
+    compiled on this machine, and why."""
+    from ..cpu import ship
+    return ship.status()[0]
+
+
 def _add_ratios(row):
     for who, figures in row.items():
         if who != "fastmlp":
@@ -154,6 +161,8 @@ def format_table(results):
              f"torch, JAX: their default threads; "
              + ("each library in its own fresh process, best of the rounds"
                 if results.get("isolated") else "every library in this one process")]
+    if "kernels" in results:
+        lines.append(f"fastmlp's kernels: {results['kernels']}")
     if "roofline_sgemm_gflops_end" in results:
         lines.append(f"at the end of the run: {results['roofline_sgemm_gflops_end']:.0f} "
                      f"GFLOP/s; load average {_format_load(results.get('load_average'))} at "
