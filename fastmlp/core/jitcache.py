@@ -17,6 +17,9 @@ rewrites the index: two processes adding different signatures of one function at
 both take `.1.nbc`, and the index left behind can send one signature to the other's machine
 code. Under the lock, reading the index, choosing the name and writing both files is one
 step; loads take the lock shared, so they never see an index ahead of its data.
+
+`PackageFunctionCache` looks a package kernel up first among the kernels the package ships
+(compiled when it was built, cpu/ship.py), under the manifest's checks; see below.
 """
 import contextlib
 import functools
@@ -165,8 +168,8 @@ def lock_files(dispatcher):
 
 
 # -- kernels compiled ahead of time, shipped in the package --------------------------------
-# cpu/ship.py compiles the kernels of the common fits for a CPU level every x86-64 machine
-# of the last decade has (x86-64-v3: AVX2, FMA), into numba's own cache format, and a wheel
+# cpu/ship.py compiles the kernels of the common fits for a CPU level most x86-64 machines
+# since 2013-2015 have (x86-64-v3: AVX2, FMA), into numba's own cache format, and a wheel
 # carries them in fastmlp/_kernels: a fresh install loads its first fit's kernels instead of
 # compiling them for 20 s. They are used where they can run and say they were built from
 # these very sources by this numba and Python (`shipped_manifest`); then always, not only
@@ -254,8 +257,42 @@ class PackageFunctionCache(caching.FunctionCache):
         return super()._load_overload(sig, target_context)
 
 
+class DamagedKernelFile(Exception):
+    """A shipped kernel file whose bytes are not the ones its manifest lists."""
+
+
+class ShippedIndexDataCacheFile(caching.IndexDataCacheFile):
+    """A shipped function's index and data files, each read only when its sha256 is the one
+    the manifest lists for it (a damaged install compiles instead of loading bad code)."""
+
+    def __init__(self, directory, relative_dir, filename_base, source_stamp, digests):
+        super().__init__(os.path.join(directory, relative_dir), filename_base, source_stamp)
+        self._relative_dir = relative_dir
+        self._digests = digests
+
+    def _check(self, name):
+        path = os.path.join(self._cache_path, name)
+        try:
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except FileNotFoundError:
+            return False
+        listed = self._digests.get(os.path.normpath(os.path.join(self._relative_dir, name)))
+        if digest != listed:
+            raise DamagedKernelFile(f"{path}: its sha256 is not the manifest's")
+        return True
+
+    def _load_index(self):
+        return super()._load_index() if self._check(self._index_name) else {}
+
+    def _load_data(self, name):
+        self._check(name)
+        return super()._load_data(name)
+
+
 def load_shipped(cache, sig, target_context, directory=None):
-    """The compile result for sig from the shipped kernels of cache's function, or None."""
+    """The compile result for sig from the shipped kernels of cache's function, or None
+    (not shipped; or a file damaged, which warns once and leaves it to compile)."""
     directory = directory or SHIPPED_DIR
     manifest = shipped_manifest(directory)
     if manifest is None:
@@ -266,11 +303,29 @@ def load_shipped(cache, sig, target_context, directory=None):
         return None
     locator = cache._impl.locator
     where = os.path.relpath(os.path.dirname(os.path.abspath(locator._py_file)), PACKAGE_DIR)
-    files = caching.IndexDataCacheFile(os.path.join(directory, where),
-                                       cache._impl.filename_base, locator.get_source_stamp())
+    files = ShippedIndexDataCacheFile(directory, where, cache._impl.filename_base,
+                                      locator.get_source_stamp(), manifest.get("sha256", {}))
     _, _, code = cache._index_key(sig, codegen)
-    data = files.load((sig, magic, code))
+    try:
+        data = files.load((sig, magic, code))
+    except Exception as error:  # a damaged file: unpickling raises many kinds
+        _warn_damaged(directory, error)
+        return None
     return None if data is None else cache._impl.rebuild(target_context, data)
+
+
+_warned = set()
+
+
+def _warn_damaged(directory, error):
+    """One RuntimeWarning per directory of shipped kernels with a damaged file."""
+    import warnings
+    if directory in _warned:
+        return
+    _warned.add(directory)
+    warnings.warn(f"fastmlp: a shipped kernel file in {directory} cannot be used "
+                  f"({error}); the kernels it holds compile instead. Reinstalling fastmlp "
+                  "restores them.", RuntimeWarning, stacklevel=2)
 
 
 #: Whether package kernels look in the shipped kernels first: config.SHIPPED_KERNELS (and

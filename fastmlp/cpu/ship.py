@@ -19,6 +19,7 @@ use a few hundred rows, and their numbers are thrown away. A machine without TAR
 features cannot run what it compiles, so there the command ships nothing and says so.
 """
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -243,11 +244,17 @@ def build(out, names=None, jobs=None, log=print):
         if os.path.isdir(out):
             shutil.rmtree(out)
         files = _copy_package_files(cache_dir, out)
+    digests = {}
+    for here, _, listed in os.walk(out):
+        for name in listed:
+            path = os.path.join(here, name)
+            with open(path, "rb") as f:
+                digests[os.path.relpath(path, out)] = hashlib.sha256(f.read()).hexdigest()
     manifest = {"format": jitcache.MANIFEST_FORMAT, "numba": numba.__version__,
                 "python": jitcache.python_tag(), "sources": jitcache.source_digest(),
                 "blas": jitcache._jsonable(blas.stamp()), "target": TARGET,
                 "requires": list(REQUIRES), "magic": list(magics.pop()),
-                "workloads": names, "files": files}
+                "workloads": names, "files": files, "sha256": digests}
     files_module.atomic_write(os.path.join(out, jitcache.MANIFEST),
                               lambda f: json.dump(manifest, f, indent=1), text=True)
     log(f"fastmlp: shipped kernels for {TARGET} ({files} files, workloads {names}) "

@@ -66,7 +66,7 @@ def _predict(tmp_path, name, shipped_dir, use):
     done = subprocess.run([sys.executable, "-c", PREDICT], env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "stderr": done.stderr}
 
 
 def test_a_fresh_process_loads_the_shipped_kernels_and_compiles_nothing(shipped, tmp_path):
@@ -77,6 +77,32 @@ def test_a_fresh_process_loads_the_shipped_kernels_and_compiles_nothing(shipped,
     compiled = _predict(tmp_path, "own-cpu", shipped, use=False)
     assert compiled["misses"] > 0
     np.testing.assert_allclose(loaded["out"], compiled["out"], rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("damage", [".nbc", ".nbi"])
+def test_a_damaged_shipped_file_compiles_instead_and_warns(shipped, tmp_path, damage):
+    copy = tmp_path / "_kernels"
+    shutil.copytree(shipped, copy)
+    damaged = [p for p in copy.rglob(f"*{damage}")]
+    assert damaged
+    for path in damaged:
+        path.write_bytes(path.read_bytes()[:-7] + b"garbage")  # same length, other bytes
+    run = _predict(tmp_path, "damaged", copy, use=True)
+    assert run["misses"] > 0
+    assert "shipped kernel file" in run["stderr"] and "cannot be used" in run["stderr"]
+    compiled = _predict(tmp_path, "own-cpu", shipped, use=False)
+    np.testing.assert_allclose(run["out"], compiled["out"], rtol=1e-13, atol=0)
+
+
+@needs_target
+def test_the_manifest_lists_every_file_it_ships_by_sha256(shipped, use_shipped):
+    manifest = jitcache.shipped_manifest(str(shipped))
+    files = {os.path.relpath(os.path.join(here, name), shipped)
+             for here, _, names in os.walk(shipped) for name in names
+             if name != jitcache.MANIFEST}
+    assert set(manifest["sha256"]) == files
+    for name, digest in manifest["sha256"].items():
+        assert hashlib.sha256((shipped / name).read_bytes()).hexdigest() == digest
 
 
 @needs_target
