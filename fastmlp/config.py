@@ -16,10 +16,10 @@ import os
 
 import numba
 
-from .core import jitcache
+from .core import jitcache, shipped
 
 CACHE = True
-#: Kernels compiled ahead of time and shipped with the package (core/jitcache.py,
+#: Kernels compiled ahead of time and shipped with the package (core/shipped.py,
 #: cpu/ship.py) load instead of compiling where this CPU can run them;
 #: FASTMLP_SHIPPED_KERNELS=0 compiles everything for this CPU instead.
 SHIPPED_KERNELS = os.environ.get("FASTMLP_SHIPPED_KERNELS", "1") != "0"
@@ -105,7 +105,7 @@ PROGRESS_INTERVAL = 0.1
 
 # Editing this file (or any other kernel source) invalidates every cached fastmlp kernel:
 # jitcache.py adds a digest of those files to numba's cache stamps.
-jitcache.install(shipped=SHIPPED_KERNELS and CACHE)
+jitcache.install(shipped.load_shipped if SHIPPED_KERNELS and CACHE else None)
 # Numba compiles every @jit function a kernel calls as a library of its own, optimises it
 # and generates its machine code, then links its IR into each caller and does it all again:
 # a deep call chain pays its compile once per level. So the functions that only thread views

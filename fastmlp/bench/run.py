@@ -142,8 +142,8 @@ def _format_load(load):
 def _kernels():
     """Where fastmlp's kernels come from in this run: the shipped ones (cpu/ship.py), or
     compiled on this machine, and why."""
-    from ..cpu import ship
-    return ship.status()[0]
+    from ..core import shipped
+    return shipped.status()[0]
 
 
 def _add_ratios(row):

@@ -9,7 +9,7 @@ in float32 and float64, the scikit-learn drop-in's solvers, `fastmlp train`'s ma
 worker processes whose numba compiles for TARGET instead of this machine's own CPU, into
 an empty cache; then copies the package's cache files into OUT, one directory per package
 directory, and writes OUT/manifest.json last (a directory without it is never used).
-core/jitcache.py loads them wherever the CPU has every feature in REQUIRES and numba, Python,
+core/shipped.py loads them wherever the CPU has every feature in REQUIRES and numba, Python,
 the kernel sources and the BLAS choice are the ones they were built with; what they do not
 cover compiles there as before. setup.py runs this when it builds the package, so `pip
 install .` and a wheel carry the kernels; FASTMLP_SHIP_KERNELS=0 then builds without them.
@@ -150,9 +150,9 @@ def can_run_target():
     """True when this machine can run code compiled for TARGET."""
     import platform
 
-    from ..core import jitcache
+    from ..core import shipped
     return (platform.machine().lower() in ("x86_64", "amd64")
-            and set(REQUIRES) <= jitcache.host_features())
+            and set(REQUIRES) <= shipped.host_features())
 
 
 def run_workloads(names, magic_file):
@@ -208,7 +208,7 @@ def build(out, names=None, jobs=None, log=print):
     import numba
 
     from .. import files as files_module
-    from ..core import blas, jitcache
+    from ..core import blas, jitcache, shipped
     from . import threads
     names = list(DEFAULT_WORKLOADS if names is None else names)
     unknown = [n for n in names if n not in WORKLOADS]
@@ -250,28 +250,16 @@ def build(out, names=None, jobs=None, log=print):
             path = os.path.join(here, name)
             with open(path, "rb") as f:
                 digests[os.path.relpath(path, out)] = hashlib.sha256(f.read()).hexdigest()
-    manifest = {"format": jitcache.MANIFEST_FORMAT, "numba": numba.__version__,
-                "python": jitcache.python_tag(), "sources": jitcache.source_digest(),
-                "blas": jitcache._jsonable(blas.stamp()), "target": TARGET,
+    manifest = {"format": shipped.MANIFEST_FORMAT, "numba": numba.__version__,
+                "python": shipped.python_tag(), "sources": jitcache.source_digest(),
+                "blas": shipped._jsonable(blas.stamp()), "target": TARGET,
                 "requires": list(REQUIRES), "magic": list(magics.pop()),
                 "workloads": names, "files": files, "sha256": digests}
-    files_module.atomic_write(os.path.join(out, jitcache.MANIFEST),
+    files_module.atomic_write(os.path.join(out, shipped.MANIFEST),
                               lambda f: json.dump(manifest, f, indent=1), text=True)
     log(f"fastmlp: shipped kernels for {TARGET} ({files} files, workloads {names}) "
         f"in {time.perf_counter() - started:.0f} s: {out}")
     return manifest
-
-
-def status(directory=None):
-    """A line saying whether this process loads the shipped kernels in directory (the
-    package's by default), and why not; and True when it does."""
-    from ..core import jitcache
-    directory = directory or jitcache.SHIPPED_DIR
-    manifest = jitcache.shipped_manifest(directory)
-    if manifest is None:
-        return f"shipped kernels not used: {jitcache.why_not_shipped(directory)}", False
-    return (f"shipped kernels in use: {manifest['files']} files for {manifest['target']} "
-            f"(workloads {', '.join(manifest['workloads'])}) in {directory}"), True
 
 
 def main(argv=None):
@@ -286,7 +274,8 @@ def main(argv=None):
                              "(exit status 1 when not) instead of building")
     args = parser.parse_args(argv)
     if args.status:
-        line, used = status(args.out)
+        from ..core import shipped
+        line, used = shipped.status(args.out)
         print(line)
         sys.exit(0 if used else 1)
     if args.out is None:

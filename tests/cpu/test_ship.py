@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from fastmlp.core import jitcache
+from fastmlp.core import shipped as shipped_kernels
 from fastmlp.cpu import ship
 
 ROOT = os.path.dirname(jitcache.PACKAGE_DIR)
@@ -38,10 +39,10 @@ def shipped(tmp_path_factory):
 def use_shipped(monkeypatch):
     """The shipped kernels allowed in this process (FASTMLP_SHIPPED_KERNELS=0 may have
     turned them off), and the manifest checks forgotten before and after."""
-    monkeypatch.setattr(jitcache, "use_shipped", True)
-    jitcache._shipped.cache_clear()
+    monkeypatch.setattr(jitcache, "load_first", shipped_kernels.load_shipped)
+    shipped_kernels._shipped.cache_clear()
     yield
-    jitcache._shipped.cache_clear()
+    shipped_kernels._shipped.cache_clear()
 
 
 PREDICT = """
@@ -96,10 +97,10 @@ def test_a_damaged_shipped_file_compiles_instead_and_warns(shipped, tmp_path, da
 
 @needs_target
 def test_the_manifest_lists_every_file_it_ships_by_sha256(shipped, use_shipped):
-    manifest = jitcache.shipped_manifest(str(shipped))
+    manifest = shipped_kernels.shipped_manifest(str(shipped))
     files = {os.path.relpath(os.path.join(here, name), shipped)
              for here, _, names in os.walk(shipped) for name in names
-             if name != jitcache.MANIFEST}
+             if name != shipped_kernels.MANIFEST}
     assert set(manifest["sha256"]) == files
     for name, digest in manifest["sha256"].items():
         assert hashlib.sha256((shipped / name).read_bytes()).hexdigest() == digest
@@ -107,8 +108,8 @@ def test_the_manifest_lists_every_file_it_ships_by_sha256(shipped, use_shipped):
 
 @needs_target
 def test_the_manifest_says_what_the_kernels_were_built_from(shipped, use_shipped):
-    manifest = jitcache.shipped_manifest(str(shipped))
-    assert manifest is not None, jitcache.why_not_shipped(str(shipped))
+    manifest = shipped_kernels.shipped_manifest(str(shipped))
+    assert manifest is not None, shipped_kernels.why_not_shipped(str(shipped))
     assert manifest["numba"] == numba.__version__
     assert manifest["sources"] == jitcache.source_digest()
     assert manifest["target"] == ship.TARGET and manifest["magic"][1] == ship.TARGET
@@ -124,33 +125,33 @@ def test_the_manifest_says_what_the_kernels_were_built_from(shipped, use_shipped
 def test_kernels_built_otherwise_are_never_used(shipped, use_shipped, tmp_path, key, value):
     copy = tmp_path / "_kernels"
     shutil.copytree(shipped, copy)
-    manifest = json.loads((copy / jitcache.MANIFEST).read_text())
+    manifest = json.loads((copy / shipped_kernels.MANIFEST).read_text())
     manifest[key] = value
-    (copy / jitcache.MANIFEST).write_text(json.dumps(manifest))
-    assert jitcache.shipped_manifest(str(copy)) is None
-    assert key in jitcache.why_not_shipped(str(copy)) or "sources" in key \
-        or "lacks no-such-feature" in jitcache.why_not_shipped(str(copy))
+    (copy / shipped_kernels.MANIFEST).write_text(json.dumps(manifest))
+    assert shipped_kernels.shipped_manifest(str(copy)) is None
+    assert key in shipped_kernels.why_not_shipped(str(copy)) or "sources" in key \
+        or "lacks no-such-feature" in shipped_kernels.why_not_shipped(str(copy))
 
 
 @needs_target
 def test_a_directory_without_its_manifest_is_never_used(shipped, use_shipped, tmp_path):
     copy = tmp_path / "_kernels"
     shutil.copytree(shipped, copy)
-    os.unlink(copy / jitcache.MANIFEST)
-    assert jitcache.shipped_manifest(str(copy)) is None
-    assert "none were shipped" in jitcache.why_not_shipped(str(copy))
+    os.unlink(copy / shipped_kernels.MANIFEST)
+    assert shipped_kernels.shipped_manifest(str(copy)) is None
+    assert "none were shipped" in shipped_kernels.why_not_shipped(str(copy))
 
 
 @needs_target
 def test_switched_off_or_told_another_cpu_they_are_not_used(shipped, use_shipped, monkeypatch):
-    assert jitcache.shipped_manifest(str(shipped)) is not None
+    assert shipped_kernels.shipped_manifest(str(shipped)) is not None
     monkeypatch.setattr(numba.config, "CPU_NAME", "generic")
-    jitcache._shipped.cache_clear()
-    assert jitcache.shipped_manifest(str(shipped)) is None
+    shipped_kernels._shipped.cache_clear()
+    assert shipped_kernels.shipped_manifest(str(shipped)) is None
     monkeypatch.setattr(numba.config, "CPU_NAME", None)
-    monkeypatch.setattr(jitcache, "use_shipped", False)
-    jitcache._shipped.cache_clear()
-    assert "turned off" in jitcache.why_not_shipped(str(shipped))
+    monkeypatch.setattr(jitcache, "load_first", None)
+    shipped_kernels._shipped.cache_clear()
+    assert "turned off" in shipped_kernels.why_not_shipped(str(shipped))
 
 
 def test_status_says_why_and_exits_1_when_not_used(tmp_path, capsys):
