@@ -244,6 +244,7 @@ def build(out, names=None, jobs=None, log=print):
         if os.path.isdir(out):
             shutil.rmtree(out)
         files = _copy_package_files(cache_dir, out)
+    os.makedirs(out, exist_ok=True)  # (no files at all: an empty, but honest, manifest)
     digests = {}
     for here, _, listed in os.walk(out):
         for name in listed:
