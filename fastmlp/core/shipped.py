@@ -59,8 +59,6 @@ def _shipped(directory):
     import json
 
     import numba
-
-    from . import blas
     if jitcache.load_first is not load_shipped:
         return None, "turned off (FASTMLP_SHIPPED_KERNELS=0, or config.CACHE off)"
     if numba.config.CPU_NAME is not None or numba.config.CPU_FEATURES is not None:
@@ -71,9 +69,7 @@ def _shipped(directory):
             manifest = json.load(f)
     except (OSError, ValueError) as error:
         return None, f"no readable {path} ({error.__class__.__name__}): none were shipped"
-    expected = {"format": MANIFEST_FORMAT, "numba": numba.__version__, "python": python_tag(),
-                "sources": jitcache.source_digest(), "blas": _jsonable(blas.stamp())}
-    for key, value in expected.items():
+    for key, value in identity().items():
         if manifest.get(key) == value:
             continue
         if key == "sources":
@@ -96,10 +92,18 @@ def status(directory=None):
             f"(workloads {', '.join(manifest['workloads'])}) in {directory}"), True
 
 
-def _jsonable(value):
-    """value as it reads back from JSON (tuples become lists)."""
+def identity():
+    """What shipped kernels must have been built with to load in this process, as the
+    manifest holds it (read back from JSON): the manifest format, numba, Python, the kernel
+    sources' digest and the BLAS library the kernels call."""
     import json
-    return json.loads(json.dumps(value))
+
+    import numba
+
+    from . import blas
+    return {"format": MANIFEST_FORMAT, "numba": numba.__version__, "python": python_tag(),
+            "sources": jitcache.source_digest(),
+            "blas": json.loads(json.dumps(blas.stamp()))}  # a tuple reads back as a list
 
 
 class DamagedKernelFile(Exception):
@@ -147,7 +151,8 @@ def load_shipped(cache, sig, target_context, directory=None):
     if codegen.magic_tuple()[0] != magic[0]:  # another target triple
         return None
     locator = cache._impl.locator
-    where = os.path.relpath(os.path.dirname(os.path.abspath(locator._py_file)), jitcache.PACKAGE_DIR)
+    where = os.path.relpath(os.path.dirname(os.path.abspath(locator._py_file)),
+                            jitcache.PACKAGE_DIR)
     files = ShippedIndexDataCacheFile(directory, where, cache._impl.filename_base,
                                       locator.get_source_stamp(), manifest.get("sha256", {}))
     _, _, code = cache._index_key(sig, codegen)
@@ -171,8 +176,3 @@ def _warn_damaged(directory, error):
     warnings.warn(f"fastmlp: a shipped kernel file in {directory} cannot be used "
                   f"({error}); the kernels it holds compile instead. Reinstalling fastmlp "
                   "restores them.", RuntimeWarning, stacklevel=2)
-
-
-#: Whether package kernels look in the shipped kernels first: config.SHIPPED_KERNELS (and
-#: config.CACHE), handed over by `install`.
-use_shipped = True

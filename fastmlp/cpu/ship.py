@@ -205,10 +205,8 @@ def build(out, names=None, jobs=None, log=print):
     """Compile the named workloads' kernels (DEFAULT_WORKLOADS by default) for TARGET into
     out, replacing what was there. Returns the manifest written, or None when this machine
     cannot run TARGET's code (nothing is written then)."""
-    import numba
-
     from .. import files as files_module
-    from ..core import blas, jitcache, shipped
+    from ..core import shipped
     from . import threads
     names = list(DEFAULT_WORKLOADS if names is None else names)
     unknown = [n for n in names if n not in WORKLOADS]
@@ -251,11 +249,9 @@ def build(out, names=None, jobs=None, log=print):
             path = os.path.join(here, name)
             with open(path, "rb") as f:
                 digests[os.path.relpath(path, out)] = hashlib.sha256(f.read()).hexdigest()
-    manifest = {"format": shipped.MANIFEST_FORMAT, "numba": numba.__version__,
-                "python": shipped.python_tag(), "sources": jitcache.source_digest(),
-                "blas": shipped._jsonable(blas.stamp()), "target": TARGET,
-                "requires": list(REQUIRES), "magic": list(magics.pop()),
-                "workloads": names, "files": files, "sha256": digests}
+    manifest = {**shipped.identity(), "target": TARGET, "requires": list(REQUIRES),
+                "magic": list(magics.pop()), "workloads": names, "files": files,
+                "sha256": digests}
     files_module.atomic_write(os.path.join(out, shipped.MANIFEST),
                               lambda f: json.dump(manifest, f, indent=1), text=True)
     log(f"fastmlp: shipped kernels for {TARGET} ({files} files, workloads {names}) "
