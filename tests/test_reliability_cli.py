@@ -320,10 +320,29 @@ def test_task_with_a_builtin_dataset_is_refused(capsys, no_training):
 # -- raw tracebacks --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("layers", ["10000000000:relu,1:sigmoid", "100000000:relu,1:sigmoid"])
-def test_layers_too_large_for_memory_are_a_usage_error(layers, capsys):
+def test_layers_too_large_for_memory_are_a_usage_error(layers, capsys, monkeypatch):
+    import fastmlp.model
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before its size was checked")
+    monkeypatch.setattr(fastmlp.model.MLP, "__init__", never)  # refused before any buffer
     code, err = status_and_err(["train", "--dataset", "xor", "--quiet", "--layers", layers],
                                capsys)
-    assert code == 2 and "do" in err and "not fit in memory" in err
+    assert code == 2 and "do not fit in memory" in err and "GiB available" in err
+    assert "--batch-size 4" in err and "smaller layers or batches" in err
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_the_memory_estimate_is_what_a_workspace_allocates(dtype):
+    from fastmlp.core.spec import NetworkSpec
+    from fastmlp.core.workspace import Workspace
+    spec = NetworkSpec(7, [(5, "relu"), (3, "tanh"), (2, "softmax")])
+    ws = Workspace(spec, dtype)
+    ws.ensure_rows(33)
+    arrays = [v for v in vars(ws).values()
+              if isinstance(v, np.ndarray) and v.dtype == np.dtype(dtype)]
+    assert len(arrays) == 10
+    assert Workspace.nbytes(spec, dtype, 33) == sum(a.nbytes for a in arrays)
 
 
 @pytest.mark.parametrize("summary", [

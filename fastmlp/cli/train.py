@@ -219,6 +219,9 @@ def _build_model(args, n_inputs, classes, defaults):
         raise UsageError(f"unknown optimizer {opt_name!r}; choose one of "
                          f"{', '.join(sorted(OPTIMIZERS))}")
     lr = lr if args.lr is None else args.lr
+    batch = batch if args.batch_size is None else args.batch_size
+    if args.device == "cpu":
+        _check_memory(n_inputs, layers, args.dtype, batch)
     try:
         model = MLP(n_inputs, layers, loss=args.loss, optimizer=OPTIMIZERS[opt_name](lr=lr),
                     l2=args.l2, dtype=args.dtype, seed=args.seed, device=args.device)
@@ -233,7 +236,28 @@ def _build_model(args, n_inputs, classes, defaults):
                              + (" (or 1:sigmoid)" if k == 2 else ""))
     epochs = epochs if args.epochs is None else args.epochs
     schedule = None if args.schedule is None else make_schedule(args.schedule, epochs)
-    return model, epochs, batch if args.batch_size is None else args.batch_size, schedule
+    return model, epochs, batch, schedule
+
+
+def _check_memory(n_inputs, layers, dtype, batch):
+    """A usage error at once, not after the model's buffers were allocated and filled (half a
+    minute and 11 GB for a 10^8-unit layer), when the buffers a fit needs exceed the memory
+    available now."""
+    from .. import config
+    from ..core.cores import available_memory
+    from ..core.spec import NetworkSpec
+    from ..core.workspace import Workspace
+    available = available_memory()
+    try:
+        spec, dtype = NetworkSpec(n_inputs, layers), np.dtype(dtype)
+    except (TypeError, ValueError):
+        return  # MLP says what is wrong with the layers or the dtype
+    needed = Workspace.nbytes(spec, dtype, max(batch, config.MIN_WORKSPACE_ROWS))
+    if available is not None and needed > available:
+        raise UsageError(f"training buffers for --layers {_layers_text(layers)} and "
+                         f"--batch-size {batch} need {needed / 2**30:,.1f} GiB and do not fit "
+                         f"in memory ({available / 2**30:,.1f} GiB available); use smaller "
+                         f"layers or batches (nothing was trained)")
 
 
 def _layers_text(layers):

@@ -25,6 +25,23 @@ def most_threads():
     return cores() if limit is None else max(1, min(int(limit), cores()))
 
 
+def available_memory():
+    """Bytes of memory a new allocation can have now: MemAvailable of /proc/meminfo (free
+    memory plus the page cache the kernel can drop), or all physical memory where there is
+    no such file; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 #: (the process that made it, its workers, the executor): a forked child makes its own,
 #: since the parent's threads do not exist in it.
 _pool = None

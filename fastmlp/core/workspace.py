@@ -134,6 +134,14 @@ class Workspace:
         self.rows = 0
         self.acts = self.deltas = self.logits = self.xbatch = self.tbatch = None
 
+    @staticmethod
+    def nbytes(spec, dtype, rows):
+        """Bytes of a Workspace for spec whose row buffers hold `rows` rows: the sizes of
+        the arrays __init__ and ensure_rows allocate (seven parameter-sized, five per row),
+        for a check of memory before any of them exists."""
+        per_row = 2 * spec.total_width + 2 * spec.n_outputs + spec.n_inputs
+        return np.dtype(dtype).itemsize * (7 * spec.n_params + rows * per_row)
+
     def ensure_rows(self, rows):
         """Make the row-sized buffers hold at least `rows` rows (no-op if they already do)."""
         if rows <= self.rows:
