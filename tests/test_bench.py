@@ -212,3 +212,29 @@ def test_fashion_in_fresh_processes(tiny_fashion):
                                     epochs=1, train=isolated.isolated_fashion)
     assert set(row) == {"fastmlp", "sklearn"}
     assert all(figures["accuracy"] > 0.9 for figures in row.values())
+
+
+def test_host_times_the_same_work_on_each_core_alone_and_together(capsys):
+    from fastmlp.bench import host
+    from fastmlp.core.cores import cores
+    times = host.core_times(rounds=2, repeats=2)
+    assert len(times["cores"]) == cores() and set(times["cores"]) <= os.sched_getaffinity(0)
+    for mode in ("together", "alone"):
+        assert len(times[mode]) == 2
+        assert all(len(row) == cores() and min(row) > 0 for row in times[mode])
+    lines = host.summary(times)
+    assert len(lines) == 2 * cores() + 1 and lines[-1].startswith("largest ratio")
+    before = os.sched_getaffinity(0)
+    assert host.main(["1"]) == 0
+    assert os.sched_getaffinity(0) == before  # the caller's affinity is left as it was
+    out = capsys.readouterr().out
+    assert "round  0: together" in out and "largest ratio between two cores" in out
+
+
+def test_host_work_is_a_matrix_product():
+    from fastmlp.bench import host
+    rng = np.random.default_rng(1)
+    a, b = rng.random((3, 4)), rng.random((4, 5))
+    c = np.ones((3, 5))
+    host._work(a, b, c, 2)
+    np.testing.assert_allclose(c, 1 + 2 * a @ b, rtol=1e-12)
