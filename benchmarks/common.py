@@ -13,6 +13,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,6 +123,28 @@ def warm_model(workload):
     X, y = make_data(workload, rows=workload.batch_size, seed=1)
     model.fit(X, y, epochs=1, batch_size=workload.batch_size, progress=False)
     return model
+
+
+#: best_of's samples: at most this many, and no more once this many CPU seconds are spent.
+BEST_OF_SAMPLES, BEST_OF_SECONDS = 12, 6.0
+
+
+def best_of(call):
+    """The fewest CPU seconds (this process, one thread) that call() took in up to
+    BEST_OF_SAMPLES runs, for the `track_` figures that watch for regressions. The work is
+    fixed, so a neighbour on a shared core only ever adds time: the fastest run is the one it
+    disturbed least. Measured on the 2-vCPU Zen 3 host (README, Tracking performance), the
+    fastest of ten TrainSteps samples moved 1.05-1.14 over six fresh processes where the
+    median (what asv reports for a `time_`) moved 1.21-1.45."""
+    best, spent = float("inf"), 0.0
+    for _ in range(BEST_OF_SAMPLES):
+        start = time.process_time()
+        call()
+        took = time.process_time() - start
+        best, spent = min(best, took), spent + took
+        if spent >= BEST_OF_SECONDS:
+            break
+    return best
 
 
 def fastmlp_root():

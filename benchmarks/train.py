@@ -2,7 +2,7 @@
 import time
 
 from .common import BATCHES_PER_EPOCH, COMPILE_TIMEOUT, SUITE_VERSION, WORKLOAD_NAMES, \
-    WORKLOADS, make_data, warm_model
+    WORKLOADS, best_of, make_data, warm_model
 
 
 class TrainSteps:
@@ -32,3 +32,12 @@ class TrainSteps:
     def time_train_steps(self, workload):
         self.model.fit(self.X, self.y, epochs=self.epochs, batch_size=self.batch_size,
                        shuffle=True, progress=False)
+
+    def track_step_us(self, workload):
+        """Microseconds per step: the fastest of several timed fits (common.best_of) over
+        their steps; one figure for every workload, steadier than time_train_steps' median
+        on a shared host. Lower is better, as asv reads it."""
+        steps = self.epochs * BATCHES_PER_EPOCH
+        return 1e6 * best_of(lambda: self.time_train_steps(workload)) / steps
+
+    track_step_us.unit = "µs/step"
