@@ -131,11 +131,10 @@ BEST_OF_SAMPLES, BEST_OF_SECONDS = 12, 6.0
 
 def best_of(call):
     """The fewest CPU seconds (this process, one thread) that call() took in up to
-    BEST_OF_SAMPLES runs, for the `track_` figures that watch for regressions. The work is
-    fixed, so a neighbour on a shared core only ever adds time: the fastest run is the one it
-    disturbed least. Measured on the 2-vCPU Zen 3 host (README, Tracking performance), the
-    fastest of ten TrainSteps samples moved 1.05-1.14 over six fresh processes where the
-    median (what asv reports for a `time_`) moved 1.21-1.45."""
+    BEST_OF_SAMPLES runs, for the per-step and per-row `track_` figures. The work is fixed,
+    so a neighbour on a shared core only ever adds time: the fastest run is the one it
+    disturbed least. It does not help when the host is slow for longer than the runs last
+    (README, Tracking performance, has the spreads of both kinds of figure)."""
     best, spent = float("inf"), 0.0
     for _ in range(BEST_OF_SAMPLES):
         start = time.process_time()

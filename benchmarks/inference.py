@@ -29,7 +29,7 @@ class Predict:
 
     def track_row_ns(self, workload):
         """Nanoseconds per row of forward: the fastest of several timed calls
-        (common.best_of), steadier than time_forward's median on a shared host."""
+        (common.best_of), in one unit for every workload."""
         return 1e9 * best_of(lambda: self.time_forward(workload)) / ROWS[workload]
 
     track_row_ns.unit = "ns/row"

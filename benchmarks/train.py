@@ -35,8 +35,7 @@ class TrainSteps:
 
     def track_step_us(self, workload):
         """Microseconds per step: the fastest of several timed fits (common.best_of) over
-        their steps; one figure for every workload, steadier than time_train_steps' median
-        on a shared host. Lower is better, as asv reads it."""
+        their steps, in one unit for every workload. Lower is better, as asv reads it."""
         steps = self.epochs * BATCHES_PER_EPOCH
         return 1e6 * best_of(lambda: self.time_train_steps(workload)) / steps
 
