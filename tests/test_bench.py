@@ -22,6 +22,13 @@ def test_bench_table_and_json(tmp_path, capsys):
     assert row["samples_per_s"] == pytest.approx(100 * row["steps_per_s"])
     assert data["roofline_sgemm_gflops"] > 0 and data["fma_peak_gflops"] > 0
     assert data["isolated"] is True  # each figure from a fresh process by default
+    from fastmlp.core.cores import cores
+    for key in ("cores", "cores_end"):  # the host's steadiness, at the start and the end
+        if cores() >= 2:
+            assert data[key]["round_spread"] >= 1 and data[key]["core_ratio"] >= 1
+            assert "between cores at once" in out
+        else:
+            assert data[key] is None
 
 
 def test_bench_in_one_process_on_request(tmp_path):

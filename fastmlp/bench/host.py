@@ -80,6 +80,18 @@ def core_times(rounds=8, repeats=REPEATS):
     return {"cores": mine, "together": together, "alone": alone}
 
 
+def steadiness(rounds=8):
+    """{"round_spread": the largest slowest/fastest of one core's rounds with every core
+    busy, "core_ratio": the largest ratio between two cores in one such round}, or None
+    where this cannot be measured (no sched_setaffinity, or one core). What a team of
+    threads meets: its step waits for the slower core."""
+    if not hasattr(os, "sched_setaffinity") or cores() < 2:
+        return None
+    rows = np.array(core_times(rounds)["together"])
+    return {"round_spread": float((rows.max(axis=0) / rows.min(axis=0)).max()),
+            "core_ratio": float((rows.max(axis=1) / rows.min(axis=1)).max())}
+
+
 def summary(times):
     """Lines: each core's fastest and slowest round (ms), together and alone, and the largest
     ratio of two cores' times within one round with all of them busy."""

@@ -83,11 +83,13 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     from .inference import inference_rows
     from .isolated import FIRST_RESULT, FIRST_RESULT_DROP_IN, first_result_rows, \
         isolated_fashion, isolated_forward, isolated_rates
+    from .host import steadiness
     names = names or list(WORKLOADS)
     roofline = sgemm_gflops()
     results = {"roofline_sgemm_gflops": roofline, "fma_peak_gflops": fma_peak_gflops(),
                "device": device, "isolated": isolate, "workloads": {}, "inference": {},
-               "load_average": _load_average(), "kernels": _kernels()}
+               "load_average": _load_average(), "kernels": _kernels(),
+               "cores": steadiness()}
     installed = _installed(peers, log)
     available = {peer: PEERS[peer] for peer in installed if peer in PEERS}
     for name in names:
@@ -124,6 +126,7 @@ def run_bench(names=None, seconds=1.0, repeats=3, peers=("torch", "jax"), device
     # roofline that moved says the ratios in between are not to be trusted.
     results["roofline_sgemm_gflops_end"] = sgemm_gflops()
     results["load_average_end"] = _load_average()
+    results["cores_end"] = steadiness()
     return results
 
 
@@ -167,6 +170,12 @@ def format_table(results):
         lines.append(f"at the end of the run: {results['roofline_sgemm_gflops_end']:.0f} "
                      f"GFLOP/s; load average {_format_load(results.get('load_average'))} at "
                      f"the start, {_format_load(results.get('load_average_end'))} at the end")
+    if results.get("cores"):
+        lines.append("cores (python -m fastmlp.bench.host): " + "; ".join(
+            f"{when} the same work took up to {c['round_spread']:.2f}x longer on a core from "
+            f"round to round, {c['core_ratio']:.2f}x between cores at once"
+            for when, c in (("at the start", results["cores"]),
+                            ("at the end", results.get("cores_end"))) if c))
     lines.append("")
     header = f"{'workload':<12} {'who':<8} {'steps/s':>11} {'samples/s':>12} {'GFLOP/s':>9} " \
              f"{'% sgemm':>8} {'fastmlp x':>10} {'test acc':>9}"
