@@ -1,5 +1,6 @@
-"""The cores this process may use, and helper threads that run a compiled function (one that
-releases the GIL, as config.jit's do) over parts of an array at once."""
+"""The cores this process may use and the memory it can still have, and helper threads that
+run a compiled function (one that releases the GIL, as config.jit's do) over parts of an
+array at once."""
 import os
 from concurrent.futures import ThreadPoolExecutor
 
