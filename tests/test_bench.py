@@ -245,3 +245,13 @@ def test_host_work_is_a_matrix_product():
     c = np.ones((3, 5))
     host._work(a, b, c, 2)
     np.testing.assert_allclose(c, 1 + 2 * a @ b, rtol=1e-12)
+
+
+def test_steadiness_is_none_where_threads_cannot_be_pinned(monkeypatch):
+    from fastmlp.bench import host
+
+    def refused(*args):
+        raise PermissionError("sched_setaffinity refused")
+    monkeypatch.setattr(host, "core_times", refused)
+    monkeypatch.setattr(host, "cores", lambda: 2)
+    assert host.steadiness() is None
