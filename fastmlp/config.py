@@ -85,6 +85,10 @@ CPU_THREADS = None
 PARALLEL_MIN_MACS = 1 << 21
 PARALLEL_MIN_PART_ROWS = 16
 PARALLEL_MIN_FORWARD_ROWS = 2048
+#: A split `forward` hands its rows out in chunks of this many, each to whichever thread
+#: asks next: small enough that a thread on a slower core takes fewer, large enough for a
+#: GEMM (10,000 rows of mnist-small, two threads: 512 beat 256, 1024 and 2048; docs/tuning.md).
+FORWARD_CHUNK_ROWS = 512
 #: ThreadChooser: steps (or chunks of rows) each thread count is timed for, and how often
 #: the slower one is timed again.
 THREAD_PROBE_STEPS = 3

@@ -107,12 +107,13 @@ class CpuBackend:
         return calls
 
     def _forward_parallel(self, out, X):
-        """forward_rows with the rows split over one part per thread, in blocks of
-        config.MIN_WORKSPACE_ROWS rows a part."""
+        """forward_rows with the rows split over the threads in chunks of
+        config.FORWARD_CHUNK_ROWS rows, each thread taking the next chunk as it comes
+        (parallel.forward_parts); the thread chooser's unit is one chunk per part."""
         most = threads.most_threads()
         if self.forward_parts is None or self.forward_parts.parts != most:
             self.forward_parts = parallel.PartBuffers(self.spec, self.dtype, most,
-                                                      config.MIN_WORKSPACE_ROWS)
+                                                      config.FORWARD_CHUNK_ROWS)
             self.forward_threads = threads.ThreadChooser(most, probe_units=1)
         bufs = self.forward_parts
         block = bufs.parts * bufs.rows

@@ -262,14 +262,19 @@ def team_steps(tid, size, state, fit, x, targets, config, n_steps, acts, deltas,
 @jit
 def team_forward(tid, size, out, acts, deltas, logits, x, params, layers, rows, lo, hi,
                  sync):
-    """Member tid's parts of out[lo:hi] = the network's outputs for rows [lo, hi) of x, the
-    rows split over the parts of the part buffers (acts, deltas, logits: PartBuffers'), each
-    part `rows` rows at a time."""
-    parts = acts.shape[0]
-    for p in range(tid, parts, size):
-        a, b = rank_rows(hi - lo, p, parts)
-        forward_rows(out[lo + a:lo + b], acts[p], logits[p], deltas[p], x[lo + a:lo + b],
-                     params, layers, rows)
+    """Member tid's share of out[lo:hi] = the network's outputs for rows [lo, hi) of x: the
+    rows fall in chunks of `rows` rows from lo, which the members claim as they come (each
+    in its own part buffers: acts, deltas, logits are PartBuffers'), so a member on a
+    slower core takes fewer instead of the others waiting for it. Every row's arithmetic
+    depends on its chunk alone, not on which member took it."""
+    chunks = (hi - lo + rows - 1) // rows
+    chunk = team.claim(sync)
+    while chunk < chunks:
+        a = lo + chunk * rows
+        b = min(hi, a + rows)
+        forward_rows(out[a:b], acts[tid], logits[tid], deltas[tid], x[a:b], params, layers,
+                     rows)
+        chunk = team.claim(sync)
     return 0
 
 
@@ -313,6 +318,7 @@ train_steps = _TeamKernel(team_steps, lambda args: args[12].shape[0])
 
 
 #: forward_parts(out, acts, deltas, logits, x, params, layers, rows, lo, hi, sync,
-#: threads=None): out[lo:hi] = the network's outputs for rows [lo, hi) of x, split over the
-#: parts of the part buffers, on `threads` members (default: one per part).
+#: threads=None): out[lo:hi] = the network's outputs for rows [lo, hi) of x in chunks of
+#: `rows` rows, on `threads` members (default: one per part buffer) claiming chunks as
+#: they come.
 forward_parts = _TeamKernel(team_forward, lambda args: args[1].shape[0])

@@ -13,9 +13,9 @@ plain `@jit` function to compile, and needs no threading layer: the members are 
 threads, started once per process and restarted after a fork, each inside the kernel with
 the GIL released.
 
-Layout of the shared int64 array (`new_sync`): the counter, the generation and the abort flag
-on cache lines of their own, then slots for values one member hands the others
-(SLOTS onward).
+Layout of the shared int64 array (`new_sync`): the counter, the generation, the abort flag
+and the next unclaimed unit of work (`claim`) on cache lines of their own, then slots for
+values one member hands the others (SLOTS onward).
 """
 import os
 import sys
@@ -28,8 +28,8 @@ from numba.extending import intrinsic
 
 from ..config import jit
 
-COUNT, GENERATION, ABORT = 0, 8, 16  # 64 bytes apart: no false sharing between them
-SLOTS = 24
+COUNT, GENERATION, ABORT, NEXT = 0, 8, 16, 24  # 64 bytes apart: no false sharing
+SLOTS = 32
 SYNC_SIZE = SLOTS + 8
 #: Loads of the generation a waiting member spins through before it starts to yield.
 SPINS = 2000
@@ -118,6 +118,13 @@ def barrier(sync, size):
     return True
 
 
+@jit(inline="always")
+def claim(sync):
+    """The next unit of work (0, 1, 2, ... within a run) no member has taken, for work whose
+    units any member may do in any order: a member on a slower core simply takes fewer."""
+    return _atomic_add(sync, NEXT, 1)
+
+
 def new_sync():
     """A team's shared int64 array (barrier state and hand-over slots)."""
     return np.zeros(SYNC_SIZE, np.int64)
@@ -194,6 +201,7 @@ def run(kernel, size, args, sync):
     raised here. While another thread's call holds the team, this one runs alone."""
     sync[COUNT] = 0
     sync[ABORT] = 0
+    sync[NEXT] = 0
     if size == 1:
         return kernel(0, 1, *args, sync)
     if not _busy.acquire(blocking=False):

@@ -195,11 +195,33 @@ def test_fit_trains_with_the_parallel_kernel_and_keeps_its_records(parallel_for_
 def test_forward_in_parts_matches_the_serial_forward(parallel_for_any_size, monkeypatch,
                                                       dtype):
     model, X, _ = make("tanh-sigmoid-momentum", dtype, n=5000)
-    monkeypatch.setattr(config, "MIN_WORKSPACE_ROWS", 256)  # many blocks of parts
+    monkeypatch.setattr(config, "FORWARD_CHUNK_ROWS", 256)  # many chunks to claim
     split = model.forward(X)
     assert model.backend.forward_parts is not None
     monkeypatch.setattr(config, "CPU_THREADS", 1)
     np.testing.assert_allclose(split, model.forward(X), **TOL[dtype])
+
+
+def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads():
+    """The chunks fix the arithmetic: one member doing every chunk and two claiming them as
+    they come write the same bits, and a range that starts mid-array and ends in a short
+    chunk is covered exactly (rows outside it untouched)."""
+    model, X, _ = make("tanh-sigmoid-momentum", "float32", n=5000)
+    X = X.astype(np.float32)
+    backend, spec = model.backend, model.spec
+    results = []
+    for n_threads in (1, 2, 2):
+        bufs = parallel.PartBuffers(spec, backend.dtype, 2, 128)
+        out = np.full((X.shape[0], spec.n_outputs), -7.0, np.float32)
+        parallel.forward_parts(out, bufs.acts, bufs.deltas, bufs.logits, X,
+                               backend.ws.params, spec.table, bufs.rows, 300, 4990, bufs.sync,
+                               threads=n_threads)
+        results.append(out)
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+    assert (results[0][:300] == -7.0).all() and (results[0][4990:] == -7.0).all()
+    np.testing.assert_allclose(results[0][300:4990], model.forward(X[300:4990]),
+                               **TOL["float32"])
 
 
 class FakeClock:
@@ -327,6 +349,33 @@ def test_a_failing_member_stops_the_team_and_raises(monkeypatch):
     with pytest.raises(RuntimeError, match="member 1 failed"):
         team.run(kernel, 2, (None,), sync)
     assert team.run(lambda tid, size, arg, sync: (tid, size), 2, (None,), sync) == (0, 2)
+
+
+def test_claimed_units_go_out_once_each_and_a_slow_member_takes_fewer():
+    """team.claim hands out 0, 1, 2, ... once each across the members of a run, restarting
+    at 0 in the next run; a member that works 20x slower (it sleeps) gets fewer units
+    while the other keeps claiming."""
+    from numba import njit
+    from fastmlp.cpu import team
+
+    @njit(nogil=True)
+    def claims(tid, size, taker, units, delay, sync):
+        unit = team.claim(sync)
+        while unit < units:
+            taker[unit] = tid
+            spin = 0.0
+            for i in range(delay[tid]):  # a slow core, in instructions
+                spin += i * 1e-9
+            taker[unit] += 0 if spin >= 0 else 100
+            unit = team.claim(sync)
+        return 0
+
+    sync = team.new_sync()
+    for _ in range(3):  # NEXT restarts with every run
+        taker = np.full(400, -1, np.int64)
+        team.run(claims, 2, (taker, 400, np.array([20_000, 400_000]), ), sync)
+        assert set(taker.tolist()) <= {0, 1} and (taker >= 0).all()
+        assert (taker == 1).sum() < (taker == 0).sum()
 
 
 def test_the_barrier_holds_every_member_until_all_arrive():
