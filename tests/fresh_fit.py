@@ -1,7 +1,9 @@
 """One fit in this fresh process, for tests/test_fresh_processes.py: prints one JSON line
 with a digest of the weights, the kernel path and thread counts the fit ran with, and every
 signature any fastmlp dispatcher compiled here (numba's cache misses) or loaded from the
-disk cache (its hits), and the BLAS library the kernels called by symbol (None: np.dot).
+disk cache (its hits), the BLAS library the kernels called by symbol (None: np.dot), and how
+often numba refreshed its target context (a compile does; reading machine code back should
+not: core/jitcache.LoadingFunctionCache).
 
     python -m tests.fresh_fit parallel   # 784-256-10-sized steps split in two parts, 2 threads
     python -m tests.fresh_fit small      # a small fit, then predict (the default config)
@@ -91,10 +93,24 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
+def count_refreshes():
+    """Count numba's refreshes of its target context from here on (a list of one count)."""
+    from numba.core import base
+    calls, refresh = [0], base.BaseContext.refresh
+
+    def counting(self):
+        calls[0] += 1
+        return refresh(self)
+    base.BaseContext.refresh = counting
+    return calls
+
+
 if __name__ == "__main__":
+    refreshes = count_refreshes()
     out = {"parallel": parallel_fit, "small": small_fit, "inference": first_inference}[
         sys.argv[1]]()
     out["compiled"], out["loaded"] = compile_record()
     from fastmlp.core import blas
     out["blas"] = blas.stamp()
+    out["refreshes"] = refreshes[0]
     print(json.dumps(out))

@@ -20,6 +20,11 @@ step; loads take the lock shared, so they never see an index ahead of its data.
 
 `PackageFunctionCache` looks a package kernel up first among the kernels the package ships
 (compiled when it was built: cpu/ship.py, core/shipped.py).
+
+`LoadingFunctionCache` (every cache `lock_files` sees) reads machine code back without the
+refresh of numba's target context that numba's `load_overload` does first: that installs
+every registry of typings and lowerings, 0.4-0.6 s of a warm process's first fit here, which
+only a compile uses (numba's compiler refreshes the context itself).
 """
 import contextlib
 import functools
@@ -28,6 +33,7 @@ import os
 import pickle
 
 from numba.core import caching
+from numba.core.runtime import rtsys
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -160,9 +166,9 @@ def lock_files(dispatcher):
     cache_file = getattr(cache, "_cache_file", None)
     if type(cache_file) is caching.IndexDataCacheFile:
         cache_file.__class__ = LockedIndexDataCacheFile  # same state, locked methods
-    if (type(cache) is caching.FunctionCache
-            and getattr(cache._impl.locator, "fastmlp_locator", False)):
-        cache.__class__ = PackageFunctionCache
+    if type(cache) is caching.FunctionCache:
+        package = getattr(cache._impl.locator, "fastmlp_locator", False)
+        cache.__class__ = PackageFunctionCache if package else LoadingFunctionCache
     return dispatcher
 
 
@@ -172,7 +178,22 @@ def lock_files(dispatcher):
 load_first = None
 
 
-class PackageFunctionCache(caching.FunctionCache):
+class LoadingFunctionCache(caching.FunctionCache):
+    """numba's cache of one function, read back without refreshing the target context."""
+
+    def load_overload(self, sig, target_context):
+        guard = getattr(self, "_guard_against_spurious_io_errors", None)
+        if guard is None:  # a numba whose cache works differently: its own way
+            return super().load_overload(sig, target_context)
+        # Machine code read back needs numba's runtime (the NRT functions it links to);
+        # a miss returns None and the compile that follows refreshes the context.
+        rtsys.initialize(target_context)
+        with guard():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an I/O error: numba then compiles
+
+
+class PackageFunctionCache(LoadingFunctionCache):
     """numba's cache of one package function, `load_first` asked first."""
 
     def _load_overload(self, sig, target_context):

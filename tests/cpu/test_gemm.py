@@ -85,6 +85,45 @@ def test_the_bundled_openblas_is_found_and_can_be_turned_off(monkeypatch):
     assert blas.symbol_library.__wrapped__() is None
 
 
+_LIMITED_PROBE = """
+import json, sys
+from threadpoolctl import threadpool_info
+from fastmlp.core import blas
+def seen():
+    return sorted((lib["filepath"], lib["num_threads"]) for lib in threadpool_info()
+                  if lib["user_api"] == "blas")
+with blas.limit_threads(1):
+    before, imported = seen(), "scipy.linalg" in sys.modules
+    import scipy.linalg.cython_blas  # what numba's np.dot loads
+    after = seen()
+print(json.dumps([before, after, imported]))
+"""
+
+
+def test_the_limit_holds_the_blas_np_dot_loads_later_without_importing_scipy_linalg():
+    """limit_threads loads scipy's BLAS before the limit, so np.dot's first call (which
+    imports scipy.linalg.cython_blas) finds it limited already; it does so without importing
+    scipy.linalg (0.24 s of a first fit), in a fresh process where nothing else had."""
+    import json
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", _LIMITED_PROBE], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after, imported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not imported
+    assert before == after and all(threads == 1 for _, threads in after), (before, after)
+
+
+def test_without_the_extension_file_the_limit_imports_scipy_blas(monkeypatch):
+    import importlib.util
+    imported = []
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(blas.importlib, "import_module", imported.append)
+    blas._load_scipy_blas()
+    assert imported == ["scipy.linalg.cython_blas"]
+
+
 def test_the_stubs_say_they_run_compiled_only():
     with pytest.raises(NotImplementedError, match="inside compiled kernels only"):
         gemm.gemm_nn(np.zeros((1, 1)), np.zeros((1, 1)), np.zeros((1, 1)))
