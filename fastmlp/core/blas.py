@@ -19,6 +19,8 @@ import ctypes
 import functools
 import glob
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import re
 
@@ -72,8 +74,6 @@ def _load_scipy_blas():
     """Load the BLAS that scipy.linalg.cython_blas links to, without importing scipy.linalg:
     that extension's file opened as a shared library (its module is not initialised; an
     import later finds the same library loaded). Where that fails, the import."""
-    import importlib.machinery
-    import importlib.util
     spec = importlib.util.find_spec("scipy")  # a top-level name: found, not imported
     for directory in (spec.submodule_search_locations or []) if spec is not None else []:
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
