@@ -353,8 +353,8 @@ def test_a_failing_member_stops_the_team_and_raises(monkeypatch):
 
 def test_claimed_units_go_out_once_each_and_a_slow_member_takes_fewer():
     """team.claim hands out 0, 1, 2, ... once each across the members of a run, restarting
-    at 0 in the next run; a member that works 20x slower (it sleeps) gets fewer units
-    while the other keeps claiming."""
+    at 0 in the next run; a member that works 20x longer per unit (a slow core, played by
+    a longer loop) gets fewer units while the other keeps claiming."""
     from numba import njit
     from fastmlp.cpu import team
 
@@ -364,9 +364,9 @@ def test_claimed_units_go_out_once_each_and_a_slow_member_takes_fewer():
         while unit < units:
             taker[unit] = tid
             spin = 0.0
-            for i in range(delay[tid]):  # a slow core, in instructions
+            for i in range(delay[tid]):
                 spin += i * 1e-9
-            taker[unit] += 0 if spin >= 0 else 100
+            taker[unit] += 0 if spin >= 0 else 100  # uses spin: the loop is not removed
             unit = team.claim(sync)
         return 0
 
