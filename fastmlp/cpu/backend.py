@@ -111,7 +111,8 @@ class CpuBackend:
         config.FORWARD_CHUNK_ROWS rows, each thread taking the next chunk as it comes
         (parallel.forward_parts); the thread chooser's unit is one chunk per part."""
         most = threads.most_threads()
-        if self.forward_parts is None or self.forward_parts.parts != most:
+        bufs = self.forward_parts
+        if bufs is None or bufs.parts != most or bufs.rows != config.FORWARD_CHUNK_ROWS:
             self.forward_parts = parallel.PartBuffers(self.spec, self.dtype, most,
                                                       config.FORWARD_CHUNK_ROWS)
             self.forward_threads = threads.ThreadChooser(most, probe_units=1)
