@@ -88,11 +88,18 @@ def steadiness(rounds=8):
     if not hasattr(os, "sched_setaffinity") or cores() < 2:
         return None
     try:
-        rows = np.array(core_times(rounds)["together"])
+        together = core_times(rounds)["together"]
     except OSError:  # a container that forbids pinning a thread: no figure, not a failed run
         return None
+    rows = np.array(together)
     return {"round_spread": float((rows.max(axis=0) / rows.min(axis=0)).max()),
-            "core_ratio": float((rows.max(axis=1) / rows.min(axis=1)).max())}
+            "core_ratio": _core_ratio(together)}
+
+
+def _core_ratio(together):
+    """The largest ratio between two cores' times within one round of `together`."""
+    rows = np.array(together)
+    return float((rows.max(axis=1) / rows.min(axis=1)).max())
 
 
 def summary(times):
@@ -104,9 +111,8 @@ def summary(times):
         for i, core in enumerate(times["cores"]):
             lines.append(f"cpu{core} {mode:8s} {rows[:, i].min():7.1f} - {rows[:, i].max():7.1f} "
                          f"ms (slowest/fastest {rows[:, i].max() / rows[:, i].min():.2f})")
-    rows = np.array(times["together"])
     lines.append(f"largest ratio between two cores in one round: "
-                 f"{(rows.max(axis=1) / rows.min(axis=1)).max():.2f}")
+                 f"{_core_ratio(times['together']):.2f}")
     return lines
 
 

@@ -113,10 +113,9 @@ class CpuBackend:
         most = threads.most_threads()
         bufs = self.forward_parts
         if bufs is None or bufs.parts != most or bufs.rows != config.FORWARD_CHUNK_ROWS:
-            self.forward_parts = parallel.PartBuffers(self.spec, self.dtype, most,
-                                                      config.FORWARD_CHUNK_ROWS)
+            bufs = self.forward_parts = parallel.PartBuffers(self.spec, self.dtype, most,
+                                                             config.FORWARD_CHUNK_ROWS)
             self.forward_threads = threads.ThreadChooser(most, probe_units=1)
-        bufs = self.forward_parts
         block = bufs.parts * bufs.rows
         n = X.shape[0]
         position = [0]
