@@ -89,9 +89,12 @@ PARALLEL_MIN_FORWARD_ROWS = 2048
 #: asks next: small enough that a thread on a slower core takes fewer, large enough for a
 #: GEMM (10,000 rows of mnist-small, two threads: 512 beat 256, 1024 and 2048; docs/tuning.md).
 FORWARD_CHUNK_ROWS = 512
-#: ThreadChooser: steps (or chunks of rows) each thread count is timed for, and how often
-#: the slower one is timed again.
+#: ThreadChooser: steps (or chunks of rows) each thread count is timed for, in how many
+#: timed calls (the fastest counts: one call stalled by another tenant of a shared core once
+#: made a fresh process keep one thread; docs/tuning.md), and how often the slower is timed
+#: again.
 THREAD_PROBE_STEPS = 3
+THREAD_PROBE_ROUNDS = 2
 THREAD_REPROBE_SECONDS = 2.0
 
 #: Entries a History keeps at most: a longer fit merges neighbouring epochs in pairs

@@ -7,8 +7,12 @@ can follow the machine. It is measured, not assumed. On a host whose cores are s
 thread that waits for its partner at the end of every parallel region can make two threads
 ten times slower than one while another process holds the other core (docs/tuning.md),
 and the next second the partner is back. ThreadChooser runs each option untimed for a few steps
-the first time (warm-up), then times each for a few steps, runs the rest of the call with
-the faster, and times the other again every THREAD_REPROBE_SECONDS.
+the first time (warm-up), then times each in a few short calls and keeps the fastest call's
+time per step (a call stalled by a shared core says nothing of the option's speed), runs the
+rest of the call with the faster option, and times the other again every
+THREAD_REPROBE_SECONDS. A long run whose mean makes its option look slower than another
+starts a new probe of every option at the next call rather than a switch: that mean may
+hold one stall too.
 """
 import contextlib
 import time
@@ -59,9 +63,11 @@ class ThreadChooser:
     """Runs a parallel kernel's units of work (training steps, chunks of rows) with one
     thread or with `most`, whichever measured faster per unit recently."""
 
-    def __init__(self, most, probe_units=None, reprobe_seconds=None):
+    def __init__(self, most, probe_units=None, reprobe_seconds=None, probe_rounds=None):
         self.options = (most, 1) if most > 1 else (1,)
         self.probe_units = config.THREAD_PROBE_STEPS if probe_units is None else probe_units
+        self.probe_rounds = max(1, config.THREAD_PROBE_ROUNDS if probe_rounds is None
+                                else probe_rounds)
         self.reprobe_seconds = (config.THREAD_REPROBE_SECONDS if reprobe_seconds is None
                                 else reprobe_seconds)
         self.per_unit = dict.fromkeys(self.options, None)
@@ -99,16 +105,24 @@ class ThreadChooser:
                 done += ran
                 if status != OK or ran < ask:
                     return status, done
-            ask = min(self.probe_units, units - done)
-            if ask <= 0:
-                break
-            status, ran = self._timed(call, threads, ask)
-            done += ran
-            if status != OK or ran < ask:
-                return status, done
+            fastest = np.inf
+            for _ in range(self.probe_rounds):
+                ask = min(self.probe_units, units - done)
+                if ask <= 0:
+                    break
+                status, ran = self._timed(call, threads, ask)
+                done += ran
+                if status != OK or ran < ask:
+                    return status, done
+                fastest = min(fastest, self.per_unit[threads])
+            if fastest < np.inf:
+                self.per_unit[threads] = fastest
         if units - done > 0:
-            status, ran = self._timed(call, self.best(), units - done)
+            choice = self.best()
+            status, ran = self._timed(call, choice, units - done)
             done += ran
+            if self.best() != choice:  # confirm by new probes before switching
+                self.measured_at = dict.fromkeys(self.options, -np.inf)
         return status, done
 
     def _timed(self, call, threads, units):
