@@ -125,7 +125,7 @@ class CpuBackend:
             hi = min(n, lo + count * block)
             parallel.forward_parts(out, bufs.acts, bufs.deltas, bufs.logits, X, self.ws.params,
                                    self.spec.table, bufs.rows, lo, hi, bufs.sync,
-                                   threads=n_threads)
+                                   threads=n_threads if count else 1)  # 0: loads it, no team
             position[0] = hi
             return OK, count
 

@@ -162,11 +162,21 @@ class _Member:
         self.done.clear()
         self.ready.set()
 
-    def wait(self):
-        self.done.wait()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
+    def join(self, sync):
+        """Wait until the task has returned, through Ctrl-C too (a member still at work
+        when its buffers go to the next call would write into them): a KeyboardInterrupt
+        meanwhile sets the team's ABORT, so that members waiting at a barrier return, and
+        is given back after the task's end. Returns (the task's exception or None, the
+        interrupt or None)."""
+        interrupt = None
+        while not self.done.is_set():
+            try:
+                self.done.wait()
+            except KeyboardInterrupt as error:
+                interrupt = error
+                sync[ABORT] = 1
+        error, self.error = self.error, None
+        return error, interrupt
 
     def _loop(self):
         while True:
@@ -198,20 +208,24 @@ if hasattr(os, "register_at_fork"):
 def run(kernel, size, args, sync):
     """kernel(tid, size, *args, sync) on `size` threads (this one is tid 0); returns tid 0's
     result. An exception in any member aborts the others at their next barrier and is
-    raised here. While another thread's call holds the team, this one runs alone."""
+    raised here, once every member has returned (Ctrl-C too). While another thread's call
+    holds the team, this one runs alone."""
+    if size > 1 and _busy.acquire(blocking=False):
+        try:
+            _reset(sync)
+            return _run_members(kernel, size, args, sync)
+        finally:
+            _busy.release()
+    # One member, or another thread's fit has the team: every part runs here, which gives
+    # the same result bit for bit (the parts, not the members, fix the arithmetic).
+    _reset(sync)
+    return kernel(0, 1, *args, sync)
+
+
+def _reset(sync):
     sync[COUNT] = 0
     sync[ABORT] = 0
     sync[NEXT] = 0
-    if size == 1:
-        return kernel(0, 1, *args, sync)
-    if not _busy.acquire(blocking=False):
-        # Another thread's fit has the team: run every part here instead, which gives the
-        # same result bit for bit (the parts, not the members, fix the arithmetic).
-        return kernel(0, 1, *args, sync)
-    try:
-        return _run_members(kernel, size, args, sync)
-    finally:
-        _busy.release()
 
 
 def _run_members(kernel, size, args, sync):
@@ -226,21 +240,24 @@ def _run_members(kernel, size, args, sync):
                 raise
         return call
 
-    for tid, member in enumerate(others, start=1):
-        member.submit(task(tid))
-    result = None
+    started = []
+    returned = False
     try:
+        # Inside the try: a Ctrl-C between two hand-overs must abort the members already
+        # started, or they would wait at their first barrier for this thread for ever.
+        for tid, member in enumerate(others, start=1):
+            member.submit(task(tid))
+            started.append(member)
         result = kernel(0, size, *args, sync)
+        returned = True
     except BaseException:
         sync[ABORT] = 1
         raise
     finally:
         errors = []
-        for member in others:
-            try:
-                member.wait()
-            except BaseException as error:
-                errors.append(error)
-        if errors and result is not None:
+        for member in started:
+            error, interrupt = member.join(sync)
+            errors += [e for e in (interrupt, error) if e is not None]
+        if errors and returned:  # else this thread's own exception is on its way
             raise errors[0]
     return result

@@ -202,6 +202,24 @@ def test_forward_in_parts_matches_the_serial_forward(parallel_for_any_size, monk
     np.testing.assert_allclose(split, model.forward(X), **TOL[dtype])
 
 
+def test_a_split_forward_starts_the_team_only_for_rows(parallel_for_any_size, monkeypatch):
+    """forward's call of no rows (it loads the kernel before the timed calls) runs in this
+    thread: starting and joining the team for it cost every split predict a hand-over."""
+    from fastmlp.cpu import team
+    model, X, _ = make("tanh-sigmoid-momentum", "float32", n=3000)
+    runs = []
+    run = team.run
+
+    def recording(kernel, size, args, sync):
+        runs.append((size, args[-1] - args[-2]))  # team_forward's (lo, hi) come last
+        return run(kernel, size, args, sync)
+
+    monkeypatch.setattr(team, "run", recording)
+    model.forward(X)
+    assert runs and all(rows > 0 for size, rows in runs if size > 1), runs
+    assert (1, 0) in runs
+
+
 def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads():
     """The chunks fix the arithmetic: one member doing every chunk and two claiming them as
     they come write the same bits, and a range that starts mid-array and ends in a short
@@ -401,6 +419,68 @@ def test_a_failing_member_stops_the_team_and_raises(monkeypatch):
     with pytest.raises(RuntimeError, match="member 1 failed"):
         team.run(kernel, 2, (None,), sync)
     assert team.run(lambda tid, size, arg, sync: (tid, size), 2, (None,), sync) == (0, 2)
+
+
+def test_ctrl_c_while_the_team_finishes_waits_for_every_member():
+    """A Ctrl-C that lands while this thread waits for the members (the usual moment: right
+    after its own share returns) is raised only once every member has returned: a member
+    still at work when the team goes to the next call would write into that call's
+    buffers (a forward's rows, read back unwritten). Python stand-ins play the kernel."""
+    import signal
+    import threading
+    import time
+    from fastmlp.cpu import team
+
+    finished = []
+
+    def kernel(tid, size, arg, sync):
+        if tid == 1:
+            time.sleep(0.4)  # still at work when the press comes
+            finished.append(tid)
+        return tid
+
+    timer = threading.Timer(0.1, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    sync = team.new_sync()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            team.run(kernel, 2, (None,), sync)
+        assert finished == [1]  # member 1 had returned before the interrupt came out
+    finally:
+        timer.cancel()
+    finished.clear()
+    assert team.run(kernel, 2, (None,), sync) == 0 and finished == [1]
+
+
+def test_ctrl_c_between_hand_overs_aborts_the_members_already_started(monkeypatch):
+    """A Ctrl-C after the first member got its task but before the next did: the started
+    member, waiting at its first barrier for the others, is told to abort instead of
+    spinning for ever (a stand-in kernel waits on ABORT as team.barrier does)."""
+    import time
+    from fastmlp.cpu import team
+
+    def kernel(tid, size, arg, sync):
+        deadline = time.monotonic() + 30
+        while sync[team.ABORT] == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return team.ABORTED if sync[team.ABORT] else "hung"
+
+    members = team._members.ensure(2)
+    submit = type(members[1]).submit
+
+    def interrupted_second(self, task):
+        if self is members[1]:
+            raise KeyboardInterrupt
+        return submit(self, task)
+
+    monkeypatch.setattr(type(members[1]), "submit", interrupted_second)
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        team.run(kernel, 3, (None,), team.new_sync())
+    assert time.monotonic() - start < 10
+    assert members[0].done.is_set()  # the started member returned (it saw ABORT)
+    monkeypatch.undo()
+    assert team.run(lambda tid, size, arg, sync: tid, 3, (None,), team.new_sync()) == 0
 
 
 def test_claimed_units_go_out_once_each_and_a_slow_member_takes_fewer():
