@@ -220,10 +220,15 @@ def test_a_split_forward_starts_the_team_only_for_rows(parallel_for_any_size, mo
     assert (1, 0) in runs
 
 
-def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads():
+def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads(monkeypatch):
     """The chunks fix the arithmetic: one member doing every chunk and two claiming them as
     they come write the same bits, and a range that starts mid-array and ends in a short
     chunk is covered exactly (rows outside it untouched)."""
+    from fastmlp.cpu import team
+    teams = []
+    run_members = team._run_members
+    monkeypatch.setattr(team, "_run_members", lambda kernel, size, args, sync: (
+        teams.append(size), run_members(kernel, size, args, sync))[1])
     model, X, _ = make("tanh-sigmoid-momentum", "float32", n=5000)
     X = X.astype(np.float32)
     backend, spec = model.backend, model.spec
@@ -235,6 +240,7 @@ def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads():
                                backend.ws.params, spec.table, bufs.rows, 300, 4990, bufs.sync,
                                threads=n_threads)
         results.append(out)
+    assert teams == [2, 2]  # both two-thread calls ran on the team, not one thread alone
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
     assert (results[0][:300] == -7.0).all() and (results[0][4990:] == -7.0).all()
