@@ -220,6 +220,34 @@ def test_a_split_forward_starts_the_team_only_for_rows(parallel_for_any_size, mo
     assert (1, 0) in runs
 
 
+def test_the_chooser_times_whole_blocks_of_rows_only(parallel_for_any_size, monkeypatch):
+    """A forward's short last block runs untimed: timed, its few rows made the thread count
+    that ran it look many times faster per block than it is."""
+    from fastmlp.cpu import team
+    model, X, _ = make("tanh-sigmoid-momentum", "float32", n=3 * 2 * 512 + 50)
+    timing, timed_rows, untimed_rows = [], [], []
+    run, chooser_timed = team.run, threads.ThreadChooser._timed
+
+    def recording(kernel, size, args, sync):
+        (timed_rows if timing else untimed_rows).append(args[-1] - args[-2])
+        return run(kernel, size, args, sync)
+
+    def timed(self, call, n_threads, units):
+        timing.append(True)
+        try:
+            return chooser_timed(self, call, n_threads, units)
+        finally:
+            timing.pop()
+
+    monkeypatch.setattr(team, "run", recording)
+    monkeypatch.setattr(threads.ThreadChooser, "_timed", timed)
+    monkeypatch.setattr(config, "THREAD_PROBE_ROUNDS", 1)
+    out = model.forward(X)
+    assert timed_rows and all(rows % 1024 == 0 for rows in timed_rows), timed_rows
+    assert 50 in untimed_rows and sum(timed_rows) + sum(untimed_rows) == len(X)
+    np.testing.assert_allclose(out[-50:], model.forward(X[-50:]), **TOL["float32"])
+
+
 def test_forward_in_parts_gives_the_same_bits_on_any_number_of_threads(monkeypatch):
     """The chunks fix the arithmetic: one member doing every chunk and two claiming them as
     they come write the same bits, and a range that starts mid-array and ends in a short
