@@ -130,6 +130,8 @@ def test_info_reports_layers_flops_and_the_run(trained, capsys):
     assert record["parameters"] == 4 * 64 + 64 + 64 * 3 + 3
     assert record["flops_per_step"] == 2 * 10 * (2 * (4 * 64 + 64 * 3) + 64 * 3)
     assert record["training"]["epochs"] == 40
+    # the name without .npz, as MLP.load and predict take it: the same run is found
+    assert run_json(["info", str(tmp / "m")], capsys)["training"]["epochs"] == 40
 
 
 def test_info_on_a_model_saved_from_python(tmp_path, capsys):

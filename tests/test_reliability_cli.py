@@ -118,6 +118,61 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
     assert signal.getsignal(signal.SIGINT) is handler  # restored
 
 
+def test_ctrl_c_while_scoring_keeps_the_trained_model(good_model, monkeypatch, capsys):
+    """A press after fit returned, while the held-out scores are computed, skipped the save
+    and lost the whole trained model (exit 130, no file). The scores are skipped; the model
+    goes beside the existing one as an interrupted run's does."""
+    from fastmlp.cli import train as cli_train
+    path, before, _ = good_model
+
+    def scoring_pressed(*args):
+        signal.raise_signal(signal.SIGINT)
+        raise AssertionError("the press did not interrupt the scores")
+
+    monkeypatch.setattr(cli_train, "_metrics", scoring_pressed)
+    code = main(["train", "--dataset", "xor", "--epochs", "5", "--quiet", "--json",
+                 "--save", str(path)])
+    captured = capsys.readouterr()
+    assert code == 130 and path.read_bytes() == before, captured.err
+    record = json.loads(captured.out)
+    assert record["interrupted"] is True and record["training"] is None
+    assert fastmlp.MLP.load(path.parent / "m.interrupted.npz").layers[-1] == (1, "sigmoid")
+
+
+def test_ctrl_c_while_saving_finishes_the_save(tmp_path, monkeypatch, capsys):
+    """A first press while the model is being written is noted, the write ends whole, and
+    the command then exits 130 saying so."""
+    from fastmlp.cli import outputs
+    path = tmp_path / "m.npz"
+    save_model = outputs.save_model
+
+    def pressed_while_saving(model, target, summary):
+        signal.raise_signal(signal.SIGINT)
+        return save_model(model, target, summary)
+
+    monkeypatch.setattr(outputs, "save_model", pressed_while_saving)
+    code = main(["train", "--dataset", "xor", "--epochs", "5", "--quiet", "--save",
+                 str(path)])
+    captured = capsys.readouterr()
+    assert code == 130 and "interrupted while writing" in captured.err, captured.err
+    assert fastmlp.MLP.load(path).layers[-1] == (1, "sigmoid")
+    assert json.loads((tmp_path / "m.npz.json").read_text())["summary"]["epochs"] == 5
+
+
+def test_class_labels_a_model_file_cannot_keep_are_refused_before_training(
+        tmp_path, capsys, no_training):
+    """--task classify on a column holding inf trained to the end, then could not save the
+    model (its labels go to JSON, which has no infinity) and exited 2 with nothing kept."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 2))
+    y = np.where(X[:, 0] > 0, 1.0, np.inf)
+    table = _table(tmp_path / "inf.csv", X, y)
+    status, err = status_and_err(["train", "--data", table, "--target", "label", "--task",
+                                  "classify", "--save", str(tmp_path / "m.npz")], capsys)
+    assert status == 2 and "inf" in err and "cannot keep" in err, err
+    assert not (tmp_path / "m.npz").exists()
+
+
 # -- names checked before training -----------------------------------------------------------
 
 def _table(path, X, y):

@@ -159,13 +159,15 @@ def export(args):
 
 def info(args):
     from ..summary import summary
+    from ..io import resolve
     model = load_model(args.model)
+    path = resolve(args.model)  # the file read: `info m` reads m.npz, its summary m.npz.json
     try:
-        record = labels.read_sidecar(args.model)
+        record = labels.read_sidecar(path)
     except ValueError as exc:
         raise Failure(str(exc)) from None
     classes = labels.model_classes(model)
-    run = _run_summary(record, labels.sidecar_path(args.model))
+    run = _run_summary(record, labels.sidecar_path(path))
     batch_size = args.batch_size or run.get("batch_size") or 32
     text = summary(model, batch_size)
     if classes is not None:

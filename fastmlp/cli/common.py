@@ -1,5 +1,6 @@
 """What every subcommand shares: its two kinds of error, output as text or JSON, reading
 models and tables, and checking before any work that an output path can be written."""
+import contextlib
 import json
 import math
 import os
@@ -56,6 +57,7 @@ class Interrupts:
 
     def __enter__(self):
         self.count, self.previous = 0, None
+        self.deferring = self.pending = False
         if threading.current_thread() is not threading.main_thread():
             return self  # signal handlers belong to the main thread
         self.read_end, write_end = os.pipe()
@@ -74,7 +76,20 @@ class Interrupts:
         self.count += max(pressed, 1)
         if self.count > 1:
             raise StoppedAtOnce()
+        if self.deferring:
+            self.pending = True
+            return
         raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Within the block a first Ctrl-C is noted (`pending`), not raised, so that a save
+        that has begun ends with the model on disk; a second still stops at once."""
+        self.deferring = True
+        try:
+            yield self
+        finally:
+            self.deferring = False
 
     def __exit__(self, *exc):
         if self.previous is not None:

@@ -135,3 +135,29 @@ def write_plot(history, path, saved):
         raise Failure(f"could not write the plot {os.fspath(path)!r} ({exc}); {kept}") \
             from None
     return os.fspath(path)
+
+
+def write_run(args, saving, model, history, summary, interrupted):
+    """Write what `fastmlp train` keeps: the model with its summary (--save) and the plot
+    (--plot); returns their paths, None for each not written. An interrupted run never
+    replaces an existing --save or --plot: a model with at least one whole epoch goes
+    beside it, named so (model.interrupted.npz)."""
+    keep = not interrupted or history.epochs >= 1
+    saved = plotted = None
+    if saving and keep:
+        saved = save_model(model, interrupted_name(saving) if interrupted else args.save,
+                           summary)
+    if args.plot and keep:
+        plotted = write_plot(history, interrupted_name(args.plot) if interrupted
+                             else args.plot, saved)
+    return saved, plotted
+
+
+def kept(saving, record):
+    """What an interrupted run wrote, in words."""
+    if record["model"]:
+        return (f"the model so far was saved to {record['model']!r} ({saving!r} was left "
+                f"as it was)")
+    if saving:
+        return f"nothing was saved (no whole epoch trained; {saving!r} was left as it was)"
+    return "nothing was saved (no --save)"

@@ -1,4 +1,5 @@
 """`fastmlp train`: data in, a trained model, held-out metrics, a saved model and a plot out."""
+import contextlib
 import inspect
 import os
 import sys
@@ -182,6 +183,11 @@ def _prepare(args):
     if classify:
         # Labels -> codes 0..k-1 (see labels.py for why fit gets float targets from them).
         classes, y = encode(y)
+        bad = [c for c in np.asarray(classes).tolist() if isinstance(c, float)
+               and not np.isfinite(c)]
+        if bad:  # a model file keeps its labels as JSON, which has no NaN or infinity
+            raise UsageError(f"the target of {source} holds the label(s) {bad[:3]}, which a "
+                             f"model file cannot keep; drop or replace those rows")
         if len(classes) < 2:
             only = np.asarray(classes)[:1].tolist()[0]
             raise UsageError(
@@ -275,13 +281,14 @@ def train(args):
     # rank 0 writes the model, the plot and the report. Ctrl-C is then counted, not raised,
     # for the whole command, and the ranks stop together (core/interrupts.py).
     from ..cpu.mpi import launched, launched_comm
-    with (DeferredInterrupts() if launched() else Interrupts()), warnings.catch_warnings():
+    with (DeferredInterrupts() if launched() else Interrupts()) as presses, \
+            warnings.catch_warnings():
         # fit's warning on Ctrl-C names a source line; the CLI says what it kept instead.
         warnings.filterwarnings("ignore", "fastmlp: training interrupted", RuntimeWarning)
-        return _train(args, saving, launched_comm())
+        return _train(args, saving, launched_comm(), presses)
 
 
-def _train(args, saving, comm):
+def _train(args, saving, comm, presses):
     name, rows, test, classes, defaults, why, names = _prepare(args)
     model, epochs, batch, schedule = _build_model(args, rows.X.shape[1], classes, defaults)
 
@@ -310,52 +317,47 @@ def _train(args, saving, comm):
     if names is not None:  # saved too: predict and evaluate read columns by these names
         model.feature_names_in_ = np.array(names, dtype=object)
     scored = rows if test is None else test
-    result = _metrics(model, scored.X, fit_targets(scored), classes)
-    problem = nonfinite_outputs(model, scored.X, "the held-out data" if test else "the data")
-    if problem is not None:  # the model is still saved: say so, with the metrics as null
-        print(f"fastmlp train: warning: {problem}", file=sys.stderr)
-    summary = {"data": name, "epochs": int(history.epochs),
-               "seconds": float(np.sum(history.seconds)),
-               "compile_seconds": float(history.compile_seconds),
-               "final_loss": float(history.loss[-1]) if history.epochs else None,
-               "training" if test is None else "held_out": result,
-               "rows": len(rows), "test_rows": 0 if test is None else len(test),
-               "batch_size": batch,
-               "validation_rows": 0 if validation is None else len(validation[0]),
-               "interrupted": interrupted}
-    if why is not None:
-        summary["task"] = f"{'classification' if classes is not None else 'regression'} " \
-                          f"(--task auto: {why})"
-    if history.stopped_early:
-        summary["stopped_early"] = True
-    if len(history.lr):
-        summary["final_lr"] = float(history.lr[-1])
-    record = {"command": "train", **summary, "model": None, "plot": None}
-    # Ctrl-C: an existing --save or --plot is never replaced by an interrupted run; a model
-    # with at least one whole epoch goes beside it, named so (model.interrupted.npz).
-    keep = not interrupted or history.epochs >= 1
-    if saving and keep:
-        target = outputs.interrupted_name(saving) if interrupted else args.save
-        record["model"] = outputs.save_model(model, target, summary)
-    if args.plot and keep:
-        target = outputs.interrupted_name(args.plot) if interrupted else args.plot
-        record["plot"] = outputs.write_plot(history, target, record["model"])
+    result = problem = None
+    try:
+        result = _metrics(model, scored.X, fit_targets(scored), classes)
+        problem = nonfinite_outputs(model, scored.X,
+                                    "the held-out data" if test else "the data")
+    except KeyboardInterrupt:  # after training: the scores are skipped, never the model
+        interrupted = True
+    # From here a first Ctrl-C is noted, not raised: the files are finished whole (a
+    # second press still stops at once).
+    with presses.deferred() if isinstance(presses, Interrupts) else contextlib.nullcontext():
+        if problem is not None:  # the model is still saved: say so, with the metrics as null
+            print(f"fastmlp train: warning: {problem}", file=sys.stderr)
+        summary = {"data": name, "epochs": int(history.epochs),
+                   "seconds": float(np.sum(history.seconds)),
+                   "compile_seconds": float(history.compile_seconds),
+                   "final_loss": float(history.loss[-1]) if history.epochs else None,
+                   "training" if test is None else "held_out": result,
+                   "rows": len(rows), "test_rows": 0 if test is None else len(test),
+                   "batch_size": batch,
+                   "validation_rows": 0 if validation is None else len(validation[0]),
+                   "interrupted": interrupted}
+        if why is not None:
+            summary["task"] = f"{'classification' if classes is not None else 'regression'} " \
+                              f"(--task auto: {why})"
+        if history.stopped_early:
+            summary["stopped_early"] = True
+        if len(history.lr):
+            summary["final_lr"] = float(history.lr[-1])
+        record = {"command": "train", **summary}
+        record["model"], record["plot"] = outputs.write_run(args, saving, model, history,
+                                                            summary, interrupted)
     emit(args, _report(record, test is not None), record)
+    if getattr(presses, "pending", False) and not interrupted:
+        print("fastmlp train: interrupted while writing; what is listed above was written "
+              "whole", file=sys.stderr)
+        return 130
     if interrupted:
         print(f"fastmlp train: interrupted after {history.epochs} whole epoch(s); "
-              f"{_kept(args, saving, record)}", file=sys.stderr)
+              f"{outputs.kept(saving, record)}", file=sys.stderr)
         return 130
     return 0
-
-
-def _kept(args, saving, record):
-    """What an interrupted run wrote, in words."""
-    if record["model"]:
-        return (f"the model so far was saved to {record['model']!r} ({saving!r} was left "
-                f"as it was)")
-    if saving:
-        return f"nothing was saved (no whole epoch trained; {saving!r} was left as it was)"
-    return "nothing was saved (no --save)"
 
 
 #: The summary line names the time spent compiling kernels from this many seconds up.
@@ -368,8 +370,12 @@ def _report(record, held_out):
     compiling = record.get("compile_seconds", 0.0)
     compiling = (f" (+{compiling:.1f} s compiling kernels, first run only)"
                  if compiling >= SHOW_COMPILE_SECONDS else "")
-    text = (f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s"
-            f"{compiling}, {prefix}loss {metrics['loss']:.4g}")
+    text = f"{record['data']}: {record['epochs']} epochs in {record['seconds']:.2f} s{compiling}"
+    if metrics is None:  # Ctrl-C while scoring
+        metrics = {}
+        text += f", {prefix}scores skipped"
+    else:
+        text += f", {prefix}loss {metrics['loss']:.4g}"
     if "accuracy" in metrics:
         text += f", {prefix}accuracy {100 * metrics['accuracy']:.2f}%"
     if metrics.get("r2") is not None:
