@@ -46,8 +46,10 @@ def atomic_write(path, write, text=False, encoding=None, suffix=".tmp"):
     """Call write(f) on a temporary file beside path (text or binary), then move it over path
     as the module docstring says; on any failure (Ctrl-C included) the temporary file is
     removed and path is left as it was. suffix: the temporary file's (".part" for a
-    download). Returns path."""
-    path = os.fspath(path)
+    download). A symbolic link is written through, as open() would, and kept. Returns path."""
+    given = path = os.fspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temps(directory)
     mode = os.stat(path).st_mode & 0o7777 if os.path.isfile(path) else 0o666 & ~umask()
@@ -69,7 +71,7 @@ def atomic_write(path, write, text=False, encoding=None, suffix=".tmp"):
             pass
         raise
     _fsync_directory(directory)
-    return path
+    return given
 
 
 def host():

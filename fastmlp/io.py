@@ -88,14 +88,16 @@ def check_writable(path):
 
 def write(path, meta, arrays):
     """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
-    '.npz' is appended when path lacks it (as numpy does). Returns the path written."""
+    '.npz' is appended when path lacks it (as numpy does); a symbolic link is written
+    through and kept. Returns path ('.npz' appended)."""
+    given = _npz_path(_fspath(path))
     path, directory = _target(path)
     entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
     try:
         atomic_write(path, lambda f: np.savez(f, **entries))
     except OSError as exc:
         raise _write_error(exc, path, directory) from exc
-    return path
+    return given  # a link's name, not its target's: what sits beside it (a summary) is found
 
 
 def _meta_text(meta):
@@ -320,11 +322,20 @@ def check_arrays(path, arrays, expected):
                          f"(squared gradients cannot be); the file is corrupt or was edited")
     if "opt_step" in arrays and (arrays["opt_step"] < 0).any():
         raise ValueError(f"{path!r}: the stored optimizer step count is negative")
+    if "opt_step" in arrays and (arrays["opt_step"] > MAX_OPT_STEP).any():
+        # the next step's count would overflow the kernels' int64 counters
+        raise ValueError(f"{path!r}: the stored optimizer step count "
+                         f"{int(arrays['opt_step'].max())} is beyond any training (at most "
+                         f"2**62); the file is corrupt or was edited")
     if "rng" in arrays and (arrays["rng"] == 0).all():
         raise ValueError(f"{path!r}: the stored shuffling RNG state is zero, which no model "
                          f"has; the file is corrupt or was edited")
     if "perm" in arrays:
         _check_permutation(path, arrays["perm"])
+
+
+#: The largest optimizer step count a model file may hold.
+MAX_OPT_STEP = 2**62
 
 
 def _check_permutation(path, perm):

@@ -211,9 +211,24 @@ def test_overwriting_keeps_the_files_mode_and_symlink(tmp_path, trained):
     link = tmp_path / "link.npz"
     link.symlink_to(path)
     model.fit(X, np.zeros(len(X), int), epochs=1, progress=False)
-    model.save(link)
+    assert model.save(link) == str(link)  # the link's name: a summary goes beside it
     assert link.is_symlink() and stat.S_IMODE(os.stat(path).st_mode) == 0o640
     np.testing.assert_array_equal(fastmlp.MLP.load(path).forward(X), model.forward(X))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_every_atomic_write_goes_through_a_link_and_keeps_it(tmp_path):
+    """files.atomic_write (run summaries, exports, predictions, downloads) replaced a link
+    with a file of its own, leaving the file it pointed to as it was."""
+    from fastmlp.files import atomic_write
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "out.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert atomic_write(link, lambda f: f.write("new"), text=True) == str(link)
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(os.listdir(tmp_path / "real")) == ["out.csv"]  # no temporary file left
 
 
 def _raise(error_number):

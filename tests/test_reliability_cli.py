@@ -173,6 +173,27 @@ def test_class_labels_a_model_file_cannot_keep_are_refused_before_training(
     assert not (tmp_path / "m.npz").exists()
 
 
+def test_an_output_that_names_an_input_is_refused_first(tmp_path, data, capsys,
+                                                        good_model):
+    """`train --data d.csv --save d.csv`-like commands replaced the user's input with their
+    output (the training data with a model, a model with its ONNX export)."""
+    path, before, _ = good_model
+    table = (tmp_path / "train.csv").read_bytes()
+    data_npz = tmp_path / "d.npz"
+    np.savez(data_npz, X=np.zeros((4, 2)), y=np.arange(4) % 2)
+    plot = tmp_path / "curves.png"
+    plot.symlink_to(tmp_path / "train.csv")  # a name of its own, the same file
+    for argv in (["train", "--data", str(data_npz), "--target", "y", "--save",
+                  str(data_npz)],
+                 ["train", "--data", data, "--target", "label", "--plot", str(plot)],
+                 ["export", str(path), "--onnx", str(path)],
+                 ["predict", str(path), data, "--target", "label", "--out", data]):
+        status, err = status_and_err(argv, capsys)
+        assert status == 2 and "is the input file" in err, (argv, err)
+    assert path.read_bytes() == before and (tmp_path / "train.csv").read_bytes() == table
+    assert np.load(data_npz)["X"].shape == (4, 2)
+
+
 # -- names checked before training -----------------------------------------------------------
 
 def _table(path, X, y):

@@ -6,8 +6,8 @@ import numpy as np
 from . import labels
 from ..inputs.labels import codes_for, plain
 from .checks import nonfinite_outputs
-from .common import (Failure, UsageError, by_name, check_writable, emit, load_model, load_table,
-                     write_rows)
+from .common import (Failure, UsageError, by_name, check_not_an_input, check_writable, emit,
+                     load_model, load_table, model_path, write_rows)
 
 
 def _features(model, path, target):
@@ -36,6 +36,7 @@ def _features(model, path, target):
 def predict(args):
     if args.out is not None:
         check_writable(args.out, "--out")
+        check_not_an_input([args.out], "--out", [args.data, model_path(args.model)])
         if not args.out.lower().endswith((".csv", ".npy")):
             raise UsageError(f"--out {args.out!r}: write predictions to a .csv or .npy file")
     model = load_model(args.model)
@@ -136,6 +137,7 @@ def export(args):
         raise UsageError(f"--onnx writes an ONNX file, but {target!r} is named as a PyTorch "
                          f"file; use --torch {target}, or a .onnx name")
     check_writable(target, option)
+    check_not_an_input([target], option, [model_path(args.model)])
     model = load_model(args.model)
     if args.onnx:
         written = exporters.to_onnx(model, args.onnx)
@@ -159,9 +161,8 @@ def export(args):
 
 def info(args):
     from ..summary import summary
-    from ..io import resolve
     model = load_model(args.model)
-    path = resolve(args.model)  # the file read: `info m` reads m.npz, its summary m.npz.json
+    path = model_path(args.model)  # `info m` reads m.npz, and its summary m.npz.json
     try:
         record = labels.read_sidecar(path)
     except ValueError as exc:

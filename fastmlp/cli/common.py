@@ -100,6 +100,19 @@ class Interrupts:
         return False
 
 
+def check_not_an_input(outputs, option, inputs):
+    """UsageError when a file the command will write (outputs) is one of the files it reads
+    (inputs; names or links alike): writing it would replace the user's input."""
+    for out in outputs:
+        if out is None or not os.path.exists(out):
+            continue
+        for given in inputs:
+            if given is not None and os.path.isfile(given) and os.path.samefile(out, given):
+                raise UsageError(f"{option} {os.fspath(out)!r} is the input file "
+                                 f"{os.fspath(given)!r}, which writing it would replace; give "
+                                 f"another name (nothing was done)")
+
+
 def check_writable(path, option):
     """UsageError unless a file can be created at path: its directory exists and accepts a
     new file (tried, since permission bits do not tell the whole story), and path is not a
@@ -119,6 +132,12 @@ def check_writable(path, option):
                          f"({exc.strerror or exc}); nothing was done") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def model_path(path):
+    """The file MLP.load reads for path (path itself, else path + '.npz')."""
+    from ..io import resolve
+    return resolve(path)
 
 
 def load_model(path):

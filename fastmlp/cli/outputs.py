@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from . import labels
-from .common import Failure, UsageError, check_writable
+from .common import Failure, UsageError, check_not_an_input, check_writable
 
 #: What an interrupted run's files are called: model.npz -> model.interrupted.npz.
 INTERRUPTED = ".interrupted"
@@ -65,6 +65,17 @@ def check_model_output(path, option="--save"):
                              f"directory; move it or save elsewhere (nothing was done)")
     check_writable(target, option)
     return target
+
+
+def check_not_inputs(saving, plot, inputs):
+    """UsageError when a file train writes (the model, its summary, their interrupted
+    twins; the plot and its twin) is one of the files it reads."""
+    for option, path in (("--save", saving), ("--plot", plot)):
+        if path is not None:
+            written = [path, interrupted_name(path)]
+            if option == "--save":
+                written += [labels.sidecar_path(p) for p in written]
+            check_not_an_input(written, option, inputs)
 
 
 def plot_formats():

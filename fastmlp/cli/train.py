@@ -277,6 +277,7 @@ def train(args):
         outputs.check_plot_output(args.plot)
         from ..fit.plot import _matplotlib
         _matplotlib()  # an ImportError naming the extra, before the training it would follow
+    outputs.check_not_inputs(saving, args.plot, [args.data, args.test])
     # Under `mpiexec -n N fastmlp train ...` every rank trains its share of each batch; only
     # rank 0 writes the model, the plot and the report. Ctrl-C is then counted, not raised,
     # for the whole command, and the ranks stop together (core/interrupts.py).
