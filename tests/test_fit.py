@@ -185,6 +185,28 @@ def test_overflowed_weights_restore_the_start_of_the_run(monkeypatch, generic_ke
         np.testing.assert_array_equal(b, b0)
 
 
+@pytest.mark.parametrize("kernel", ["generic", "generated"])
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_a_last_update_that_overflows_the_weights_is_an_error(kernel, epochs, monkeypatch):
+    """The update of a fit's (or a call's) last step that overflows the weights shows in no
+    loss of that call: fit returned infinite weights without a word (and a later call
+    backed them up as its restore point). Now the overflow is found after the call, the
+    weights go back to the call's start and FloatingPointError says so."""
+    from fastmlp import config
+    monkeypatch.setattr(config, "SPECIALIZE", kernel == "generated")
+    X = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
+    y = X[:, :1] * 200
+    model = fastmlp.MLP(3, [(4, "relu"), (1, "identity")], optimizer=fastmlp.SGD(lr=1e37),
+                        seed=0, dtype="float32")
+    before = model.backend.get_params().copy()
+    with pytest.raises(FloatingPointError, match="weights became infinite|after an update "
+                                                 "overflowed") as raised:
+        model.fit(X, y, epochs=epochs, batch_size=16, progress=False, callbacks=[
+            lambda m, h: None] if epochs > 1 else [])
+    assert "restored" in str(raised.value) and raised.value.history.epochs >= 1
+    np.testing.assert_array_equal(model.backend.get_params(), before)
+
+
 def test_quiet_fit_splits_a_long_epoch(monkeypatch, generic_kernel):
     # Pretend each step is a second's work: the first call then runs one step, not the epoch,
     # so Ctrl-C is not held up for a whole epoch; the weights are as for one call.

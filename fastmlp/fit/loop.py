@@ -122,7 +122,9 @@ def fit(backend, plan, owner=None, accuracy=None):
                 elapsed = time.perf_counter() - start
                 before = seg.done
                 seg.advance(ran, elapsed)
-                if status != OK:
+                # A last update that overflowed the weights shows in no loss of this call:
+                # looked for here, before anything reads the weights or backs them up.
+                if status != OK or (ran and run.restore_if_overflowed()):
                     _add_epochs(log, seg, n)
                     _raise_nonfinite(run, status, seg_start * spe + seg.done, spe,
                                      _history(log))
@@ -290,6 +292,15 @@ def _update_bar(bar, ran, done, steps_per_epoch, batch_size, n, epochs, epoch_lo
 def _raise_nonfinite(run, status, done, steps_per_epoch, history):
     epoch, batch = divmod(done, steps_per_epoch)
     where = f"at epoch {epoch + 1}, batch {batch + 1}"
+    if status == OK:  # the call's steps were whole, but its last update overflowed
+        epoch, batch = divmod(done - 1, steps_per_epoch)
+        error = FloatingPointError(
+            f"the weights became infinite in the update of epoch {epoch + 1}, batch "
+            f"{batch + 1}; training stopped and the model was restored to its weights from "
+            f"the start of the last compiled run (at most ~{QUIET_INTERVAL:g} s of training "
+            f"earlier). Lower the learning rate, scale the inputs, or add l2 regularisation.")
+        error.history = history
+        raise error
     what = describe(status)
     if run.restore_if_overflowed():
         message = (f"{what} became NaN or infinite {where} after an update overflowed the "
