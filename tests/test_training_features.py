@@ -8,6 +8,7 @@ import pytest
 
 import fastmlp
 from fastmlp.cpu import steps as cpu_steps
+from fastmlp.core import schedules
 
 
 def digits(n=600):
@@ -203,6 +204,76 @@ def test_ctrl_c_counts_every_step_the_compiled_call_ran(monkeypatch, generic_ker
     with pytest.warns(RuntimeWarning, match="interrupted after"):
         h = model.fit(X, y, epochs=10**6, batch_size=4, progress=True)
     assert h.interrupted and h.epochs == sum(calls) // 16
+
+
+def test_ctrl_c_as_a_generated_kernel_returns_keeps_its_rate_records(monkeypatch):
+    """A generated kernel keeps no rate record; the run writes it after the call (and moves
+    the schedule's counters). Ctrl-C raised as the call returned skipped that: History.lr
+    held NaN for the call's epochs and a schedule's counters fell behind the steps."""
+    from fastmlp.cpu.run import CpuRun
+    X = np.random.default_rng(0).standard_normal((64, 3))
+    y = X.sum(1)
+    schedule = schedules.Constant()
+    model = fastmlp.MLP(3, [(4, "tanh"), (1, "identity")], seed=0)
+    real_kernel = CpuRun._kernel
+    calls = []
+
+    class PressedAsItReturns:
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getattr__(self, name):  # compiling and loading go to the kernel itself
+            return getattr(self.kernel, name)
+
+        def __call__(self, *args):
+            result = self.kernel(*args)
+            calls.append(result[1])
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return result
+
+    def pressing(run):
+        kernel, extra = real_kernel(run)
+        return (kernel if run.kernel is None else PressedAsItReturns(kernel)), extra
+
+    monkeypatch.setattr(CpuRun, "_kernel", pressing)
+    with pytest.warns(RuntimeWarning, match="interrupted after"):
+        h = model.fit(X, y, epochs=10**6, batch_size=64, progress=True, schedule=schedule)
+    assert h.interrupted and len(calls) == 3 and h.epochs == sum(calls) > 2  # one-step epochs
+    assert len(h.lr) == h.epochs and np.isfinite(h.lr).all()
+    assert schedule.state[schedules.STEPS] == sum(calls)
+
+
+@pytest.mark.parametrize("restore", [False, True])
+def test_ctrl_c_with_validation_keeps_one_entry_an_epoch_and_says_what_it_kept(
+        restore, monkeypatch, generic_kernel):
+    """Calls end at epoch ends when there are validation rows: a press as a call returned
+    logged its epoch without validating it (val_loss one entry short of loss, misaligned
+    once entries merge). That epoch's val_loss and val_accuracy are NaN now; and with early
+    stopping's restore_best_weights the warning says the best epoch's weights are kept,
+    which is what happens."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = (X[:, 0] > 0).astype(int)
+    model = fastmlp.MLP(3, [(4, "tanh"), (2, "softmax")], seed=0)
+    real = cpu_steps.train_steps
+    calls = []
+
+    def pressed_as_the_fourth_epoch_ends(*args):
+        result = real(*args)
+        if args[5] > 0:  # n_steps: not the compile call
+            calls.append(result[1])
+            if sum(calls) == 4 * 3:  # 48 training rows in batches of 16
+                raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(cpu_steps, "train_steps", pressed_as_the_fourth_epoch_ends)
+    with pytest.warns(RuntimeWarning, match="best epoch" if restore else "last whole batch"):
+        h = model.fit(X, y, epochs=50, batch_size=16, progress=False, validation_split=0.25,
+                      early_stopping=restore, patience=1000)
+    assert h.interrupted and h.epochs == 4, calls
+    assert len(h.loss) == len(h.val_loss) == len(h.val_accuracy) == h.epochs
+    assert np.isfinite(h.val_loss[:3]).all() and np.isnan(h.val_loss[3])
 
 
 def test_a_huge_epoch_count_allocates_nothing_up_front():

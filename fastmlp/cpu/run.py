@@ -138,12 +138,25 @@ class CpuRun:
                     n_steps)
         else:
             cursor = self.fit_state.cursor.copy()
-            status, done = kernel(*args, n_steps, *extra)
-            # The generated kernels train at the constant rate and keep no record of it.
-            replay_constant_steps(self.schedule.state, self.epoch_lr, cursor, done,
-                                  self.plan.n, self.config.batch_size,
-                                  self.config.hyper[LR])
+            try:
+                status, done = kernel(*args, n_steps, *extra)
+            except KeyboardInterrupt:  # raised as the call returned: its steps still count
+                self._replay(cursor, self._steps_since(cursor))
+                raise
+            self._replay(cursor, done)
         return int(status), int(done)
+
+    def _replay(self, cursor, done):
+        """The generated kernels train at the constant rate and keep no record of it: the
+        records and schedule counters of `done` steps from cursor."""
+        replay_constant_steps(self.schedule.state, self.epoch_lr, cursor, done, self.plan.n,
+                              self.config.batch_size, self.config.hyper[LR])
+
+    def _steps_since(self, cursor):
+        """Steps the kernel took from cursor ([epoch, batch]) to where it is now."""
+        n_batches = -(-self.plan.n // self.config.batch_size)
+        now = self.fit_state.cursor
+        return int((now[0] - cursor[0]) * n_batches + now[1] - cursor[1])
 
     def cursor(self):
         return int(self.fit_state.cursor[0]), int(self.fit_state.cursor[1])

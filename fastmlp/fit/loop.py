@@ -144,11 +144,14 @@ def fit(backend, plan, owner=None, accuracy=None):
             seg_start += seg_epochs
     except KeyboardInterrupt:
         log.interrupted = True
-        if seg is not None:
-            _add_epochs(log, seg, n)
+        if seg is not None:  # an epoch ended by the press was never validated: NaN says so
+            _add_epochs(log, seg, n, unvalidated=plan.validation is not None,
+                        accuracy=accuracy is not None)
+        kept = ("its best epoch's weights (restore_best_weights)" if stopper is not None
+                and stopper.restore and stopper.snapshot is not None
+                else "the weights of the last whole batch")
         warnings.warn(f"fastmlp: training interrupted after {log.epochs} whole epoch(s); the "
-                      f"model keeps the weights of the last whole batch", RuntimeWarning,
-                      stacklevel=3)
+                      f"model keeps {kept}", RuntimeWarning, stacklevel=3)
     finally:
         run.close()
         if bar is not None:
@@ -246,12 +249,18 @@ class _Segment:
         self.advance(max(ran, 0), elapsed)
 
 
-def _add_epochs(log, seg, n, upto=None, **extra):
-    """Move the segment's completed epochs (up to `upto`) into the log."""
+def _add_epochs(log, seg, n, upto=None, unvalidated=False, accuracy=False, **extra):
+    """Move the segment's completed epochs (up to `upto`) into the log; `unvalidated`:
+    epochs that had validation rows but no end-of-epoch evaluation (NaN val_loss and, with
+    `accuracy`, val_accuracy), so every series keeps one entry an epoch."""
     upto = min(seg.done // seg.steps_per_epoch if upto is None else upto, len(seg.seconds))
     lo = seg.taken
     if upto <= lo:
         return
+    if unvalidated:
+        extra = dict(extra, val_loss=np.full(upto - lo, np.nan))
+        if accuracy:
+            extra["val_accuracy"] = np.full(upto - lo, np.nan)
     run = seg.run
     log.add(loss=run.epoch_loss[lo:upto] / n,
             grad_norms=run.epoch_grad_norm[lo:upto] / seg.steps_per_epoch,
