@@ -33,3 +33,18 @@ def test_the_log_holds_the_merged_record_of_every_epoch(max_entries, seed):
         expected = reference(np.concatenate(record[name]), log.stride, rule)
         np.testing.assert_allclose(log.series(name), expected, rtol=1e-12, err_msg=name)
     assert log.last("loss") == record["loss"][-1][-1]
+
+
+def test_epochs_added_one_at_a_time_stay_in_few_chunks():
+    """A fit with validation rows or callbacks adds one epoch a call: its chunks are joined
+    as they come (a callback reads the whole History every epoch, and counting the entries
+    went over every chunk: 15 s of bookkeeping for 5,000 epochs), and nothing is lost."""
+    from fastmlp.fit.epochlog import MAX_CHUNKS
+    log = EpochLog(n_layers=1)
+    values = np.arange(1000, dtype=np.float64)
+    for v in values:
+        log.add(loss=[v], grad_norms=[[v]], seconds=[v], lr=[v], val_loss=[v])
+        assert all(len(chunks) <= MAX_CHUNKS + 1 for chunks in log.stored.values())
+    for name in ("loss", "seconds", "lr", "val_loss"):
+        np.testing.assert_array_equal(log.series(name), values)
+    np.testing.assert_array_equal(log.series("grad_norms")[:, 0], values)

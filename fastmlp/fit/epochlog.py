@@ -12,6 +12,8 @@ import numpy as np
 from .. import config
 
 MEAN, SUM, LAST = "mean", "sum", "last"
+#: Stored chunks a field holds before they are joined into one.
+MAX_CHUNKS = 32
 #: How each History field merges: losses and norms average, seconds add, the rate is the last.
 FIELDS = {"loss": MEAN, "grad_norms": MEAN, "seconds": SUM, "lr": LAST, "val_loss": MEAN,
           "val_accuracy": MEAN}
@@ -60,6 +62,10 @@ class EpochLog:
         for name in FIELDS:
             if name in values and len(values[name]):
                 self._take(name, np.asarray(values[name], np.float64))
+                if len(self.stored[name]) > MAX_CHUNKS:
+                    # An epoch a call (validation, callbacks) adds a chunk an epoch: joined
+                    # now and then, so that counting and reading them stays cheap.
+                    self.stored[name] = [np.concatenate(self.stored[name])]
         while self._entries() > self.max_entries:
             self._halve()
 
