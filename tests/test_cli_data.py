@@ -140,6 +140,22 @@ def test_info_on_a_model_saved_from_python(tmp_path, capsys):
     assert "no training summary" in capsys.readouterr().out
 
 
+def test_info_does_not_pass_off_an_earlier_run_as_this_model(tmp_path, capsys):
+    """A model saved over from Python (or by a run stopped between its two files) left the
+    earlier run's summary beside it, and info reported that run (data, epochs, accuracy)
+    for the new model. The summary keeps the digest of the file it describes."""
+    path = tmp_path / "m.npz"
+    assert main(["train", "--dataset", "xor", "--epochs", "3", "--quiet", "--save",
+                 str(path)]) == 0
+    capsys.readouterr()
+    assert run_json(["info", str(path)], capsys)["training"]["epochs"] == 3
+    fastmlp.MLP(2, [(3, "relu"), (1, "sigmoid")], seed=5).save(path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "describes an earlier model" in out and "3 epochs" not in out
+    assert run_json(["info", str(path)], capsys)["training"] is None
+
+
 def test_export_from_the_shell(trained, capsys):
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")

@@ -167,8 +167,9 @@ def info(args):
         record = labels.read_sidecar(path)
     except ValueError as exc:
         raise Failure(str(exc)) from None
+    stale = record is not None and not labels.describes(record, path)
     classes = labels.model_classes(model)
-    run = _run_summary(record, labels.sidecar_path(path))
+    run = {} if stale else _run_summary(record, labels.sidecar_path(path))
     batch_size = args.batch_size or run.get("batch_size") or 32
     text = summary(model, batch_size)
     if classes is not None:
@@ -182,6 +183,9 @@ def info(args):
                  for k, v in metrics.items() if v is not None]
         text += (f"\ntrained on {run.get('data')}: {run.get('epochs')} epochs in "
                  f"{run.get('seconds', 0):.2f} s; {where} {', '.join(parts)}")
+    elif stale:
+        text += (f"\nno training summary: {labels.sidecar_path(path)!r} describes an earlier "
+                 f"model saved at this path (the file was saved over since)")
     else:
         text += "\nno training summary (the model was not saved by `fastmlp train`)"
     n_params = sum(W.size + b.size for W, b in model.get_weights())
