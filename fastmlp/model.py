@@ -252,7 +252,8 @@ class MLP:
         grad_norms, seconds; best_epoch and stopped_early with early stopping).
 
         A second call continues from the current weights, optimizer state and shuffle
-        sequence: fit(3 epochs) then fit(3 epochs) trains exactly as fit(6 epochs) does.
+        sequence: fit(3 epochs) then fit(3 epochs) trains exactly as fit(6 epochs) does
+        (to rounding if config.SPECIALIZE "auto" gave the calls different kernels).
         reset=True starts over from the seed instead (as reset()).
 
         epochs: None means 1 for SGD, Adam and AdamW, and max_iter for fastmlp.LBFGS, which
