@@ -56,14 +56,14 @@ def _refuse_directory(path, given):
 # -- writing ---------------------------------------------------------------------------------
 
 def _target(path):
-    """(file to write, its directory) for path, or the error a write to it would meet."""
+    """(file to write, the directory it lands in) for path, or the error a write to it would
+    meet. A symbolic link is written through and kept (files.atomic_write): the directory is
+    its target's."""
     given = _fspath(path)
     _refuse_directory(given, given)
     path = _npz_path(given)
     _refuse_directory(path, given)
-    if os.path.islink(path):  # write through the link, as open() would, and keep it
-        path = os.path.realpath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    directory = os.path.dirname(os.path.realpath(path))
     if not os.path.isdir(directory):
         if os.path.exists(directory):
             raise ValueError(f"cannot save {given!r}: {directory!r} is not a directory")
@@ -90,14 +90,13 @@ def write(path, meta, arrays):
     """Write meta (a JSON-serialisable dict) and arrays (name -> array) to path atomically;
     '.npz' is appended when path lacks it (as numpy does); a symbolic link is written
     through and kept. Returns path ('.npz' appended)."""
-    given = _npz_path(_fspath(path))
     path, directory = _target(path)
     entries = {"meta": np.array(_meta_text(meta)), **_checked_arrays(arrays)}
     try:
         atomic_write(path, lambda f: np.savez(f, **entries))
     except OSError as exc:
         raise _write_error(exc, path, directory) from exc
-    return given  # a link's name, not its target's: what sits beside it (a summary) is found
+    return path  # a link's name, not its target's: what sits beside it (a summary) is found
 
 
 def _meta_text(meta):

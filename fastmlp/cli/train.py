@@ -1,5 +1,4 @@
 """`fastmlp train`: data in, a trained model, held-out metrics, a saved model and a plot out."""
-import contextlib
 import inspect
 import os
 import sys
@@ -327,7 +326,7 @@ def _train(args, saving, comm, presses):
         interrupted = True
     # From here a first Ctrl-C is noted, not raised: the files are finished whole (a
     # second press still stops at once).
-    with presses.deferred() if isinstance(presses, Interrupts) else contextlib.nullcontext():
+    with presses.deferred():
         if problem is not None:  # the model is still saved: say so, with the metrics as null
             print(f"fastmlp train: warning: {problem}", file=sys.stderr)
         summary = {"data": name, "epochs": int(history.epochs),
@@ -350,7 +349,7 @@ def _train(args, saving, comm, presses):
         record["model"], record["plot"] = outputs.write_run(args, saving, model, history,
                                                             summary, interrupted)
     emit(args, _report(record, test is not None), record)
-    if getattr(presses, "pending", False) and not interrupted:
+    if presses.pending and not interrupted:
         print("fastmlp train: interrupted while writing; what is listed above was written "
               "whole", file=sys.stderr)
         return 130

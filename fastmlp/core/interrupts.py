@@ -13,6 +13,7 @@ others (rank 0 may still be saving the model). A Ctrl-C then killed it, and mpie
 every other rank in turn, the one saving included: the trained model was lost.
 """
 import atexit
+import contextlib
 import signal
 import threading
 
@@ -39,6 +40,13 @@ class DeferredInterrupts:
 
     def _count(self, signum, frame):
         self.pressed += 1
+
+    #: What the CLI's Interrupts.deferred notes: nothing here, where every press is deferred.
+    pending = False
+
+    def deferred(self):
+        """Presses are deferred already (the CLI's Interrupts has the same method)."""
+        return contextlib.nullcontext(self)
 
     def __exit__(self, *exc):
         if _active and _active[0] is self:
