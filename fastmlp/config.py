@@ -57,7 +57,7 @@ BLAS_MIN_MACS = 512
 #: (compiling if need be); False: never.
 SPECIALIZE = "auto"
 SPECIALIZE_MAX_WEIGHTS = 128
-SPECIALIZE_COLUMNS_MIN_BATCH = 4
+SPECIALIZE_COLUMNS_MIN_BATCH = 6
 #: The "auto" rule's model: a compile of about 2 s + 0.04 s a weight against a saving of
 #: 1.5 us a step (the low side of what was measured; docs/tuning.md).
 SPECIALIZE_STEP_SAVING = 1.5e-6

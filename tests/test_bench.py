@@ -1,6 +1,7 @@
 """`fastmlp bench`: one table, JSON, workload selection; tiny timings, never asserted on."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -255,3 +256,25 @@ def test_steadiness_is_none_where_threads_cannot_be_pinned(monkeypatch):
     monkeypatch.setattr(host, "core_times", refused)
     monkeypatch.setattr(host, "cores", lambda: 2)
     assert host.steadiness() is None
+
+
+def test_layouts_times_each_layout_with_its_own_kernel(monkeypatch, capsys):
+    from fastmlp import config
+    from fastmlp.bench import layouts
+    from fastmlp.cpu import specialize
+    taken = []
+    kernel = specialize.kernel
+
+    def recording(spec, loss, variant, layout=specialize.ROWS):
+        taken.append(layout)
+        return kernel(spec, loss, variant, layout)
+
+    monkeypatch.setattr(specialize, "kernel", recording)
+    before = config.SPECIALIZE_COLUMNS_MIN_BATCH
+    layouts.main(["xor", "4", "--rounds", "1", "--steps", "50"])
+    assert config.SPECIALIZE_COLUMNS_MIN_BATCH == before
+    assert taken.count(specialize.ROWS) == taken.count(specialize.COLUMNS) == 2
+    line = capsys.readouterr().out.splitlines()[-1]
+    rows, columns = (float(v) for v in re.findall(r"([\d.]+) ns", line))
+    assert line.startswith("batch    4:") and 0 < rows < 1e6 and 0 < columns < 1e6
+    assert layouts.workload("3-5-2").layers == ((5, "tanh"), (2, "softmax"))

@@ -202,7 +202,8 @@ def test_generated_kernels_allocate_nothing_per_step(batch_size):
     model, X, y = make(3, [(5, "tanh"), (4, "leaky_relu"), (3, "softmax")], None, "adam",
                        "float32", l2=0.01, n=40)
     assert fitted_kernel(model, X, y, batch_size) is not None
-    expected = specialize.ROWS if batch_size < 4 else specialize.COLUMNS
+    expected = (specialize.ROWS if batch_size < config.SPECIALIZE_COLUMNS_MIN_BATCH
+                else specialize.COLUMNS)
     assert specialize.layout_for(batch_size) == expected
     assert allocations_per_step(model, X, y, batch_size=batch_size, steps=12) == 0
 
