@@ -10,6 +10,7 @@ a change an older reader would misread must raise FORMAT_VERSION.
 """
 import errno
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -357,6 +358,10 @@ def check_classes(path, classes, n_outputs):
             isinstance(c, (str, int, float, bool)) for c in classes):
         raise ValueError(f"{path!r}: 'classes' must be a list of labels (strings or "
                          f"numbers); got {type(classes).__name__} {str(classes)[:60]}")
+    odd = [c for c in classes if isinstance(c, float) and not math.isfinite(c)]
+    if odd:  # fit refuses such labels, and the summary could not be written again
+        raise ValueError(f"{path!r}: its 'classes' hold {odd[0]!r}, not a finite label; the "
+                         f"file is corrupt or was edited")
     k = len(classes)
     if not (k == n_outputs if n_outputs > 1 else k == 2):
         raise ValueError(f"{path!r}: it lists {k} classes but its output layer has "
