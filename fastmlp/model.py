@@ -151,10 +151,10 @@ class MLP:
             return X
         return self._arrays(X, y, what, sample_weight, learn=False)
 
-    def _inputs(self, X, what, learn=False):
+    def _inputs(self, X, what, learn=False, finite=True):
         """check_inputs of X's columns by name (inputs/features.py); fit keeps new names."""
         X, names = align(X, self.feature_names_in_, what, learn)
-        X = check_inputs(X, self.spec.n_inputs, self.dtype, what)
+        X = check_inputs(X, self.spec.n_inputs, self.dtype, what, finite)
         if learn and names is not None and self.feature_names_in_ is None:
             self.feature_names_in_ = np.array(names, dtype=object)
         return X
@@ -183,9 +183,11 @@ class MLP:
     # -- inference -----------------------------------------------------------------------
     def forward(self, X):
         """Output activations, (samples, n_outputs), for any output activation."""
-        X = self.as_arrays(X)
+        # NaN and infinity are looked for by the backend: the CPU's split pass reads them
+        # off the first layer it computes anyway, instead of one more pass over X
+        X = self._inputs(X, "X", finite=False)
         with self._lock:
-            return self._backend.forward_rows(X)
+            return self._backend.forward_rows(X, unchecked="X")
 
     def predict_proba(self, X):
         """Output activations of a sigmoid or softmax output layer (class probabilities)."""

@@ -22,7 +22,7 @@ from ..core.blas import limit_threads
 from ..core.jitcache import compile_for
 from ..core.spec import NetworkSpec
 from ..core.status import OK
-from ..inputs.validation import for_kernels
+from ..inputs.validation import check_finite, for_kernels
 from ..core.workspace import Workspace
 from . import ahead, parallel, threads
 from .network import UNWEIGHTED
@@ -74,14 +74,19 @@ class CpuBackend:
         return self.ws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
-    def forward_rows(self, X):
-        """Output activations of every row of X, (n, n_outputs)."""
+    def forward_rows(self, X, unchecked=None):
+        """Output activations of every row of X, (n, n_outputs); unchecked: as in
+        fit/protocols.py. The split pass checks the first layer's pre-activations instead
+        of X (parallel.first_layer_finite) and looks at X only when one is not finite."""
         ahead.wait(self.dtype)
         self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
         if X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS and self._parallel_forward():
-            self._forward_parallel(out, X)
+            if not self._forward_parallel(out, X) and unchecked:
+                check_finite(X, unchecked)  # X's own, or a finite X that overflowed there
             return out
+        if unchecked:
+            check_finite(X, unchecked)
         cpu_steps.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
 
@@ -109,7 +114,8 @@ class CpuBackend:
     def _forward_parallel(self, out, X):
         """forward_rows with the rows split over the threads in chunks of
         config.FORWARD_CHUNK_ROWS rows, each thread taking the next chunk as it comes
-        (parallel.forward_parts); the thread chooser's unit is one chunk per part."""
+        (parallel.forward_parts); the thread chooser's unit is one chunk per part. Returns
+        whether every first-layer pre-activation was finite."""
         most = threads.most_threads()
         bufs = self.forward_parts
         if bufs is None or bufs.parts != most or bufs.rows != config.FORWARD_CHUNK_ROWS:
@@ -119,6 +125,7 @@ class CpuBackend:
         block = bufs.parts * bufs.rows
         n = X.shape[0]
         position = [0]
+        bufs.sync[parallel.NONFINITE] = 0
 
         def blocks(n_threads, count):
             lo = position[0]
@@ -134,6 +141,7 @@ class CpuBackend:
             self.forward_threads.run(blocks, n // block)
             if position[0] < n:  # the short last block, untimed: it would pass for a fast one
                 blocks(self.forward_threads.best(), 1)
+        return bufs.sync[parallel.NONFINITE] == 0
 
     def loss_rows(self, X, T, objective, weights=None):
         """The objective's mean over the rows of X as one batch (weighted by `weights` when

@@ -114,8 +114,8 @@ class MpiBackend:
     def set_params(self, params):
         self.inner.set_params(params)
 
-    def forward_rows(self, X):
-        return self.inner.forward_rows(X)
+    def forward_rows(self, X, unchecked=None):
+        return self.inner.forward_rows(X, unchecked)
 
     def loss_rows(self, X, T, objective, weights=None):
         return self.inner.loss_rows(X, T, objective, weights)

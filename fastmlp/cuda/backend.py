@@ -12,6 +12,7 @@ import numpy as np
 from .. import config
 from ..core.spec import ACTIVATION
 from ..core.workspace import Workspace
+from ..inputs.validation import check_finite
 from . import rows
 from .run import CudaRun
 from .device import require_cuda
@@ -77,7 +78,9 @@ class CudaBackend:
         return self.dws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
-    def forward_rows(self, X):
+    def forward_rows(self, X, unchecked=None):
+        if unchecked:
+            check_finite(X, unchecked)
         self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
         rows.forward_rows(out, self.dws, X)

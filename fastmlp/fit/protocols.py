@@ -91,8 +91,10 @@ class Backend(Protocol):
     def set_params(self, params: np.ndarray) -> None:
         """Replace the flat parameter vector."""
 
-    def forward_rows(self, X: np.ndarray) -> np.ndarray:
-        """Output activations of every row of X, (n, n_outputs)."""
+    def forward_rows(self, X: np.ndarray, unchecked: Optional[str] = None) -> np.ndarray:
+        """Output activations of every row of X, (n, n_outputs). unchecked: X's name when
+        X has not been checked for NaN and infinity (check_inputs(finite=False)); then the
+        backend raises check_finite's ValueError for them before returning anything."""
 
     def loss_rows(self, X, T, objective, weights=None) -> float:
         """The objective on (X, T) as one batch (weighted mean with weights)."""

@@ -124,7 +124,8 @@ def _all_finite(arr):
     return bool(max(cores.map_parts(_largest_magnitude, bits, parts, mask)) < infinity)
 
 
-def _check_finite(arr, what, fix="remove or impute them before training"):
+def check_finite(arr, what, fix="remove or impute them before training"):
+    """ValueError naming how many NaN or infinite values a float array holds, if any."""
     if arr.dtype.kind == "f" and not _all_finite(arr):
         bad = np.count_nonzero(~np.isfinite(arr))
         raise ValueError(f"{what} contains {bad} NaN or infinite value(s) (after conversion "
@@ -140,7 +141,7 @@ def check_array(a, what, shape, dtype):
         raise ValueError(f"{what} has shape {arr.shape}; expected {tuple(shape)}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, what, fix="weights must be finite")
+    check_finite(out, what, fix="weights must be finite")
     return out
 
 
@@ -174,8 +175,9 @@ def for_kernels(arr):
     return view
 
 
-def check_inputs(X, n_inputs, dtype, what="X"):
-    """X as a C-contiguous (n, n_inputs) array of the model's dtype."""
+def check_inputs(X, n_inputs, dtype, what="X", finite=True):
+    """X as a C-contiguous (n, n_inputs) array of the model's dtype. finite=False leaves
+    out the check for NaN and infinity (check_finite), for a caller that makes it itself."""
     arr = _as_real_array(X, what)
     if arr.ndim != 2:
         hint = " use X.reshape(-1, 1) for a single feature" if arr.ndim == 1 else ""
@@ -189,7 +191,8 @@ def check_inputs(X, n_inputs, dtype, what="X"):
                          f"model with n_inputs={arr.shape[1]}")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, what)
+    if finite:
+        check_finite(out, what)
     return for_kernels(out)
 
 
@@ -209,7 +212,7 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
         raise ValueError(f"{what} has {arr.shape[0]} samples but X has {n_samples}; X and "
                          f"{what} must have one row per sample")
     if arr.dtype.kind == "f":
-        _check_finite(arr, what)
+        check_finite(arr, what)
     if loss == "cross_entropy" and arr.ndim == 2 and arr.shape[1] == 1 and n_outputs > 1:
         arr = arr[:, 0]  # a (samples, 1) column of labels, as a DataFrame column gives
     if loss == "cross_entropy" and arr.ndim == 1:
@@ -236,7 +239,7 @@ def check_targets(y, n_samples, loss, n_outputs, dtype, what="y"):
                          f"(samples, {n_outputs}) targets")
     with np.errstate(over="ignore", invalid="ignore"):
         out = np.ascontiguousarray(arr, dtype=dtype)
-    _check_finite(out, what)
+    check_finite(out, what)
     if loss in ("binary_cross_entropy", "cross_entropy"):
         if out.min() < 0 or out.max() > 1:
             raise ValueError(f"{what}: {loss} targets must lie in [0, 1]; got values from "

@@ -202,6 +202,52 @@ def test_forward_in_parts_matches_the_serial_forward(parallel_for_any_size, monk
     np.testing.assert_allclose(split, model.forward(X), **TOL[dtype])
 
 
+# A split forward reads NaN and infinity off the first layer's pre-activations instead of a
+# pass over X (parallel.first_layer_finite): every architecture shape of that layer (BLAS,
+# hand-written loops, the output layer itself), values anywhere, and the exact check after.
+FIRST_LAYERS = [(40, [(16, "relu"), (3, "softmax")]),   # a product BLAS computes
+                (5, [(2, "relu"), (1, "sigmoid")]),      # loops (narrower than BLAS_MIN_WIDTH)
+                (6, [(3, "softmax")])]                   # the output layer is the first
+
+
+@pytest.mark.parametrize("n_inputs,layers", FIRST_LAYERS)
+@pytest.mark.parametrize("value,row,col", [(np.nan, 0, 0), (np.inf, -1, -1), (-np.inf, 700, 2)])
+def test_a_split_forward_refuses_nan_and_infinity_in_x(parallel_for_any_size, monkeypatch,
+                                                      n_inputs, layers, value, row, col):
+    monkeypatch.setattr(config, "FORWARD_CHUNK_ROWS", 128)
+    model = fastmlp.MLP(n_inputs, layers, dtype="float32", seed=0)
+    X = np.random.default_rng(0).normal(size=(1500, n_inputs)).astype(np.float32)
+    expected = model.forward(X)
+    assert model.backend.forward_parts is not None  # the split pass ran
+    bad = X.copy()
+    bad[row, col] = value
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+        model.forward(bad)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.predict(bad)
+    np.testing.assert_array_equal(model.forward(X), expected)  # the flag does not linger
+
+
+def test_a_split_forward_sees_infinity_times_a_zero_weight(parallel_for_any_size):
+    model = fastmlp.MLP(4, [(16, "relu"), (2, "softmax")], dtype="float64", seed=0)
+    weights = model.get_weights()
+    weights[0][0][0, :] = 0.0  # input 0 reaches no unit: inf * 0 is NaN all the same
+    model.set_weights(weights)
+    X = np.ones((3000, 4))
+    X[2999, 0] = np.inf
+    with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+        model.forward(X)
+
+
+def test_a_split_forward_of_finite_x_that_overflows_is_not_refused(parallel_for_any_size):
+    model = fastmlp.MLP(8, [(16, "tanh"), (2, "softmax")], dtype="float32", seed=0)
+    X = np.random.default_rng(1).normal(size=(3000, 8)).astype(np.float32)
+    expected = model.forward(X)
+    X[5] = 3e38  # finite, and infinite once multiplied: the exact check lets it through
+    out = model.forward(X)
+    np.testing.assert_array_equal(np.delete(out, 5, 0), np.delete(expected, 5, 0))
+
+
 def test_a_split_forward_starts_the_team_only_for_rows(parallel_for_any_size, monkeypatch):
     """forward's call of no rows (it loads the kernel before the timed calls) runs in this
     thread: starting and joining the team for it cost every split predict a hand-over."""
