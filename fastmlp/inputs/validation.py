@@ -1,4 +1,8 @@
-"""Input checks that run before any compiled code, with errors that say how to fix things."""
+"""Input checks that run before any compiled code, with errors that say how to fix things.
+
+One is left to the kernels where it would cost a pass of its own: a forward of many rows
+checks for NaN and infinity in the first layer's pre-activations (check_inputs(finite=False),
+cpu/backend.forward_rows)."""
 
 import numpy as np
 
