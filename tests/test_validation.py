@@ -1,4 +1,7 @@
 """Bad input gets a clear ValueError/TypeError before any compiled code runs."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -72,6 +75,30 @@ def test_bad_inference_input(no_kernels, clf):
             call(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="predict_proba needs a sigmoid or softmax"):
         fastmlp.MLP(3, [(1, "identity")]).predict_proba(X3)
+
+
+def test_nan_in_a_forward_is_refused_without_waiting_for_the_model(clf):
+    """The check comes before the model's lock: a predict with NaN while another thread
+    holds the model (its fit) is refused at once, not after that fit."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with clf._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        start = time.perf_counter()
+        for call in (clf.predict, clf.forward):
+            with pytest.raises(ValueError, match="X contains 3 NaN or infinite value"):
+                call(np.full((1, 3), np.nan))
+        assert time.perf_counter() - start < 5
+    finally:
+        release.set()
+        holder.join()
 
 
 @pytest.mark.parametrize("kwargs,error,match", [

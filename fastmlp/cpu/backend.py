@@ -81,7 +81,7 @@ class CpuBackend:
         ahead.wait(self.dtype)
         self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        if X.shape[0] >= config.PARALLEL_MIN_FORWARD_ROWS and self._parallel_forward():
+        if self.checks_finite_in_pass(X.shape[0]):
             if not self._forward_parallel(out, X) and unchecked:
                 check_finite(X, unchecked)  # X's own, or a finite X that overflowed there
             return out
@@ -89,6 +89,11 @@ class CpuBackend:
             check_finite(X, unchecked)
         cpu_steps.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
+
+    def checks_finite_in_pass(self, n_rows):
+        """As in fit/protocols.py: a forward split over the threads (forward_rows checks
+        on the serial path too, where a fit in another thread changed the choice since)."""
+        return n_rows >= config.PARALLEL_MIN_FORWARD_ROWS and self._parallel_forward()
 
     def _parallel_forward(self):
         """Whether forward_rows splits many rows over parts (parallel.forward_parts)."""

@@ -114,6 +114,9 @@ class MpiBackend:
     def set_params(self, params):
         self.inner.set_params(params)
 
+    def checks_finite_in_pass(self, n_rows):
+        return self.inner.checks_finite_in_pass(n_rows)
+
     def forward_rows(self, X, unchecked=None):
         return self.inner.forward_rows(X, unchecked)
 

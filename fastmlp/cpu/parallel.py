@@ -278,7 +278,7 @@ def team_forward(tid, size, out, acts, deltas, logits, x, params, layers, rows, 
         forward_rows(out[a:b], acts[tid], logits[tid], deltas[tid], x[a:b], params, layers,
                      rows)
         if not first_layer_finite(deltas[tid], logits[tid], layers, rows, b - a):
-            sync[NONFINITE] = 1
+            team.raise_flag(sync, NONFINITE)
         chunk = team.claim(sync)
     return 0
 

@@ -119,6 +119,12 @@ def barrier(sync, size):
 
 
 @jit(inline="always")
+def raise_flag(sync, slot):
+    """sync[slot] = 1, atomically: a flag any member may raise, read after the run."""
+    _atomic_store(sync, slot, 1)
+
+
+@jit(inline="always")
 def claim(sync):
     """The next unit of work (0, 1, 2, ... within a run) no member has taken, for work whose
     units any member may do in any order: a member on a slower core simply takes fewer."""

@@ -78,6 +78,9 @@ class CudaBackend:
         return self.dws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
+    def checks_finite_in_pass(self, n_rows):
+        return False  # the model checks X first
+
     def forward_rows(self, X, unchecked=None):
         if unchecked:
             check_finite(X, unchecked)
