@@ -118,6 +118,43 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
     assert signal.getsignal(signal.SIGINT) is handler  # restored
 
 
+def test_a_second_interrupted_run_keeps_the_first_ones_model(good_model, monkeypatch,
+                                                             capsys):
+    path, before, _ = good_model
+    fit = fastmlp.MLP.fit
+
+    def fit_pressing_ctrl_c(self, *args, **kwargs):
+        def press(model, history):
+            if history.epochs == 3:
+                signal.raise_signal(signal.SIGINT)
+        return fit(self, *args, callbacks=[press], **kwargs)
+
+    monkeypatch.setattr(fastmlp.MLP, "fit", fit_pressing_ctrl_c)
+    kept = {}
+    for seed, name in enumerate(["m.interrupted.npz", "m.interrupted-2.npz"]):
+        code = main(["train", "--dataset", "xor", "--epochs", "50", "--quiet", "--json",
+                     "--seed", str(seed), "--save", str(path)])
+        record = json.loads(capsys.readouterr().out)
+        assert code == 130 and record["model"] == str(path.parent / name)
+        kept[name] = (path.parent / name).read_bytes()
+    assert path.read_bytes() == before
+    assert kept["m.interrupted.npz"] != kept["m.interrupted-2.npz"]  # two seeds, two models
+    for name, data in kept.items():
+        assert (path.parent / name).read_bytes() == data
+
+
+def test_an_interrupted_name_is_taken_by_its_summary_alone(tmp_path):
+    from fastmlp.cli import outputs
+    (tmp_path / "m.interrupted.npz.json").write_text("{}")
+    (tmp_path / "c.interrupted.png").write_bytes(b"")
+    assert outputs.unused_interrupted_name(str(tmp_path / "m.npz"), model=True) == \
+        str(tmp_path / "m.interrupted-2.npz")
+    assert outputs.unused_interrupted_name(str(tmp_path / "c.png")) == \
+        str(tmp_path / "c.interrupted-2.png")
+    assert outputs.unused_interrupted_name(str(tmp_path / "n.npz"), model=True) == \
+        str(tmp_path / "n.interrupted.npz")
+
+
 def test_ctrl_c_while_scoring_keeps_the_trained_model(good_model, monkeypatch, capsys):
     """A press after fit returned, while the held-out scores are computed, skipped the save
     and lost the whole trained model (exit 130, no file). The scores are skipped; the model

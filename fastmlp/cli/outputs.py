@@ -23,10 +23,23 @@ def model_file(path):
     return path if path.endswith(".npz") else path + ".npz"
 
 
-def interrupted_name(path):
-    """model.npz -> model.interrupted.npz; curves.png -> curves.interrupted.png."""
+def interrupted_name(path, n=1):
+    """model.npz -> model.interrupted.npz; curves.png -> curves.interrupted.png; from n=2
+    on model.interrupted-2.npz and so on."""
     stem, ext = os.path.splitext(os.fspath(path))
-    return stem + INTERRUPTED + ext
+    return stem + INTERRUPTED + ("" if n == 1 else f"-{n}") + ext
+
+
+def unused_interrupted_name(path, model=False):
+    """The first of path's interrupted names that nothing occupies (for a model, nor its
+    summary): an earlier interrupted run's files are never replaced by a later one's."""
+    n = 1
+    while True:
+        name = interrupted_name(path, n)
+        if not any(os.path.lexists(p) for p in
+                   [name] + ([labels.sidecar_path(name)] if model else [])):
+            return name
+        n += 1
 
 
 def _name_max(directory):
@@ -151,15 +164,16 @@ def write_plot(history, path, saved):
 def write_run(args, saving, model, history, summary, interrupted):
     """Write what `fastmlp train` keeps: the model with its summary (--save) and the plot
     (--plot); returns their paths, None for each not written. An interrupted run never
-    replaces an existing --save or --plot: a model with at least one whole epoch goes
-    beside it, named so (model.interrupted.npz)."""
+    replaces an existing --save or --plot, nor an earlier interrupted run's files: a model
+    with at least one whole epoch goes beside it, named so (model.interrupted.npz, or
+    model.interrupted-2.npz and on where that is taken)."""
     keep = not interrupted or history.epochs >= 1
     saved = plotted = None
     if saving and keep:
-        saved = save_model(model, interrupted_name(saving) if interrupted else args.save,
-                           summary)
+        saved = save_model(model, unused_interrupted_name(saving, model=True) if interrupted
+                           else args.save, summary)
     if args.plot and keep:
-        plotted = write_plot(history, interrupted_name(args.plot) if interrupted
+        plotted = write_plot(history, unused_interrupted_name(args.plot) if interrupted
                              else args.plot, saved)
     return saved, plotted
 
