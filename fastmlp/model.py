@@ -19,8 +19,7 @@ from .inputs.labels import encode_labels
 from .core.sample_weight import check_sample_weight
 from .inputs.numbers import check_bool
 from .inputs.features import align, check_names
-from .inputs.validation import (check_dtype, check_finite, check_inputs, check_targets,
-                                check_weights)
+from .inputs.validation import check_dtype, check_inputs, check_targets, check_weights
 
 DEVICES = ("cpu", "cuda")
 
@@ -185,14 +184,9 @@ class MLP:
     def forward(self, X):
         """Output activations, (samples, n_outputs), for any output activation."""
         X = self._inputs(X, "X", finite=False)
-        # A CPU forward split over the threads reads NaN and infinity off the first layer it
-        # computes anyway, instead of one more pass over X; every other is refused here, at
-        # once (not after a fit another thread runs, which holds the lock)
-        deferred = self._backend.checks_finite_in_pass(X.shape[0])
-        if not deferred:
-            check_finite(X, "X")
+        unchecked = self._backend.check_finite_first(X, "X")  # before a fit's lock
         with self._lock:
-            return self._backend.forward_rows(X, unchecked="X" if deferred else None)
+            return self._backend.forward_rows(X, unchecked)
 
     def predict_proba(self, X):
         """Output activations of a sigmoid or softmax output layer (class probabilities)."""

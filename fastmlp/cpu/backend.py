@@ -81,7 +81,7 @@ class CpuBackend:
         ahead.wait(self.dtype)
         self.ensure_rows(1)
         out = np.empty((X.shape[0], self.spec.n_outputs), self.dtype)
-        if self.checks_finite_in_pass(X.shape[0]):
+        if self._splits_forward(X.shape[0]):
             if not self._forward_parallel(out, X) and unchecked:
                 check_finite(X, unchecked)  # X's own, or a finite X that overflowed there
             return out
@@ -90,9 +90,16 @@ class CpuBackend:
         cpu_steps.evaluate_rows(*self.evaluate_args(out, X, self.no_targets, None, None))
         return out
 
-    def checks_finite_in_pass(self, n_rows):
-        """As in fit/protocols.py: a forward split over the threads (forward_rows checks
-        on the serial path too, where a fit in another thread changed the choice since)."""
+    def check_finite_first(self, X, what):
+        """As in fit/protocols.py. A split forward reads NaN and infinity off the first
+        layer it computes anyway, instead of one more pass over X (forward_rows checks on
+        the serial path too, should a fit in another thread change the choice meanwhile)."""
+        if self._splits_forward(X.shape[0]):
+            return what
+        check_finite(X, what)
+        return None
+
+    def _splits_forward(self, n_rows):
         return n_rows >= config.PARALLEL_MIN_FORWARD_ROWS and self._parallel_forward()
 
     def _parallel_forward(self):

@@ -114,8 +114,8 @@ class MpiBackend:
     def set_params(self, params):
         self.inner.set_params(params)
 
-    def checks_finite_in_pass(self, n_rows):
-        return self.inner.checks_finite_in_pass(n_rows)
+    def check_finite_first(self, X, what):
+        return self.inner.check_finite_first(X, what)
 
     def forward_rows(self, X, unchecked=None):
         return self.inner.forward_rows(X, unchecked)

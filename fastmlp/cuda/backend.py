@@ -78,8 +78,9 @@ class CudaBackend:
         return self.dws.rows
 
     # -- inference, loss and gradients ---------------------------------------------------
-    def checks_finite_in_pass(self, n_rows):
-        return False  # the model checks X first
+    def check_finite_first(self, X, what):
+        check_finite(X, what)  # as fit/protocols.py says; the device's pass does not
+        return None
 
     def forward_rows(self, X, unchecked=None):
         if unchecked:

@@ -91,9 +91,10 @@ class Backend(Protocol):
     def set_params(self, params: np.ndarray) -> None:
         """Replace the flat parameter vector."""
 
-    def checks_finite_in_pass(self, n_rows: int) -> bool:
-        """Whether forward_rows on n_rows rows would find NaN and infinity in its own pass
-        (CPU: a split forward), so that the caller may leave that check to it."""
+    def check_finite_first(self, X: np.ndarray, what: str) -> Optional[str]:
+        """Check X for NaN and infinity now (check_finite's ValueError), unless
+        forward_rows finds them in its own pass (CPU: a forward split over the threads);
+        returns what forward_rows' `unchecked` is then: None, or `what`."""
 
     def forward_rows(self, X: np.ndarray, unchecked: Optional[str] = None) -> np.ndarray:
         """Output activations of every row of X, (n, n_outputs). unchecked: X's name when
