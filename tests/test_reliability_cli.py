@@ -95,9 +95,9 @@ def test_a_second_ctrl_c_stops_at_once_writing_nothing(good_model):
     assert sorted(os.listdir(path.parent)) == ["m.npz", "m.npz.json"]
 
 
-def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, capsys):
-    # fit's callbacks run in its loop, as Ctrl-C's KeyboardInterrupt would arrive there.
-    path, before, _ = good_model
+def _press_ctrl_c_at_epoch_3(monkeypatch):
+    """Every fit gets a SIGINT after its third epoch: fit's callbacks run in its loop, as
+    Ctrl-C's KeyboardInterrupt would arrive there."""
     fit = fastmlp.MLP.fit
 
     def fit_pressing_ctrl_c(self, *args, **kwargs):
@@ -107,6 +107,11 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
         return fit(self, *args, callbacks=[press], **kwargs)
 
     monkeypatch.setattr(fastmlp.MLP, "fit", fit_pressing_ctrl_c)
+
+
+def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, capsys):
+    path, before, _ = good_model
+    _press_ctrl_c_at_epoch_3(monkeypatch)
     handler = signal.getsignal(signal.SIGINT)
     code = main(["train", "--dataset", "xor", "--epochs", "50", "--quiet", "--json",
                  "--save", str(path)])
@@ -121,15 +126,7 @@ def test_ctrl_c_in_process_keeps_the_existing_model(good_model, monkeypatch, cap
 def test_a_second_interrupted_run_keeps_the_first_ones_model(good_model, monkeypatch,
                                                              capsys):
     path, before, _ = good_model
-    fit = fastmlp.MLP.fit
-
-    def fit_pressing_ctrl_c(self, *args, **kwargs):
-        def press(model, history):
-            if history.epochs == 3:
-                signal.raise_signal(signal.SIGINT)
-        return fit(self, *args, callbacks=[press], **kwargs)
-
-    monkeypatch.setattr(fastmlp.MLP, "fit", fit_pressing_ctrl_c)
+    _press_ctrl_c_at_epoch_3(monkeypatch)
     kept = {}
     for seed, name in enumerate(["m.interrupted.npz", "m.interrupted-2.npz"]):
         code = main(["train", "--dataset", "xor", "--epochs", "50", "--quiet", "--json",
