@@ -14,6 +14,7 @@ complete file, never a mixture. A process killed in the middle of a write leaves
 temporary file behind; the next write into that directory deletes temporary files whose
 writer (same host, process id) no longer runs.
 """
+import hashlib
 import os
 import re
 import socket
@@ -72,6 +73,15 @@ def atomic_write(path, write, text=False, encoding=None, suffix=".tmp"):
         raise
     _fsync_directory(directory)
     return given
+
+
+def digest(path, algorithm="sha256"):
+    """The hex digest of a file's bytes, read a megabyte at a time."""
+    hashed = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            hashed.update(block)
+    return hashed.hexdigest()
 
 
 def host():

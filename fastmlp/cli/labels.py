@@ -11,13 +11,12 @@ speak the user's labels.
 
 ``<model>.json`` beside the model holds a summary of the run for `fastmlp info`.
 """
-import hashlib
 import json
 import os
 
 import numpy as np
 
-from ..files import atomic_write
+from ..files import atomic_write, digest
 
 
 
@@ -70,25 +69,17 @@ def write_sidecar(model_path, summary):
     file it describes. Returns its path."""
     path = sidecar_path(model_path)
     record = {"format": "fastmlp-cli", "version": 1, "summary": summary,
-              "model_sha256": file_digest(model_path)}
+              "model_sha256": digest(model_path)}
     atomic_write(path, lambda f: json.dump(record, f, indent=1), text=True)
     return path
-
-
-def file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describes(record, model_path):
     """Whether a run record is of the model file now at model_path: False once the file
     was saved over (from Python, or by a run stopped between its two files). Records
     written before the digest was kept are taken at their word."""
-    digest = record.get("model_sha256")
-    return not isinstance(digest, str) or digest == file_digest(model_path)
+    kept = record.get("model_sha256")
+    return not isinstance(kept, str) or kept == digest(model_path)
 
 
 def read_sidecar(model_path):

@@ -35,6 +35,8 @@ import pickle
 from numba.core import caching
 from numba.core.runtime import rtsys
 
+from .. import files
+
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: The files whose text any compiled kernel may depend on: the twins, and the modules above
@@ -65,8 +67,7 @@ def source_digest(package_dir=PACKAGE_DIR):
 
 @functools.lru_cache(maxsize=None)
 def _file_digest(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return files.digest(path)
 
 
 def _in_package(py_file):

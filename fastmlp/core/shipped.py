@@ -3,12 +3,12 @@ cpu/ship.py when the package is built), and the loader that config installs in f
 numba's cache for every package kernel (core/jitcache.load_first).
 """
 import functools
-import hashlib
 import os
 import sys
 
 from numba.core import caching
 
+from .. import files
 from . import jitcache
 
 # cpu/ship.py compiles the kernels of the common fits for a CPU level most x86-64 machines
@@ -122,8 +122,7 @@ class ShippedIndexDataCacheFile(caching.IndexDataCacheFile):
     def _check(self, name):
         path = os.path.join(self._cache_path, name)
         try:
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            digest = files.digest(path)
         except FileNotFoundError:
             return False
         listed = self._digests.get(os.path.normpath(os.path.join(self._relative_dir, name)))

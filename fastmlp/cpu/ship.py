@@ -19,7 +19,6 @@ use a few hundred rows, and their numbers are thrown away. A machine without TAR
 features cannot run what it compiles, so there the command ships nothing and says so.
 """
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -247,8 +246,7 @@ def build(out, names=None, jobs=None, log=print):
     for here, _, listed in os.walk(out):
         for name in listed:
             path = os.path.join(here, name)
-            with open(path, "rb") as f:
-                digests[os.path.relpath(path, out)] = hashlib.sha256(f.read()).hexdigest()
+            digests[os.path.relpath(path, out)] = files_module.digest(path)
     manifest = {**shipped.identity(), "target": TARGET, "requires": list(REQUIRES),
                 "magic": list(magics.pop()), "workloads": names, "files": files,
                 "sha256": digests}

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..files import atomic_write, cache_root
+from ..files import atomic_write, cache_root, digest
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 VARIANTS = ("mnist", "fashion")
@@ -209,13 +209,7 @@ def _remove_empty(directory, made):
 
 
 def _is_good(path, md5):
-    if not os.path.isfile(path):
-        return False
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest() == md5
+    return os.path.isfile(path) and digest(path, "md5") == md5
 
 
 @contextlib.contextmanager
